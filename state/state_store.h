@@ -1,0 +1,73 @@
+// The state directory: one RocksDB database per pipeline holding the journal, checkpoints,
+// snapshot progress, dead letters and the audit trail.
+//
+// Contract:
+//  - Open() creates the directory with mode 0700, takes an exclusive lock (a second process on
+//    the same directory fails with kFailedPrecondition naming the holder's PID), and checks a
+//    format marker: a directory written by something else, or a newer format, is kCorruption
+//    with a clear message, never a silent reset.
+//  - OpenReadOnly() does not lock and may run beside a writer (status, history).
+//  - Writes with `sync = true` are durable (WAL fsynced) when the call returns OK.
+//  - Disk full is kResourceExhausted; RocksDB errors are turned into Status at this boundary.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/lsn.h"
+#include "core/status.h"
+
+namespace tenantsync::state {
+
+class Journal;
+
+struct StateOptions {
+  std::string dir;                 // created 0700 if missing
+  std::string pipeline;            // recorded at creation; a mismatch later is kFailedPrecondition
+  double retention_hours = 168;    // applied journal kept this long (replay window)
+  int64_t max_journal_bytes = 20ll << 30;  // receiver stops with kResourceExhausted beyond
+};
+
+struct DeadLetter {
+  uint64_t id = 0;
+  std::string table;     // source table
+  std::string key;       // the row's key columns as text, "id=42"; never secret columns' values
+  std::string reason;    // one line, never the secret values
+  std::string phase;     // "snapshot" or "apply"
+  Lsn lsn;               // source commit LSN for apply; the slot LSN for snapshot
+  int64_t time_us = 0;
+};
+
+class StateStore {
+ public:
+  static StatusOr<std::unique_ptr<StateStore>> Open(const StateOptions& options);
+  static StatusOr<std::unique_ptr<StateStore>> OpenReadOnly(const std::string& dir);
+  ~StateStore();
+
+  Journal& journal();
+
+  // Small named values (snapshot LSN, slot name, phase, last error). `sync` = durable on return.
+  Status PutMeta(const std::string& key, const std::string& value, bool sync = true);
+  StatusOr<std::optional<std::string>> GetMeta(const std::string& key) const;
+  Status DeleteMeta(const std::string& key, bool sync = true);
+  // Every meta key starting with `prefix`, in key order (snapshot chunk progress, audit runs).
+  StatusOr<std::vector<std::pair<std::string, std::string>>> ScanMeta(const std::string& prefix) const;
+
+  Status AddDeadLetter(DeadLetter letter);  // assigns id and time; durable on return
+  StatusOr<std::vector<DeadLetter>> DeadLetters() const;
+  StatusOr<uint64_t> DeadLetterCount() const;
+
+  const std::string& dir() const;
+  // Bytes on disk (SST + WAL) for ops.
+  uint64_t DiskBytes() const;
+
+  class Impl;
+ private:
+  explicit StateStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tenantsync::state
