@@ -4,11 +4,12 @@
 // key id is the first 8 hex digits of SHA-256(key), so keys can rotate (rotate-key re-encrypts
 // values whose key id is not the current one).
 //
-// The nonce is synthetic: HMAC-SHA256(key, context | plaintext) truncated to 12 bytes, so the same
+// The nonce is synthetic: HMAC-SHA256(key, context | 0x00 | plaintext) truncated to 12 bytes, so the same
 // plaintext in the same context (table.column) always gives the same ciphertext. That makes a row
 // get the same target value whichever path carried it (DESIGN.md invariant 5) and lets validate
 // compare checksums; the cost, stated in the README, is that equal plaintexts in one column are
-// visibly equal. A nonce is never reused for two different plaintexts.
+// visibly equal. A nonce is never reused for two different plaintexts. The context is also the
+// GCM additional authenticated data, so a value copied to another column fails to decrypt.
 //
 // Thread safety: a Cipher is immutable and safe to share; each call makes its own EVP contexts.
 #pragma once
@@ -17,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace tenantsync {
@@ -28,6 +30,16 @@ class Cipher {
   static StatusOr<Cipher> FromBase64Key(std::string_view base64_key);
   // Reads a base64 key from a file; refuses a file readable by group or others.
   static StatusOr<Cipher> FromKeyFile(const std::string& path);
+  // From the config's `encryption` section: key, else key_file. kInvalidArgument naming
+  // encryption.key when neither is set.
+  static StatusOr<Cipher> FromConfig(const EncryptionConfig& encryption);
+
+  Cipher() = default;
+  Cipher(const Cipher&) = default;
+  Cipher& operator=(const Cipher&) = default;
+  Cipher(Cipher&&) = default;
+  Cipher& operator=(Cipher&&) = default;
+  ~Cipher();  // wipes the key bytes
 
   const std::string& key_id() const { return key_id_; }
 
@@ -43,7 +55,10 @@ class Cipher {
   std::string key_id_;
 };
 
+// Standard alphabet with '=' padding, no line breaks.
 std::string Base64Encode(std::string_view bytes);
+// Strict: length a multiple of 4, standard alphabet, at most two '=' at the end. Errors are
+// kInvalidArgument and never echo the text (it may be a key).
 StatusOr<std::string> Base64Decode(std::string_view text);
 
 }  // namespace tenantsync

@@ -1,0 +1,274 @@
+#include "core/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace tenantsync {
+namespace {
+
+constexpr std::string_view kPrefix = "tsenc1:";
+constexpr size_t kNonceLen = 12;
+constexpr size_t kTagLen = 16;
+constexpr size_t kKeyIdLen = 8;
+
+struct CipherCtxDeleter {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+struct MacDeleter {
+  void operator()(EVP_MAC* m) const { EVP_MAC_free(m); }
+};
+struct MacCtxDeleter {
+  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+};
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
+using Mac = std::unique_ptr<EVP_MAC, MacDeleter>;
+using MacCtx = std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter>;
+
+const unsigned char* U(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+std::string HexPrefix(const unsigned char* bytes, size_t hex_digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; out.size() < hex_digits; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 0xf];
+  }
+  out.resize(hex_digits);
+  return out;
+}
+
+// HMAC-SHA256(key, context | 0x00 | plaintext)[:12]: the synthetic nonce.
+Status SyntheticNonce(const std::array<unsigned char, 32>& key, std::string_view context,
+                      std::string_view plaintext, unsigned char* nonce) {
+  Mac mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  if (!mac) return Fatal("crypto: HMAC is not available in this OpenSSL");
+  MacCtx ctx(EVP_MAC_CTX_new(mac.get()));
+  if (!ctx) return Fatal("crypto: out of memory creating an HMAC context");
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  const unsigned char zero = 0;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  size_t out_len = 0;
+  if (EVP_MAC_init(ctx.get(), key.data(), key.size(), params) != 1 ||
+      EVP_MAC_update(ctx.get(), U(context), context.size()) != 1 ||
+      EVP_MAC_update(ctx.get(), &zero, 1) != 1 ||
+      EVP_MAC_update(ctx.get(), U(plaintext), plaintext.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), out, &out_len, sizeof(out)) != 1 || out_len < kNonceLen) {
+    return Fatal("crypto: HMAC-SHA256 failed");
+  }
+  std::memcpy(nonce, out, kNonceLen);
+  OPENSSL_cleanse(out, sizeof(out));
+  return Status::Ok();
+}
+
+bool IsBase64Char(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+std::string TrimWhitespace(std::string s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), U(bytes),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+StatusOr<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) {
+    return InvalidArgument("base64 text has a length that is not a multiple of 4");
+  }
+  size_t padding = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '=') {
+      // '=' only in the last two positions, and nothing but '=' after the first one.
+      if (i + 2 < text.size()) return InvalidArgument("base64 text has '=' before its end");
+      ++padding;
+    } else if (padding > 0 || !IsBase64Char(c)) {
+      return InvalidArgument("base64 text has a character outside the base64 alphabet");
+    }
+  }
+  if (text.empty()) return std::string();
+  std::string out(3 * (text.size() / 4), '\0');
+  // EVP_DecodeBlock counts padding as zero bytes; the true length is 3/4 of the input minus
+  // the number of '=' characters.
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), U(text),
+                          static_cast<int>(text.size()));
+  if (n < 0) return InvalidArgument("base64 text does not decode");
+  out.resize(static_cast<size_t>(n) - padding);
+  return out;
+}
+
+Cipher::~Cipher() { OPENSSL_cleanse(key_.data(), key_.size()); }
+
+StatusOr<Cipher> Cipher::FromBase64Key(std::string_view base64_key) {
+  std::string trimmed = TrimWhitespace(std::string(base64_key));
+  StatusOr<std::string> raw = Base64Decode(trimmed);
+  OPENSSL_cleanse(trimmed.data(), trimmed.size());
+  if (!raw.ok() || raw->size() != 32) {
+    std::string why = raw.ok() ? "it decodes to " + std::to_string(raw->size()) + " bytes, not 32"
+                               : "it is not valid base64";
+    if (raw.ok()) OPENSSL_cleanse(raw->data(), raw->size());
+    return InvalidArgument("encryption key: " + why +
+                           "; make one with `openssl rand -base64 32`");
+  }
+  Cipher c;
+  std::memcpy(c.key_.data(), raw->data(), 32);
+  OPENSSL_cleanse(raw->data(), raw->size());
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(c.key_.data(), c.key_.size(), digest, &digest_len, EVP_sha256(), nullptr) != 1) {
+    return Fatal("crypto: SHA-256 failed");
+  }
+  c.key_id_ = HexPrefix(digest, kKeyIdLen);
+  return c;
+}
+
+StatusOr<Cipher> Cipher::FromKeyFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return NotFound("encryption.key_file: " + path + ": " + std::strerror(errno) +
+                    "; create it with `openssl rand -base64 32 > " + path + " && chmod 600 " +
+                    path + "`");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return InvalidArgument("encryption.key_file: " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    return InvalidArgument("encryption.key_file: " + path +
+                           " is readable or writable by group or others; run `chmod 600 " + path +
+                           "`");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return InvalidArgument("encryption.key_file: " + path + " can not be read: " +
+                           std::strerror(errno));
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  std::string text = buf.str();
+  StatusOr<Cipher> c = FromBase64Key(text);
+  OPENSSL_cleanse(text.data(), text.size());
+  if (!c.ok()) return c.status().WithContext("encryption.key_file: " + path);
+  return c;
+}
+
+StatusOr<Cipher> Cipher::FromConfig(const EncryptionConfig& encryption) {
+  if (!encryption.key.empty()) return FromBase64Key(encryption.key);
+  if (!encryption.key_file.empty()) return FromKeyFile(encryption.key_file);
+  return InvalidArgument(
+      "encryption.key: no key configured; set encryption.key (e.g. \"${TENANTSYNC_KEY}\") or "
+      "encryption.key_file to the base64 of 32 bytes (`openssl rand -base64 32`)");
+}
+
+bool Cipher::LooksEncrypted(std::string_view text) {
+  if (text.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view rest = text.substr(kPrefix.size());
+  return rest.size() > kKeyIdLen && rest[kKeyIdLen] == ':';
+}
+
+StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext,
+                                      std::string_view context) const {
+  std::string blob(kNonceLen + plaintext.size() + kTagLen, '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(blob.data());
+  TS_RETURN_IF_ERROR(SyntheticNonce(key_, context, plaintext, nonce));
+
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return Fatal("crypto: out of memory creating a cipher context");
+  int len = 0;
+  auto* out = nonce + kNonceLen;
+  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(context), static_cast<int>(context.size())) !=
+          1 ||
+      EVP_EncryptUpdate(ctx.get(), out, &len, U(plaintext), static_cast<int>(plaintext.size())) !=
+          1) {
+    return Fatal("crypto: AES-256-GCM encryption failed");
+  }
+  int final_len = 0;
+  if (EVP_EncryptFinal_ex(ctx.get(), out + len, &final_len) != 1 ||
+      static_cast<size_t>(len + final_len) != plaintext.size() ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagLen, out + plaintext.size()) != 1) {
+    return Fatal("crypto: AES-256-GCM encryption failed");
+  }
+  std::string result(kPrefix);
+  result += key_id_;
+  result += ':';
+  result += Base64Encode(blob);
+  return result;
+}
+
+StatusOr<std::string> Cipher::Decrypt(std::string_view ciphertext,
+                                      std::string_view context) const {
+  // Messages name the context (table.column), never the text: it may be a secret's ciphertext
+  // and the plaintext must not leak through a partial decode either.
+  if (!LooksEncrypted(ciphertext)) {
+    return Corruption(std::string(context) + ": value is not tenantsync ciphertext (tsenc1:...)");
+  }
+  std::string_view rest = ciphertext.substr(kPrefix.size());
+  std::string_view key_id = rest.substr(0, kKeyIdLen);
+  if (key_id != key_id_) {
+    return NotFound(std::string(context) + ": value was encrypted with key id " +
+                    std::string(key_id) + ", the current key is " + key_id_ +
+                    "; configure that key or run `tenantsync rotate-key`");
+  }
+  StatusOr<std::string> blob = Base64Decode(rest.substr(kKeyIdLen + 1));
+  if (!blob.ok()) {
+    return Corruption(std::string(context) + ": ciphertext is not valid base64");
+  }
+  if (blob->size() < kNonceLen + kTagLen) {
+    return Corruption(std::string(context) + ": ciphertext is truncated");
+  }
+  const auto* nonce = reinterpret_cast<const unsigned char*>(blob->data());
+  size_t ct_len = blob->size() - kNonceLen - kTagLen;
+  const unsigned char* ct = nonce + kNonceLen;
+  std::string tag(blob->data() + kNonceLen + ct_len, kTagLen);
+  std::string plain(ct_len, '\0');
+
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return Fatal("crypto: out of memory creating a cipher context");
+  int len = 0;
+  auto* out = reinterpret_cast<unsigned char*>(plain.data());
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(context), static_cast<int>(context.size())) !=
+          1 ||
+      EVP_DecryptUpdate(ctx.get(), out, &len, ct, static_cast<int>(ct_len)) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagLen, tag.data()) != 1) {
+    return Fatal("crypto: AES-256-GCM decryption failed");
+  }
+  int final_len = 0;
+  if (EVP_DecryptFinal_ex(ctx.get(), out + len, &final_len) != 1) {
+    OPENSSL_cleanse(plain.data(), plain.size());
+    return Corruption(std::string(context) +
+                      ": ciphertext fails authentication (tampered, or made for another column)");
+  }
+  return plain;
+}
+
+}  // namespace tenantsync
