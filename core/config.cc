@@ -26,6 +26,9 @@ bool IsSlug(std::string_view s) {
   return true;
 }
 
+// yaml-cpp throws on Type() of a missing (zombie) node, so check IsDefined first.
+bool IsMapping(const YAML::Node& n) { return n.IsDefined() && n.IsMap(); }
+
 std::string Join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
 }
@@ -487,7 +490,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   const YAML::Node source = root["source"];
   TS_RETURN_IF_ERROR(
       p.CheckMap(source, "source", {"url", "schema", "plugin", "publication", "slot"}));
-  if (source.IsMap()) {
+  if (IsMapping(source)) {
     TS_RETURN_IF_ERROR(p.String(source, "url", "source", &c.source.url));
     TS_RETURN_IF_ERROR(p.String(source, "schema", "source", &c.source.schema));
     int plugin = c.source.plugin == "wal2json" ? 1 : 0;
@@ -499,7 +502,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node target = root["target"];
   TS_RETURN_IF_ERROR(p.CheckMap(target, "target", {"url", "schema", "create_tables"}));
-  if (target.IsMap()) {
+  if (IsMapping(target)) {
     TS_RETURN_IF_ERROR(p.String(target, "url", "target", &c.target.url));
     TS_RETURN_IF_ERROR(p.String(target, "schema", "target", &c.target.schema));
     TS_RETURN_IF_ERROR(p.Bool(target, "create_tables", "target", &c.target.create_tables));
@@ -508,7 +511,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   const YAML::Node tenant = root["tenant"];
   TS_RETURN_IF_ERROR(
       p.CheckMap(tenant, "tenant", {"slug", "name", "domain", "store_domain", "secrets"}));
-  if (tenant.IsMap()) {
+  if (IsMapping(tenant)) {
     TS_RETURN_IF_ERROR(p.String(tenant, "slug", "tenant", &c.tenant.slug));
     TS_RETURN_IF_ERROR(p.String(tenant, "name", "tenant", &c.tenant.name));
     TS_RETURN_IF_ERROR(p.String(tenant, "domain", "tenant", &c.tenant.domain));
@@ -525,14 +528,14 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node enc = root["encryption"];
   TS_RETURN_IF_ERROR(p.CheckMap(enc, "encryption", {"key", "key_file"}));
-  if (enc.IsMap()) {
+  if (IsMapping(enc)) {
     TS_RETURN_IF_ERROR(p.String(enc, "key", "encryption", &c.encryption.key));
     TS_RETURN_IF_ERROR(p.String(enc, "key_file", "encryption", &c.encryption.key_file));
   }
 
   const YAML::Node ops = root["ops"];
   TS_RETURN_IF_ERROR(p.CheckMap(ops, "ops", {"listen", "token", "max_healthy_lag_seconds"}));
-  if (ops.IsMap()) {
+  if (IsMapping(ops)) {
     TS_RETURN_IF_ERROR(p.String(ops, "listen", "ops", &c.ops.listen));
     TS_RETURN_IF_ERROR(p.String(ops, "token", "ops", &c.ops.token));
     TS_RETURN_IF_ERROR(
@@ -541,7 +544,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node snap = root["snapshot"];
   TS_RETURN_IF_ERROR(p.CheckMap(snap, "snapshot", {"workers", "on_error", "chunk_mb"}));
-  if (snap.IsMap()) {
+  if (IsMapping(snap)) {
     TS_RETURN_IF_ERROR(p.Integer<int>(snap, "workers", "snapshot", 0, 256, &c.snapshot.workers));
     TS_RETURN_IF_ERROR(ParseErrorPolicy(p, snap, "snapshot", &c.snapshot.on_error));
     int64_t chunk_mb = c.snapshot.chunk_bytes >> 20;
@@ -555,7 +558,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
                                 {"batch_max_transactions", "batch_max_bytes", "batch_max_ms",
                                  "truncate", "schema_drift", "on_error",
                                  "session_replication_role"}));
-  if (apply.IsMap()) {
+  if (IsMapping(apply)) {
     TS_RETURN_IF_ERROR(p.Integer<int>(apply, "batch_max_transactions", "apply", 1, 10'000'000,
                                       &c.apply.batch_max_transactions));
     TS_RETURN_IF_ERROR(p.Integer<int64_t>(apply, "batch_max_bytes", "apply", 1,
@@ -577,7 +580,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node journal = root["journal"];
   TS_RETURN_IF_ERROR(p.CheckMap(journal, "journal", {"retention_hours", "max_gb"}));
-  if (journal.IsMap()) {
+  if (IsMapping(journal)) {
     TS_RETURN_IF_ERROR(
         p.Number(journal, "retention_hours", "journal", 0, &c.journal.retention_hours));
     double max_gb = static_cast<double>(c.journal.max_bytes) / (1 << 30);
