@@ -1,0 +1,1080 @@
+#include "apply/applier.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <functional>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "apply/internal/pipelined_session.h"
+#include "apply/internal/sql_builder.h"
+#include "apply/internal/target_catalog.h"
+#include "core/kill_point.h"
+#include "core/pg.h"
+#include "core/transform.h"
+#include "state/journal.h"
+
+namespace tenantsync::apply {
+
+using internal::PipelinedSession;
+using internal::TableShape;
+
+ApplyOptions ApplyOptions::FromConfig(const Config& config) {
+  ApplyOptions o;
+  o.target_url = config.target.url;
+  o.target_schema =
+      config.target.schema.empty() ? "tenant_" + config.tenant.slug : config.target.schema;
+  o.pipeline = config.pipeline;
+  o.batch_max_transactions = config.apply.batch_max_transactions;
+  o.batch_max_bytes = config.apply.batch_max_bytes;
+  o.batch_max_ms = config.apply.batch_max_ms;
+  o.truncate = config.apply.truncate;
+  o.schema_drift = config.apply.schema_drift;
+  o.on_error = config.apply.on_error;
+  o.session_replication_role = config.apply.session_replication_role;
+  return o;
+}
+
+namespace {
+
+// A statement error reported by the server (constraint violation, bad value): the batch is
+// rolled back and re-run change by change. Anything else (connection, policy stop) rises.
+bool IsStatementError(const Status& s) {
+  return s.code() == StatusCode::kFatal && !s.sqlstate().empty() && !s.IsRetryable();
+}
+
+std::string TimestampText(int64_t us) {
+  time_t secs = static_cast<time_t>(us / 1000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(us % 1000000));
+  return buf;
+}
+
+uint64_t TupleBytes(const Tuple& t) {
+  uint64_t n = 0;
+  for (const Datum& d : t) n += d.text.size() + 1;
+  return n;
+}
+
+void NoticeSink(void*, const PGresult*) {}
+
+// How one source relation (one exact definition) is applied.
+struct RelationEntry {
+  int id = 0;
+  bool ignored = false;  // skipped by config or outside the source schema
+  std::shared_ptr<const Relation> relation;
+  std::string target_table;
+  std::optional<TableTransform> transform;
+  TableShape shape;
+  // Source column indexes that identify a row (replica identity), for no-key matching.
+  std::vector<bool> identity;
+};
+
+struct PreparedStatement {
+  std::string name;
+  bool prepared = false;
+};
+
+// One change to send as a single statement.
+struct RowOp {
+  ChangeOp op;
+  std::vector<int> cols;        // insert: columns; update: SET columns
+  std::vector<int> match_cols;  // no-key update/delete: matched columns
+  const Tuple* values = nullptr;  // insert/update values (target tuple)
+  const Tuple* key = nullptr;     // update/delete: the tuple holding the key / matched values
+};
+
+}  // namespace
+
+class Applier::Impl {
+ public:
+  Impl(const Config& config, ApplyOptions options, state::StateStore* store, const Cipher* cipher,
+       PipelineStats* stats)
+      : config_(config), options_(std::move(options)), store_(store), cipher_(cipher),
+        stats_(stats), session_(&conn_) {}
+
+  Status Run(bool until_idle);
+  void Stop() {
+    stop_.store(true);
+  }
+  ApplyCounters Counters() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return counters_;
+  }
+
+ private:
+  // --- connection ---
+  Status Connect();
+  Status Session(bool until_idle);
+  void ResetCaches();
+
+  // --- batches ---
+  Status RunBatch(state::JournalReader* reader, const TransactionInfo& first);
+  Status ApplyChange(const Change& c, Lsn commit_lsn);
+  Status ApplyChangeIsolated(const Change& c, Lsn commit_lsn);
+  Status ApplyTruncate(const Change& c);
+  Status Isolate(Lsn after, Lsn through);
+  Status FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns, uint64_t changes);
+  std::string ProgressSql(Lsn lsn, int64_t commit_time_us) const;
+  Status Rollback();
+
+  // --- relations ---
+  StatusOr<RelationEntry*> EntryFor(const std::shared_ptr<const Relation>& rel);
+  StatusOr<std::unique_ptr<RelationEntry>> BuildEntry(const std::shared_ptr<const Relation>& rel);
+  Status HandleDrift(RelationEntry* e, const internal::TargetTableInfo& info);
+
+  // --- statements ---
+  Status SendRow(RelationEntry* e, const RowOp& op);
+  Status Execute(const std::string& key, const std::function<std::string()>& make_sql,
+                 const std::vector<const Datum*>& params, bool is_update);
+  Status LeavePipeline();
+  Status EnterPipeline();
+
+  // --- bulk path ---
+  Status AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
+  Status FlushRun();
+  Status StartCopy();
+  Status CopyRow(const Tuple& row);
+
+  // --- failures ---
+  Status HandleBadChange(const Change& c, Lsn commit_lsn, const Status& why);
+  std::string KeyText(const Change& c) const;
+
+  const Config& config_;
+  ApplyOptions options_;
+  state::StateStore* store_;
+  const Cipher* cipher_;
+  PipelineStats* stats_;
+  std::atomic<bool> stop_{false};
+
+  PgConn conn_;
+  PipelinedSession session_;
+  Lsn applied_lsn_;
+  int64_t applied_commit_time_us_ = 0;
+
+  std::unordered_map<uint64_t, std::unique_ptr<RelationEntry>> relations_;
+  const Relation* last_relation_ = nullptr;
+  RelationEntry* last_entry_ = nullptr;
+  int next_entry_id_ = 1;
+  std::unordered_map<std::string, PreparedStatement> statements_;
+  int next_statement_id_ = 1;
+
+  // Per batch.
+  TransformContext ctx_;
+  TransformContext update_ctx_;
+  bool isolating_ = false;
+  std::vector<state::DeadLetter> pending_dead_letters_;
+  std::map<std::pair<std::string, const char*>, uint64_t> batch_rows_;
+  uint64_t batch_bulk_rows_ = 0;
+  uint64_t batch_schema_changes_ = 0;
+  uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
+
+  // The current run of same-kind changes (bulk path).
+  struct BulkRun {
+    RelationEntry* entry = nullptr;
+    ChangeOp op = ChangeOp::kInsert;
+    std::vector<int> cols;
+    std::vector<Tuple> rows;  // held until the run is long enough for COPY
+    uint64_t bytes = 0;
+    bool copying = false;
+    int64_t seq = 0;
+    std::string buffer;
+  } run_;
+
+  mutable std::mutex mu_;
+  ApplyCounters counters_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Connection and the outer loop.
+
+Status Applier::Impl::Connect() {
+  ResetCaches();
+  conn_ = PgConn();
+  session_ = PipelinedSession(&conn_);
+  missing_reported_ = 0;
+  const std::string app = "tenantsync-apply-" + options_.pipeline;
+  TS_ASSIGN_OR_RETURN(conn_, PgConn::Connect(options_.target_url, app));
+  PQsetNoticeReceiver(conn_.get(), NoticeSink, nullptr);
+  const std::string& role = options_.session_replication_role;
+  if (role != "replica" && role != "origin") {
+    return InvalidArgument("apply.session_replication_role: '" + role +
+                           "' is not one of replica, origin");
+  }
+  Status s = conn_.Run("SET session_replication_role = " + role);
+  if (!s.ok()) {
+    return FailedPrecondition(
+        "cannot set session_replication_role on the target (" + s.message() +
+        "); connect as a superuser, GRANT SET ON PARAMETER session_replication_role, or set "
+        "apply.session_replication_role: origin");
+  }
+  TS_RETURN_IF_ERROR_CTX(conn_.Run("SET datestyle = ISO; SET intervalstyle = postgres; "
+                                   "SET extra_float_digits = 3; SET statement_timeout = 0; "
+                                   "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"),
+                         "configuring the apply session");
+  TS_RETURN_IF_ERROR_CTX(
+      conn_.Run("CREATE SCHEMA IF NOT EXISTS _tenantsync; "
+                "CREATE TABLE IF NOT EXISTS _tenantsync.progress (pipeline text PRIMARY KEY, "
+                "applied_lsn pg_lsn, commit_time timestamptz, updated_at timestamptz)"),
+      "creating _tenantsync.progress in the target");
+  static const std::string kReadProgress =
+      "SELECT applied_lsn::text, (extract(epoch FROM commit_time) * 1000000)::bigint "
+      "FROM _tenantsync.progress WHERE pipeline = $1";
+  TS_ASSIGN_OR_RETURN(PgResult r, conn_.ExecParams(kReadProgress, {options_.pipeline}));
+  applied_lsn_ = Lsn();
+  applied_commit_time_us_ = 0;
+  if (r.rows() == 1 && !r.IsNull(0, 0)) {
+    TS_ASSIGN_OR_RETURN(applied_lsn_, Lsn::Parse(r.Get(0, 0)));
+    if (!r.IsNull(0, 1)) {
+      TS_ASSIGN_OR_RETURN(applied_commit_time_us_, r.GetInt(0, 1));
+    }
+  }
+  return Status::Ok();
+}
+
+void Applier::Impl::ResetCaches() {
+  relations_.clear();
+  last_relation_ = nullptr;
+  last_entry_ = nullptr;
+  statements_.clear();
+  run_ = BulkRun();
+}
+
+Status Applier::Impl::Run(bool until_idle) {
+  auto backoff = options_.reconnect_initial_backoff;
+  for (;;) {
+    uint64_t batches_before = Counters().batches;
+    Status s = Session(until_idle);
+    if (s.ok() || stop_.load()) return s.ok() || s.IsRetryable() ? Status::Ok() : s;
+    if (!s.IsRetryable() || until_idle) {
+      if (stats_) stats_->SetError(s.ToString());
+      return s;
+    }
+    if (Counters().batches > batches_before) backoff = options_.reconnect_initial_backoff;
+    if (stats_) {
+      stats_->SetError(s.ToString());
+      stats_->reconnects.fetch_add(1);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++counters_.reconnects;
+    }
+    std::fprintf(stderr, "tenantsync: apply: %s; reconnecting in %lld ms\n", s.ToString().c_str(),
+                 static_cast<long long>(backoff.count()));
+    auto until = std::chrono::steady_clock::now() + backoff;
+    while (!stop_.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (stop_.load()) return Status::Ok();
+    backoff = std::min(backoff * 2, options_.reconnect_max_backoff);
+  }
+}
+
+Status Applier::Impl::Session(bool until_idle) {
+  TS_RETURN_IF_ERROR(Connect());
+  state::Journal& journal = store_->journal();
+  // The target's row decides (invariant 3); bring the ops mirror up to it.
+  if (applied_lsn_.valid() && journal.Stats().applied_lsn < applied_lsn_) {
+    TS_RETURN_IF_ERROR(journal.RecordApplied(applied_lsn_, applied_commit_time_us_));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    counters_.applied_lsn = applied_lsn_;
+    counters_.applied_commit_time_us = applied_commit_time_us_;
+  }
+  if (stats_) {
+    stats_->applied_lsn.store(applied_lsn_.value());
+    stats_->applied_commit_time_us.store(applied_commit_time_us_);
+  }
+  TS_ASSIGN_OR_RETURN(std::unique_ptr<state::JournalReader> reader, journal.NewReader(applied_lsn_));
+  for (;;) {
+    if (stop_.load()) return Status::Ok();
+    Lsn seen = journal.JournaledLsn();
+    TransactionInfo info;
+    TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
+    if (!have) {
+      if (stats_) stats_->caught_up_time_us.store(NowMicros());
+      if (until_idle) return Status::Ok();
+      journal.WaitForNewer(seen, options_.idle_poll);
+      continue;
+    }
+    TS_RETURN_IF_ERROR(RunBatch(reader.get(), info));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches.
+
+std::string Applier::Impl::ProgressSql(Lsn lsn, int64_t commit_time_us) const {
+  return "INSERT INTO _tenantsync.progress (pipeline, applied_lsn, commit_time, updated_at) "
+         "VALUES (" +
+         QuoteLiteral(options_.pipeline) + ", '" + lsn.ToString() +
+         "'::pg_lsn, 'epoch'::timestamptz + " + std::to_string(commit_time_us) +
+         " * interval '1 microsecond', now()) ON CONFLICT (pipeline) DO UPDATE SET "
+         "applied_lsn = EXCLUDED.applied_lsn, commit_time = EXCLUDED.commit_time, "
+         "updated_at = EXCLUDED.updated_at";
+}
+
+Status Applier::Impl::Rollback() {
+  if (run_.copying) {
+    // End the COPY with an error so the connection is usable for the ROLLBACK below.
+    if (PQputCopyEnd(conn_.get(), "batch failed") != 1) {
+      return ConnectionError("ending COPY to the target: " + conn_.LastError());
+    }
+    for (;;) {
+      PgResult r(PQgetResult(conn_.get()));
+      if (!r.get()) break;
+    }
+  }
+  run_ = BulkRun();
+  if (session_.active()) {
+    Status s = session_.DrainAndExit();
+    if (s.IsRetryable()) return s;
+  }
+  // A COPY in progress is ended by the error path that got us here; ROLLBACK covers the rest.
+  // ROLLBACK outside a transaction only warns; prepared statements from a failed pipeline may be
+  // missing on the server, so forget them all.
+  TS_RETURN_IF_ERROR(conn_.Run("ROLLBACK"));
+  TS_RETURN_IF_ERROR(conn_.Run("DEALLOCATE ALL"));
+  ResetCaches();
+  return Status::Ok();
+}
+
+Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
+  const auto started = std::chrono::steady_clock::now();
+  const Lsn batch_after = applied_lsn_;
+  ctx_.now = TimestampText(NowMicros());
+  ctx_.for_update = false;
+  update_ctx_ = ctx_;
+  update_ctx_.for_update = true;
+  isolating_ = false;
+  pending_dead_letters_.clear();
+  batch_rows_.clear();
+  batch_bulk_rows_ = 0;
+  batch_schema_changes_ = 0;
+
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+
+  TransactionInfo info = first;
+  TransactionInfo last;
+  uint64_t txns = 0, changes = 0, bytes = 0;
+  Status failed;  // first statement error of the batch
+  for (;;) {
+    Change c;
+    for (;;) {
+      TS_ASSIGN_OR_RETURN(bool have, reader->NextChange(&c));
+      if (!have) break;
+      if (!failed.ok()) continue;  // the batch is re-run in Isolate; just finish this txn
+      bytes += TupleBytes(c.new_tuple) + TupleBytes(c.old_tuple) + 16;
+      ++changes;
+      Status s = ApplyChange(c, info.commit_lsn);
+      if (!s.ok()) {
+        if (!IsStatementError(s)) return s;
+        failed = s;
+      }
+    }
+    last = info;
+    ++txns;
+    if (!failed.ok()) break;
+    auto elapsed = std::chrono::steady_clock::now() - started;
+    if (txns >= static_cast<uint64_t>(options_.batch_max_transactions) ||
+        bytes >= static_cast<uint64_t>(options_.batch_max_bytes) ||
+        elapsed >= std::chrono::milliseconds(options_.batch_max_ms) || stop_.load()) {
+      break;
+    }
+    TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
+    if (!have) break;
+  }
+
+  if (failed.ok()) {
+    Status s = FlushRun();
+    if (!s.ok()) {
+      if (!IsStatementError(s)) return s;
+      failed = s;
+    }
+  }
+  if (failed.ok()) {
+    TS_RETURN_IF_ERROR(EnterPipeline());
+    TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(last.commit_lsn, last.commit_time_us)));
+    // Every statement must have succeeded before the dead letters are written: a failed batch is
+    // re-run in Isolate, which would record them again.
+    Status s = session_.Drain();
+    if (s.ok() && !pending_dead_letters_.empty()) {
+      for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
+    }
+    if (s.ok()) {
+      KillPoint("apply.before_commit");
+      TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
+    }
+    Status exit = session_.DrainAndExit();
+    if (s.ok()) s = exit;
+    if (!s.ok()) {
+      if (!IsStatementError(s)) return s;
+      failed = s;
+    }
+  }
+  if (!failed.ok()) {
+    TS_RETURN_IF_ERROR(Rollback());
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++counters_.isolated_batches;
+    }
+    return Isolate(batch_after, last.commit_lsn);
+  }
+  return FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes);
+}
+
+Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns,
+                                  uint64_t changes) {
+  KillPoint("apply.after_target_commit");
+  applied_lsn_ = commit_lsn;
+  applied_commit_time_us_ = commit_time_us;
+  TS_RETURN_IF_ERROR_CTX(store_->journal().RecordApplied(commit_lsn, commit_time_us),
+                         "recording the applied position in the state store");
+  KillPoint("apply.after_record_applied");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    counters_.applied_lsn = commit_lsn;
+    counters_.applied_commit_time_us = commit_time_us;
+    counters_.transactions += txns;
+    counters_.changes += changes;
+    counters_.batches += 1;
+    counters_.bulk_rows += batch_bulk_rows_;
+    counters_.dead_letters += pending_dead_letters_.size();
+    counters_.missing_rows += session_.zero_row_updates() - missing_reported_;
+    counters_.schema_changes += batch_schema_changes_;
+  }
+  if (stats_) {
+    stats_->applied_lsn.store(commit_lsn.value());
+    stats_->applied_commit_time_us.store(commit_time_us);
+    stats_->transactions_applied.fetch_add(txns);
+    stats_->dead_letters.fetch_add(pending_dead_letters_.size());
+    for (const auto& [k, n] : batch_rows_) stats_->AddRows(k.first, k.second, n);
+  }
+  missing_reported_ = session_.zero_row_updates();
+  pending_dead_letters_.clear();
+  batch_rows_.clear();
+  return Status::Ok();
+}
+
+// Re-runs the source transactions in (after, through] change by change, each under a savepoint,
+// so the change at fault is found; it becomes a dead letter or stops the applier.
+Status Applier::Impl::Isolate(Lsn after, Lsn through) {
+  isolating_ = true;
+  pending_dead_letters_.clear();
+  batch_rows_.clear();
+  batch_bulk_rows_ = 0;
+  batch_schema_changes_ = 0;
+  auto opened = store_->journal().NewReader(after);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<state::JournalReader> reader = std::move(opened).value();
+  TS_RETURN_IF_ERROR(conn_.Run("BEGIN"));
+  TransactionInfo info, last;
+  uint64_t txns = 0, changes = 0;
+  for (;;) {
+    TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
+    if (!have || info.commit_lsn > through) break;
+    Change c;
+    for (;;) {
+      TS_ASSIGN_OR_RETURN(bool more, reader->NextChange(&c));
+      if (!more) break;
+      ++changes;
+      TS_RETURN_IF_ERROR(ApplyChangeIsolated(c, info.commit_lsn));
+    }
+    last = info;
+    ++txns;
+    if (info.commit_lsn == through) break;
+  }
+  if (txns == 0) {
+    isolating_ = false;
+    return Corruption("journal: the transactions of a failed batch (after " + after.ToString() +
+                      " through " + through.ToString() + ") can not be read again");
+  }
+  TS_RETURN_IF_ERROR(conn_.Run(ProgressSql(last.commit_lsn, last.commit_time_us)));
+  for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
+  KillPoint("apply.before_commit");
+  TS_RETURN_IF_ERROR(conn_.Run("COMMIT"));
+  isolating_ = false;
+  return FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes);
+}
+
+Status Applier::Impl::ApplyChangeIsolated(const Change& c, Lsn commit_lsn) {
+  TS_RETURN_IF_ERROR(conn_.Run("SAVEPOINT ts_change"));
+  Status s = ApplyChange(c, commit_lsn);
+  if (s.ok()) return conn_.Run("RELEASE SAVEPOINT ts_change");
+  if (!IsStatementError(s)) return s;
+  TS_RETURN_IF_ERROR(conn_.Run("ROLLBACK TO SAVEPOINT ts_change"));
+  // DDL of drift handling may have been rolled back with the change: re-read the catalogs.
+  ResetCaches();
+  return HandleBadChange(c, commit_lsn, s);
+}
+
+std::string Applier::Impl::KeyText(const Change& c) const {
+  if (!c.relation) return "";
+  const Relation& rel = *c.relation;
+  const Tuple& t = c.old_tuple.empty() ? c.new_tuple : c.old_tuple;
+  const TableConfig* tc = config_.FindTable(rel.name);
+  std::string out;
+  int shown = 0;
+  for (size_t i = 0; i < rel.columns.size() && i < t.size(); ++i) {
+    if (!rel.columns[i].is_key) continue;
+    if (++shown > 4) {
+      out += ", ...";
+      break;
+    }
+    if (!out.empty()) out += ", ";
+    out += rel.columns[i].name + "=";
+    bool secret = false;
+    if (tc) {
+      auto it = tc->columns.find(rel.columns[i].name);
+      secret = it != tc->columns.end() && it->second.encrypt;
+    }
+    if (secret) {
+      out += "<encrypted>";
+    } else if (t[i].is_null()) {
+      out += "NULL";
+    } else if (t[i].is_unchanged()) {
+      out += "<unchanged>";
+    } else {
+      out += t[i].text.size() > 64 ? t[i].text.substr(0, 64) + "..." : t[i].text;
+    }
+  }
+  return out;
+}
+
+Status Applier::Impl::HandleBadChange(const Change& c, Lsn commit_lsn, const Status& why) {
+  std::string table = c.relation ? c.relation->name : "";
+  std::string key = KeyText(c);
+  if (options_.on_error == ErrorPolicy::kAbort) {
+    return Status(why.code() == StatusCode::kInvalidArgument ? StatusCode::kInvalidArgument
+                                                             : StatusCode::kFatal,
+                  "apply stopped at source transaction " + commit_lsn.ToString() + ", table " +
+                      table + " (" + key + "): " + why.message() +
+                      "; fix the target or the rule and restart (the journal keeps the change), "
+                      "or set apply.on_error: dead_letter",
+                  why.sqlstate());
+  }
+  state::DeadLetter d;
+  d.table = table;
+  d.key = key;
+  d.reason = why.message();
+  d.phase = "apply";
+  d.lsn = commit_lsn;
+  pending_dead_letters_.push_back(std::move(d));
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relations.
+
+StatusOr<RelationEntry*> Applier::Impl::EntryFor(const std::shared_ptr<const Relation>& rel) {
+  if (rel.get() == last_relation_ && last_entry_ != nullptr) return last_entry_;
+  uint64_t fp = rel->Fingerprint();
+  auto it = relations_.find(fp);
+  if (it == relations_.end()) {
+    TS_ASSIGN_OR_RETURN(std::unique_ptr<RelationEntry> e, BuildEntry(rel));
+    it = relations_.emplace(fp, std::move(e)).first;
+  }
+  last_relation_ = rel.get();
+  last_entry_ = it->second.get();
+  return last_entry_;
+}
+
+StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
+    const std::shared_ptr<const Relation>& rel) {
+  auto e = std::make_unique<RelationEntry>();
+  e->id = next_entry_id_++;
+  e->relation = rel;
+  const TableConfig* tc = config_.FindTable(rel->name);
+  if (rel->schema != config_.source.schema || (tc && tc->skip)) {
+    e->ignored = true;
+    return e;
+  }
+  std::vector<SourceColumn> cols;
+  for (const auto& c : rel->columns) cols.push_back({c.name, c.type_name, c.is_key});
+  StatusOr<TableTransform> t = TableTransform::Build(rel->name, tc, cols, cipher_);
+  if (!t.ok()) {
+    return t.status().WithContext("mapping source table " + rel->schema + "." + rel->name +
+                                  " as it is now");
+  }
+  e->transform.emplace(std::move(t).value());
+  e->target_table = config_.TargetTable(rel->name);
+  for (const auto& c : rel->columns) {
+    e->identity.push_back(c.is_key || rel->replica_identity == 'f');
+  }
+
+  // Catalog reads and drift DDL run in the batch's transaction, outside pipeline mode and after
+  // the changes before this one (a run held for the bulk path) are sent.
+  TS_RETURN_IF_ERROR(FlushRun());
+  TS_RETURN_IF_ERROR(LeavePipeline());
+  auto loaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
+  if (!loaded.ok()) return loaded.status();
+  internal::TargetTableInfo info = std::move(loaded).value();
+  TS_RETURN_IF_ERROR(HandleDrift(e.get(), info));
+  if (batch_schema_changes_ > 0) {
+    auto reloaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
+    if (!reloaded.ok()) return reloaded.status();
+    info = std::move(reloaded).value();
+  }
+
+  TableShape& s = e->shape;
+  s.qualified = QuoteQualified(options_.target_schema, e->target_table);
+  for (const TargetColumn& tcol : e->transform->target_columns()) {
+    int ti = info.IndexOf(tcol.name);
+    s.columns.push_back(tcol.name);
+    s.types.push_back(ti >= 0 ? info.types[ti] : tcol.type);
+    s.added.push_back(tcol.source_index < 0);
+  }
+  for (const std::string& k : info.primary_key) {
+    auto pos = std::find(s.columns.begin(), s.columns.end(), k);
+    if (pos == s.columns.end()) {
+      return FailedPrecondition("target table " + options_.target_schema + "." + e->target_table +
+                                ": primary key column " + k +
+                                " is not fed by the source table " + rel->name +
+                                "; fix the table's rules (rename/drop) or the target key");
+    }
+    s.key.push_back(static_cast<int>(pos - s.columns.begin()));
+  }
+  return e;
+}
+
+Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableInfo& info) {
+  const std::string where = options_.target_schema + "." + e->target_table;
+  const std::string qualified = QuoteQualified(options_.target_schema, e->target_table);
+  const Relation& rel = *e->relation;
+  const TableConfig* tc = config_.FindTable(rel.name);
+  bool add = options_.schema_drift == DriftPolicy::kAdd;
+  const auto& tcols = e->transform->target_columns();
+  if (!info.exists) {
+    if (!add) {
+      return SchemaChanged("source table " + rel.schema + "." + rel.name + " has no target table " +
+                           where + "; create it (or run the snapshot) and restart, or set "
+                           "apply.schema_drift: add");
+    }
+    std::string sql = "CREATE SCHEMA IF NOT EXISTS " + QuoteIdent(options_.target_schema) +
+                      "; CREATE TABLE IF NOT EXISTS " + qualified + " (";
+    std::string key;
+    for (size_t i = 0; i < tcols.size(); ++i) {
+      if (i) sql += ", ";
+      sql += QuoteIdent(tcols[i].name) + " " + tcols[i].type;
+      if (tcols[i].is_key && rel.replica_identity != 'f') {
+        key += (key.empty() ? "" : ", ") + QuoteIdent(tcols[i].name);
+      }
+    }
+    if (!key.empty()) sql += ", PRIMARY KEY (" + key + ")";
+    sql += ")";
+    TS_RETURN_IF_ERROR_CTX(conn_.Run(sql), "creating target table " + where);
+    ++batch_schema_changes_;
+    return Status::Ok();
+  }
+  for (const TargetColumn& col : tcols) {
+    int ti = info.IndexOf(col.name);
+    if (ti < 0) {
+      if (!add) {
+        return SchemaChanged("target table " + where + " has no column " + col.name + " (" +
+                             col.type + ") that source table " + rel.schema + "." + rel.name +
+                             " now has; add it to the target (ALTER TABLE " + qualified +
+                             " ADD COLUMN ...) and restart, or set apply.schema_drift: add");
+      }
+      TS_RETURN_IF_ERROR_CTX(conn_.Run("ALTER TABLE " + qualified + " ADD COLUMN IF NOT EXISTS " +
+                                       QuoteIdent(col.name) + " " + col.type),
+                             "adding column " + col.name + " to " + where);
+      ++batch_schema_changes_;
+      continue;
+    }
+    // A type comparison only means something for columns copied with the source's type.
+    if (col.source_index < 0 || col.encrypted) continue;
+    if (tc) {
+      auto it = tc->columns.find(rel.columns[col.source_index].name);
+      if (it != tc->columns.end() && !it->second.type.empty()) continue;
+    }
+    if (col.type.empty()) continue;
+    if (internal::CanonicalType(col.type) == internal::CanonicalType(info.types[ti])) continue;
+    if (!add) {
+      return SchemaChanged("source column " + rel.name + "." + col.name + " is now " + col.type +
+                           ", target column " + where + "." + col.name + " is " + info.types[ti] +
+                           "; alter the target column and restart, or set apply.schema_drift: add");
+    }
+    TS_RETURN_IF_ERROR_CTX(
+        conn_.Run("ALTER TABLE " + qualified + " ALTER COLUMN " + QuoteIdent(col.name) + " TYPE " +
+                  col.type + " USING " + QuoteIdent(col.name) + "::" + col.type),
+        "changing the type of " + where + "." + col.name);
+    ++batch_schema_changes_;
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changes and statements.
+
+Status Applier::Impl::LeavePipeline() {
+  if (!session_.active()) return Status::Ok();
+  return session_.DrainAndExit();
+}
+
+Status Applier::Impl::EnterPipeline() {
+  if (isolating_) return Status::Ok();
+  return session_.Enter();
+}
+
+Status Applier::Impl::Execute(const std::string& key, const std::function<std::string()>& make_sql,
+                              const std::vector<const Datum*>& params, bool is_update) {
+  PreparedStatement& ps = statements_[key];
+  if (ps.name.empty()) ps.name = "ts_" + std::to_string(next_statement_id_++);
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  values.reserve(params.size());
+  lengths.reserve(params.size());
+  for (const Datum* d : params) {
+    values.push_back(d->kind == Datum::Kind::kText ? d->text.c_str() : nullptr);
+    lengths.push_back(static_cast<int>(d->text.size()));
+  }
+  if (isolating_) {
+    if (!ps.prepared) {
+      PgResult r(PQprepare(conn_.get(), ps.name.c_str(), make_sql().c_str(), 0, nullptr));
+      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+        return internal::ErrorFromResult(conn_.get(), r.get(), "preparing a target statement");
+      }
+      ps.prepared = true;
+    }
+    PgResult r(PQexecPrepared(conn_.get(), ps.name.c_str(), static_cast<int>(values.size()),
+                              values.data(), lengths.data(), nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      return internal::ErrorFromResult(conn_.get(), r.get(), "target statement failed");
+    }
+    if (is_update && std::string_view(PQcmdTuples(r.get())) == "0") {
+      std::lock_guard<std::mutex> l(mu_);
+      ++counters_.missing_rows;
+    }
+    return Status::Ok();
+  }
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  if (!ps.prepared) {
+    TS_RETURN_IF_ERROR(session_.SendPrepare(ps.name, make_sql()));
+    ps.prepared = true;
+  }
+  TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, is_update));
+  return session_.MaybeSync(options_.statements_per_sync);
+}
+
+namespace {
+
+std::string MaskKey(int entry, char op, const std::vector<int>& a, const std::vector<int>& b) {
+  std::string k = std::to_string(entry);
+  k += op;
+  for (int x : a) k += std::to_string(x) + ",";
+  k += "|";
+  for (int x : b) k += std::to_string(x) + ",";
+  return k;
+}
+
+const char* OpName(ChangeOp op) {
+  switch (op) {
+    case ChangeOp::kInsert: return "insert";
+    case ChangeOp::kUpdate: return "update";
+    case ChangeOp::kDelete: return "delete";
+    case ChangeOp::kTruncate: return "truncate";
+    case ChangeOp::kMessage: return "message";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
+  const TableShape& s = e->shape;
+  std::vector<const Datum*> params;
+  ++batch_rows_[std::make_pair(e->target_table, OpName(op.op))];
+  switch (op.op) {
+    case ChangeOp::kInsert: {
+      for (int c : op.cols) params.push_back(&(*op.values)[c]);
+      return Execute(MaskKey(e->id, 'I', op.cols, {}), [&] { return internal::InsertSql(s, op.cols); },
+                     params, false);
+    }
+    case ChangeOp::kUpdate: {
+      for (int c : op.cols) params.push_back(&(*op.values)[c]);
+      if (!s.key.empty()) {
+        for (int k : s.key) params.push_back(&(*op.key)[k]);
+        return Execute(MaskKey(e->id, 'U', op.cols, {}),
+                       [&] { return internal::UpdateByKeySql(s, op.cols); }, params, true);
+      }
+      for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
+      return Execute(MaskKey(e->id, 'u', op.cols, op.match_cols),
+                     [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols); }, params,
+                     true);
+    }
+    case ChangeOp::kDelete: {
+      if (!s.key.empty()) {
+        for (int k : s.key) params.push_back(&(*op.key)[k]);
+        return Execute(MaskKey(e->id, 'D', {}, {}), [&] { return internal::DeleteByKeySql(s); },
+                       params, false);
+      }
+      for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
+      return Execute(MaskKey(e->id, 'd', {}, op.match_cols),
+                     [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, false);
+    }
+    default:
+      return Fatal("SendRow: unexpected operation; this is a bug");
+  }
+}
+
+Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
+  if (c.op == ChangeOp::kMessage) return Status::Ok();  // journaled for ops, never applied
+  if (c.op == ChangeOp::kTruncate) {
+    TS_RETURN_IF_ERROR(FlushRun());
+    return ApplyTruncate(c);
+  }
+  if (!c.relation) return Corruption("journal: a change without its relation at " + commit_lsn.ToString());
+  TS_ASSIGN_OR_RETURN(RelationEntry * e, EntryFor(c.relation));
+  if (e->ignored) return Status::Ok();
+  const TableShape& s = e->shape;
+  const TableTransform& t = *e->transform;
+
+  Tuple values, key;
+  if (c.op == ChangeOp::kInsert || c.op == ChangeOp::kUpdate) {
+    Status st = t.Apply(c.new_tuple, &values, c.op == ChangeOp::kUpdate ? update_ctx_ : ctx_);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kSchemaChanged) return st;
+      TS_RETURN_IF_ERROR(FlushRun());
+      return HandleBadChange(c, commit_lsn, st);
+    }
+  }
+  if (!c.old_tuple.empty()) {
+    Status st = t.Apply(c.old_tuple, &key, update_ctx_);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kSchemaChanged) return st;
+      TS_RETURN_IF_ERROR(FlushRun());
+      return HandleBadChange(c, commit_lsn, st);
+    }
+  }
+
+  RowOp op;
+  op.op = c.op;
+  op.values = &values;
+  if (c.op == ChangeOp::kInsert) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!values[i].is_unchanged()) op.cols.push_back(static_cast<int>(i));
+    }
+    if (!isolating_ && options_.bulk_min_rows > 0) {
+      return AddToRun(e, c.op, std::move(op.cols), std::move(values));
+    }
+    TS_RETURN_IF_ERROR(FlushRun());
+    return SendRow(e, op);
+  }
+
+  // Update and delete: locate the row by the old key, the new key, or (no key) the old columns.
+  const Tuple& locate = c.old_tuple.empty() ? values : key;
+  op.key = &locate;
+  if (locate.empty()) {
+    TS_RETURN_IF_ERROR(FlushRun());
+    return HandleBadChange(c, commit_lsn,
+                           InvalidArgument("a " + std::string(OpName(c.op)) +
+                                           " without old values can not be located"));
+  }
+  if (s.key.empty()) {
+    for (size_t si = 0; si < e->identity.size(); ++si) {
+      if (!e->identity[si]) continue;
+      int ti = t.TargetIndexOf(static_cast<int>(si));
+      if (ti < 0 || s.added[ti] || locate[ti].is_unchanged()) continue;
+      op.match_cols.push_back(ti);
+    }
+  } else {
+    for (int k : s.key) {
+      if (locate[k].kind != Datum::Kind::kText) {
+        TS_RETURN_IF_ERROR(FlushRun());
+        return HandleBadChange(c, commit_lsn,
+                               InvalidArgument("the key column " + s.columns[k] +
+                                               " has no value in the change; it can not be "
+                                               "located in the target"));
+      }
+    }
+  }
+  if (c.op == ChangeOp::kUpdate) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!values[i].is_unchanged()) op.cols.push_back(static_cast<int>(i));
+    }
+    if (op.cols.empty()) return FlushRun();  // nothing but unchanged TOAST: nothing to write
+    bool same_key = !s.key.empty();
+    for (int k : s.key) {
+      if (values[k].is_unchanged() || (!c.old_tuple.empty() && !(values[k] == key[k]))) {
+        same_key = false;
+      }
+    }
+    if (same_key && !isolating_ && options_.bulk_min_rows > 0) {
+      return AddToRun(e, c.op, std::move(op.cols), std::move(values));
+    }
+  } else if (!s.key.empty() && !isolating_ && options_.bulk_min_rows > 0) {
+    Tuple k = c.old_tuple.empty() ? values : key;
+    return AddToRun(e, c.op, s.key, std::move(k));
+  }
+  TS_RETURN_IF_ERROR(FlushRun());
+  return SendRow(e, op);
+}
+
+Status Applier::Impl::ApplyTruncate(const Change& c) {
+  std::vector<std::string> targets;
+  std::string names;
+  auto add = [&](const std::shared_ptr<const Relation>& rel) -> Status {
+    if (!rel) return Status::Ok();
+    TS_ASSIGN_OR_RETURN(RelationEntry * e, EntryFor(rel));
+    if (e->ignored) return Status::Ok();
+    if (std::find(targets.begin(), targets.end(), e->shape.qualified) != targets.end()) {
+      return Status::Ok();
+    }
+    targets.push_back(e->shape.qualified);
+    names += (names.empty() ? "" : ", ") + rel->name;
+    return Status::Ok();
+  };
+  for (const auto& rel : c.truncated) TS_RETURN_IF_ERROR(add(rel));
+  if (c.truncated.empty()) TS_RETURN_IF_ERROR(add(c.relation));
+  if (targets.empty()) return Status::Ok();
+  switch (options_.truncate) {
+    case TruncatePolicy::kIgnore:
+      std::fprintf(stderr, "tenantsync: apply: ignored a source TRUNCATE of %s (apply.truncate: ignore)\n",
+                   names.c_str());
+      return Status::Ok();
+    case TruncatePolicy::kStop:
+      return FailedPrecondition("the source truncated " + names +
+                                "; apply.truncate is stop: set it to apply (truncate the target "
+                                "tables too) or ignore, then restart");
+    case TruncatePolicy::kApply:
+      break;
+  }
+  for (const auto& q : targets) ++batch_rows_[std::make_pair(q, static_cast<const char*>("truncate"))];
+  std::string sql = internal::TruncateSql(targets, (c.truncate_options & 2) != 0);
+  if (isolating_) {
+    auto r = conn_.Exec(sql);
+    if (!r.ok()) return r.status();
+    return Status::Ok();
+  }
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery(sql));
+  return session_.MaybeSync(options_.statements_per_sync);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bulk path: runs of one kind of change on one table with one column set.
+
+Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
+  if (run_.entry != e || run_.op != op || run_.cols != cols) {
+    TS_RETURN_IF_ERROR(FlushRun());
+    run_.entry = e;
+    run_.op = op;
+    run_.cols = std::move(cols);
+  }
+  if (run_.copying) return CopyRow(row);
+  run_.bytes += TupleBytes(row);
+  run_.rows.push_back(std::move(row));
+  if (run_.rows.size() >= static_cast<size_t>(options_.bulk_min_rows) || run_.bytes >= (8u << 20)) {
+    return StartCopy();
+  }
+  return Status::Ok();
+}
+
+Status Applier::Impl::StartCopy() {
+  RelationEntry* e = run_.entry;
+  TS_RETURN_IF_ERROR(LeavePipeline());
+  std::string stage = internal::StageTableName(e->id);
+  TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, stage)));
+  TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, stage, run_.cols)));
+  run_.copying = true;
+  run_.seq = 0;
+  run_.buffer.clear();
+  std::vector<Tuple> rows = std::move(run_.rows);
+  run_.rows.clear();
+  run_.bytes = 0;
+  for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(r));
+  return Status::Ok();
+}
+
+Status Applier::Impl::CopyRow(const Tuple& row) {
+  run_.buffer += std::to_string(++run_.seq);
+  for (int c : run_.cols) {
+    run_.buffer += '\t';
+    internal::AppendCopyText(row[c], &run_.buffer);
+  }
+  run_.buffer += '\n';
+  if (run_.buffer.size() >= (1u << 20)) {
+    if (PQputCopyData(conn_.get(), run_.buffer.data(), static_cast<int>(run_.buffer.size())) != 1) {
+      return ConnectionError("sending COPY data to the target: " + conn_.LastError());
+    }
+    run_.buffer.clear();
+  }
+  return Status::Ok();
+}
+
+Status Applier::Impl::FlushRun() {
+  if (run_.entry == nullptr) return Status::Ok();
+  BulkRun run = std::move(run_);
+  run_ = BulkRun();
+  RelationEntry* e = run.entry;
+  if (!run.copying) {
+    // Too short for COPY: one statement per row.
+    for (const Tuple& row : run.rows) {
+      RowOp op;
+      op.op = run.op;
+      op.cols = run.op == ChangeOp::kDelete ? std::vector<int>{} : run.cols;
+      op.values = &row;
+      op.key = &row;
+      TS_RETURN_IF_ERROR(SendRow(e, op));
+    }
+    return Status::Ok();
+  }
+  if (!run.buffer.empty() &&
+      PQputCopyData(conn_.get(), run.buffer.data(), static_cast<int>(run.buffer.size())) != 1) {
+    return ConnectionError("sending COPY data to the target: " + conn_.LastError());
+  }
+  if (PQputCopyEnd(conn_.get(), nullptr) != 1) {
+    return ConnectionError("ending COPY to the target: " + conn_.LastError());
+  }
+  Status copy_status;
+  for (;;) {
+    PgResult r(PQgetResult(conn_.get()));
+    if (!r.get()) break;
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && copy_status.ok()) {
+      copy_status = internal::ErrorFromResult(conn_.get(), r.get(), "COPY into the staging table");
+    }
+  }
+  TS_RETURN_IF_ERROR(copy_status);
+  std::string stage = internal::StageTableName(e->id);
+  std::string sql;
+  switch (run.op) {
+    case ChangeOp::kInsert: sql = internal::BulkInsertSql(e->shape, stage, run.cols); break;
+    case ChangeOp::kUpdate: sql = internal::BulkUpdateSql(e->shape, stage, run.cols); break;
+    case ChangeOp::kDelete: sql = internal::BulkDeleteSql(e->shape, stage); break;
+    default: return Fatal("bulk path: unexpected operation; this is a bug");
+  }
+  {
+    PgResult r(PQexec(conn_.get(), sql.c_str()));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      return internal::ErrorFromResult(conn_.get(), r.get(), "bulk " + std::string(OpName(run.op)) +
+                                                                 " into " + e->target_table);
+    }
+  }
+  TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
+  batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
+  batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Applier::Applier(const Config& config, ApplyOptions options, state::StateStore* store,
+                 const Cipher* cipher, PipelineStats* stats)
+    : impl_(std::make_unique<Impl>(config, std::move(options), store, cipher, stats)) {}
+Applier::~Applier() = default;
+Status Applier::Run() { return impl_->Run(false); }
+Status Applier::ApplyAvailable() { return impl_->Run(true); }
+void Applier::Stop() { impl_->Stop(); }
+ApplyCounters Applier::Counters() const { return impl_->Counters(); }
+
+}  // namespace tenantsync::apply

@@ -1,0 +1,151 @@
+// The applier: reads the journal in commit order and applies every source transaction to the
+// tenant schema of the target, exactly once and in order.
+//
+// Exactly once (DESIGN.md invariant 3): each target transaction ends with an upsert of
+// `_tenantsync.progress` (pipeline, applied_lsn = commit LSN of the last source transaction in
+// it), so the target's own commit decides what is applied. On start (and after any reconnect) the
+// applier reads that row and opens a journal reader right after it; the state store's applied
+// position (Journal::RecordApplied) is only a mirror for ops, written after the target commit.
+// A crash between the two leaves the mirror behind; the next start corrects it from the target.
+//
+// Order (invariant 4): a target transaction holds a prefix of the journal's remaining commit
+// order, whole source transactions only, so the target shows a source commit boundary whenever
+// another session can see it.
+//
+// Statement forms per change (the target key is the target table's primary key):
+//   INSERT   INSERT ... ON CONFLICT (key) DO UPDATE: a replay converges
+//   UPDATE   UPDATE ... WHERE key = old key (or the new key when the key did not change); the SET
+//            list leaves out unchanged-TOAST columns (invariant 8) and added (`value:`) columns;
+//            a changed key moves the row
+//   DELETE   DELETE ... WHERE key = old key (a missing row is fine)
+//   TRUNCATE TRUNCATE of the mapped target tables, per ApplyOptions::truncate
+//   no key   one row matched NULL-safely on every old column (REPLICA IDENTITY FULL)
+//   MESSAGE  not applied
+// Conflicts with rows written in the target by the new application: the source wins.
+//
+// Speed: many source transactions per target transaction, prepared statements per (table,
+// operation, column set) sent in libpq pipeline mode, and a bulk path for runs of one kind of
+// change on one table (COPY into a temporary staging table, then one INSERT ... ON CONFLICT,
+// UPDATE ... FROM or DELETE ... USING).
+//
+// Failures: a target transaction that fails is rolled back and re-run change by change under
+// savepoints to find the change at fault, which becomes a dead letter (table, key, reason; never
+// values of secret columns) or stops the applier, per ApplyOptions::on_error (invariant 6). A lost
+// connection is retried with backoff and resumes from the target's progress row.
+//
+// Kill points (core/kill_point.h), for crash tests:
+//   apply.before_commit        the batch's statements and progress row are sent, COMMIT is not:
+//                              the target rolls the batch back; a restart applies it again.
+//   apply.after_target_commit  the target committed, RecordApplied did not run: the state store's
+//                              mirror is behind; a restart resumes from the target's row.
+//   apply.after_record_applied both are done.
+//
+// Thread safety: Run/ApplyAvailable from one thread; Stop() and the counters from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/lsn.h"
+#include "core/pipeline_stats.h"
+#include "core/status.h"
+#include "state/state_store.h"
+
+namespace tenantsync::apply {
+
+struct ApplyOptions {
+  // The target database (libpq URL). Never printed unmasked.
+  std::string target_url;
+  // The tenant schema the source tables are applied into. Default: tenant_<slug> from the config.
+  std::string target_schema;
+  // Names this pipeline's row in _tenantsync.progress. Two pipelines must never share a name.
+  std::string pipeline;
+
+  // A target transaction commits after this many source transactions (default 1000), this many
+  // bytes of change data (default 16 MiB; a bigger source transaction is never split) or this many
+  // milliseconds since it began (default 200), whichever comes first, and whenever the journal has
+  // nothing more to read. Bigger batches apply faster; a crash costs re-applying at most one batch
+  // (which the progress row makes harmless).
+  int batch_max_transactions = 1000;
+  int64_t batch_max_bytes = 16ll << 20;
+  int batch_max_ms = 200;
+
+  // A source TRUNCATE: kApply truncates the mapped target tables, kIgnore skips it (the tables
+  // then differ until the next snapshot), kStop stops the applier with kFailedPrecondition.
+  TruncatePolicy truncate = TruncatePolicy::kApply;
+  // A source column missing in the target, or a changed column type: kAdd alters the target
+  // (ADD COLUMN / ALTER COLUMN TYPE) and continues; kStop stops with kSchemaChanged naming the
+  // table and column (the journal keeps everything: fix the target, restart, it continues).
+  DriftPolicy schema_drift = DriftPolicy::kAdd;
+  // A change that can not be transformed or applied: kDeadLetter stores it in the state store and
+  // continues; kAbort stops the applier (nothing of the failing batch is committed).
+  ErrorPolicy on_error = ErrorPolicy::kDeadLetter;
+  // session_replication_role of the apply connection: "replica" (default) keeps target triggers
+  // and FK checks from firing on replicated rows, as native logical replication does; "origin"
+  // fires them. Setting it needs superuser (or GRANT SET on PG 15).
+  std::string session_replication_role = "replica";
+
+  // Runs of at least this many consecutive changes of one kind on one table go through the bulk
+  // path (COPY into a staging table, one set-based statement). 0 disables the bulk path.
+  int bulk_min_rows = 500;
+  // A sync point is set in the pipeline every this many statements; bounds client memory.
+  int statements_per_sync = 2000;
+  // Reconnect backoff after a lost target connection: doubles from initial to max, forever
+  // until Stop() (the journal holds everything meanwhile).
+  std::chrono::milliseconds reconnect_initial_backoff{200};
+  std::chrono::milliseconds reconnect_max_backoff{10000};
+  // How long Run waits for new journal entries before checking Stop().
+  std::chrono::milliseconds idle_poll{100};
+
+  // Fills every field from the pipeline config (target URL and schema, pipeline name, `apply:`).
+  static ApplyOptions FromConfig(const Config& config);
+};
+
+// Counters of one Applier since it was made. Read with Applier::Counters().
+struct ApplyCounters {
+  Lsn applied_lsn;                 // commit LSN of the last source transaction applied
+  int64_t applied_commit_time_us = 0;
+  uint64_t transactions = 0;       // source transactions applied
+  uint64_t changes = 0;            // changes applied (rows written, deleted, truncates)
+  uint64_t batches = 0;            // target transactions committed
+  uint64_t bulk_rows = 0;          // changes that went through the bulk path
+  uint64_t dead_letters = 0;
+  uint64_t isolated_batches = 0;   // batches re-run change by change after a failure
+  uint64_t missing_rows = 0;       // updates that found no row in the target (skipped, as native)
+  uint64_t reconnects = 0;
+  uint64_t schema_changes = 0;     // drift handled under kAdd
+};
+
+class Applier {
+ public:
+  // `config` (table rules, source schema), `store` (journal, dead letters) must outlive the
+  // Applier. `cipher` may be nullptr when no rule encrypts; `stats` may be nullptr.
+  Applier(const Config& config, ApplyOptions options, state::StateStore* store,
+          const Cipher* cipher, PipelineStats* stats = nullptr);
+  ~Applier();
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  // Applies until Stop() is called (then returns OK) or an error that a retry can not fix
+  // (dead-letter policy abort, drift policy stop, truncate policy stop, a corrupt journal).
+  // Connection loss is retried with backoff.
+  Status Run();
+  // Applies everything journaled when called (and what arrives meanwhile), then returns OK.
+  // Does not retry connection loss. For tests, replay and the final catch-up at cutover.
+  Status ApplyAvailable();
+  // Makes Run() return soon (at the next batch boundary or poll), from any thread.
+  void Stop();
+
+  ApplyCounters Counters() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tenantsync::apply

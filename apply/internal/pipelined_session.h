@@ -1,0 +1,73 @@
+// A target connection in libpq pipeline mode: statements are queued without waiting for their
+// results, a sync point is set every few thousand statements, and results are read one sync group
+// behind, so the server works while the applier transforms the next changes.
+//
+// Error model: the first statement error of the current run is remembered (with its SQLSTATE and
+// the server's primary message only: the DETAIL line can echo row values) and every later result
+// up to the sync is skipped by the server (PGRES_PIPELINE_ABORTED); Drain() returns that first
+// error. The caller then leaves pipeline mode, rolls back and isolates the failing change
+// statement by statement (apply/applier.cc). A broken connection is kConnection from any call.
+//
+// Memory: at most two sync groups are unread; libpq buffers their small command results.
+// Thread safety: one thread, like the PgConn it borrows.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/pg.h"
+#include "core/status.h"
+
+namespace tenantsync::apply::internal {
+
+class PipelinedSession {
+ public:
+  // `conn` must outlive this object and be connected.
+  explicit PipelinedSession(PgConn* conn) : conn_(conn) {}
+
+  // Enters pipeline mode; a no-op when already in it.
+  Status Enter();
+  // Reads every pending result (syncing first), then leaves pipeline mode. Returns the first
+  // error of the run (then the session is out of pipeline mode and the error is cleared).
+  Status DrainAndExit();
+  bool active() const { return active_; }
+
+  // Queues PREPARE `name` AS `sql`.
+  Status SendPrepare(const std::string& name, const std::string& sql);
+  // Queues EXECUTE `name` with text parameters (nullptr = NULL). `is_update`: count a result that
+  // touched no row in zero_row_updates().
+  Status SendPrepared(const std::string& name, const std::vector<const char*>& values,
+                      const std::vector<int>& lengths, bool is_update);
+  // Queues one statement without parameters.
+  Status SendQuery(const std::string& sql);
+  // Sets a sync point when at least `statements_per_sync` statements are queued since the last.
+  Status MaybeSync(int statements_per_sync);
+  // Sets a sync point and reads every result up to it. Returns the first error of the run.
+  Status Drain();
+
+  uint64_t zero_row_updates() const { return zero_row_updates_; }
+
+ private:
+  enum class Entry : uint8_t { kStatement, kUpdate, kSync };
+  Status Sync();
+  // Reads the results of the oldest queued entries up to and including one sync point.
+  Status ReadOneGroup();
+  void NoteError(const PGresult* res);
+  Status ConnectionLost(const char* what);
+
+  PgConn* conn_;
+  bool active_ = false;
+  std::deque<Entry> queue_;
+  int unsynced_ = 0;          // statements queued since the last sync
+  int groups_in_flight_ = 0;  // syncs queued whose results are unread
+  Status first_error_;
+  uint64_t zero_row_updates_ = 0;
+};
+
+// The server's primary message and SQLSTATE of a failed result, without DETAIL/HINT (which can
+// echo row values: DESIGN.md invariant 9).
+Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& what);
+
+}  // namespace tenantsync::apply::internal

@@ -1,0 +1,222 @@
+#include "apply/internal/sql_builder.h"
+
+#include <algorithm>
+
+#include "core/pg.h"
+
+namespace tenantsync::apply::internal {
+
+namespace {
+
+bool Contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+std::string Param(int n) { return "$" + std::to_string(n); }
+
+std::string ColumnList(const TableShape& t, const std::vector<int>& cols, const char* prefix = "") {
+  std::string out;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i) out += ", ";
+    out += prefix;
+    out += QuoteIdent(t.columns[cols[i]]);
+  }
+  return out;
+}
+
+std::string KeyList(const TableShape& t, const char* prefix = "") {
+  return ColumnList(t, t.key, prefix);
+}
+
+// "ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c ..." for the staged or inserted `cols`.
+std::string OnConflict(const TableShape& t, const std::vector<int>& cols) {
+  if (t.key.empty()) return "";
+  std::string set;
+  for (int c : cols) {
+    if (Contains(t.key, c) || t.added[c]) continue;
+    if (!set.empty()) set += ", ";
+    set += QuoteIdent(t.columns[c]) + " = EXCLUDED." + QuoteIdent(t.columns[c]);
+  }
+  std::string out = " ON CONFLICT (" + KeyList(t) + ") DO ";
+  out += set.empty() ? "NOTHING" : "UPDATE SET " + set;
+  return out;
+}
+
+// The last staged row per key: "(SELECT DISTINCT ON (key) * FROM stage ORDER BY key, ts_seq DESC)".
+std::string LastPerKey(const TableShape& t, const std::string& stage) {
+  return "(SELECT DISTINCT ON (" + KeyList(t) + ") * FROM " + QuoteIdent(stage) + " ORDER BY " +
+         KeyList(t) + ", ts_seq DESC)";
+}
+
+bool NoEquality(const std::string& type) {
+  static const char* kTypes[] = {"xml", "point", "line", "lseg", "box", "path", "polygon", "circle"};
+  for (const char* k : kTypes) {
+    if (type == k) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string MatchExpr(const std::string& column_sql, const std::string& type, int param,
+                      bool null_safe) {
+  std::string lhs = column_sql;
+  std::string rhs = Param(param);
+  if (type == "json") {
+    lhs += "::jsonb";
+    rhs += "::jsonb";
+  } else if (NoEquality(type)) {
+    lhs += "::text";
+    rhs += "::text";
+  }
+  return lhs + (null_safe ? " IS NOT DISTINCT FROM " : " = ") + rhs;
+}
+
+std::string InsertSql(const TableShape& t, const std::vector<int>& cols) {
+  std::string values;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i) values += ", ";
+    values += Param(static_cast<int>(i) + 1);
+  }
+  return "INSERT INTO " + t.qualified + " (" + ColumnList(t, cols) + ") VALUES (" + values + ")" +
+         OnConflict(t, cols);
+}
+
+std::string UpdateByKeySql(const TableShape& t, const std::vector<int>& set_cols) {
+  std::string sql = "UPDATE " + t.qualified + " SET ";
+  int n = 0;
+  for (size_t i = 0; i < set_cols.size(); ++i) {
+    if (i) sql += ", ";
+    sql += QuoteIdent(t.columns[set_cols[i]]) + " = " + Param(++n);
+  }
+  sql += " WHERE ";
+  for (size_t i = 0; i < t.key.size(); ++i) {
+    if (i) sql += " AND ";
+    sql += MatchExpr(QuoteIdent(t.columns[t.key[i]]), t.types[t.key[i]], ++n, false);
+  }
+  return sql;
+}
+
+namespace {
+
+std::string OneRowMatch(const TableShape& t, const std::vector<int>& match_cols, int first_param) {
+  std::string where;
+  int n = first_param;
+  for (size_t i = 0; i < match_cols.size(); ++i) {
+    if (i) where += " AND ";
+    where += MatchExpr(QuoteIdent(t.columns[match_cols[i]]), t.types[match_cols[i]], n++, true);
+  }
+  if (where.empty()) where = "true";
+  return "ctid = (SELECT ctid FROM " + t.qualified + " WHERE " + where + " LIMIT 1)";
+}
+
+}  // namespace
+
+std::string UpdateByMatchSql(const TableShape& t, const std::vector<int>& set_cols,
+                             const std::vector<int>& match_cols) {
+  std::string sql = "UPDATE " + t.qualified + " SET ";
+  for (size_t i = 0; i < set_cols.size(); ++i) {
+    if (i) sql += ", ";
+    sql += QuoteIdent(t.columns[set_cols[i]]) + " = " + Param(static_cast<int>(i) + 1);
+  }
+  return sql + " WHERE " + OneRowMatch(t, match_cols, static_cast<int>(set_cols.size()) + 1);
+}
+
+std::string DeleteByKeySql(const TableShape& t) {
+  std::string sql = "DELETE FROM " + t.qualified + " WHERE ";
+  for (size_t i = 0; i < t.key.size(); ++i) {
+    if (i) sql += " AND ";
+    sql += MatchExpr(QuoteIdent(t.columns[t.key[i]]), t.types[t.key[i]], static_cast<int>(i) + 1,
+                     false);
+  }
+  return sql;
+}
+
+std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols) {
+  return "DELETE FROM " + t.qualified + " WHERE " + OneRowMatch(t, match_cols, 1);
+}
+
+std::string TruncateSql(const std::vector<std::string>& qualified_tables, bool restart_identity) {
+  std::string sql = "TRUNCATE ";
+  for (size_t i = 0; i < qualified_tables.size(); ++i) {
+    if (i) sql += ", ";
+    sql += qualified_tables[i];
+  }
+  if (restart_identity) sql += " RESTART IDENTITY";
+  return sql;
+}
+
+std::string StageTableName(int id) { return "ts_stage_" + std::to_string(id); }
+
+std::string CreateStageSql(const TableShape& t, const std::string& stage) {
+  std::string sql = "CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(stage) + " (ts_seq bigint";
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    sql += ", " + QuoteIdent(t.columns[i]) + " " + t.types[i];
+  }
+  return sql + ") ON COMMIT DELETE ROWS";
+}
+
+std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
+                             const std::vector<int>& cols) {
+  std::string sql = "COPY " + QuoteIdent(stage) + " (ts_seq";
+  if (!cols.empty()) sql += ", " + ColumnList(t, cols);
+  return sql + ") FROM STDIN";
+}
+
+std::string BulkInsertSql(const TableShape& t, const std::string& stage,
+                          const std::vector<int>& cols) {
+  std::string list = ColumnList(t, cols);
+  std::string sql = "INSERT INTO " + t.qualified + " (" + list + ") SELECT " + list + " FROM ";
+  if (t.key.empty()) return sql + QuoteIdent(stage) + " ORDER BY ts_seq";
+  return sql + LastPerKey(t, stage) + " s" + OnConflict(t, cols);
+}
+
+std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
+                          const std::vector<int>& set_cols) {
+  std::string set;
+  for (int c : set_cols) {
+    if (Contains(t.key, c)) continue;
+    if (!set.empty()) set += ", ";
+    set += QuoteIdent(t.columns[c]) + " = s." + QuoteIdent(t.columns[c]);
+  }
+  if (set.empty()) {
+    // Only key columns: the row already has these values; a no-op update keeps the statement valid.
+    set = QuoteIdent(t.columns[t.key[0]]) + " = s." + QuoteIdent(t.columns[t.key[0]]);
+  }
+  std::string where;
+  for (size_t i = 0; i < t.key.size(); ++i) {
+    if (i) where += " AND ";
+    const std::string& k = QuoteIdent(t.columns[t.key[i]]);
+    where += "t." + k + " = s." + k;
+  }
+  return "UPDATE " + t.qualified + " t SET " + set + " FROM " + LastPerKey(t, stage) + " s WHERE " +
+         where;
+}
+
+std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
+  std::string where;
+  for (size_t i = 0; i < t.key.size(); ++i) {
+    if (i) where += " AND ";
+    const std::string& k = QuoteIdent(t.columns[t.key[i]]);
+    where += "t." + k + " = s." + k;
+  }
+  return "DELETE FROM " + t.qualified + " t USING " + QuoteIdent(stage) + " s WHERE " + where;
+}
+
+std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + QuoteIdent(stage); }
+
+void AppendCopyText(const Datum& d, std::string* out) {
+  if (d.kind != Datum::Kind::kText) {
+    *out += "\\N";
+    return;
+  }
+  for (char c : d.text) {
+    switch (c) {
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default: *out += c;
+    }
+  }
+}
+
+}  // namespace tenantsync::apply::internal

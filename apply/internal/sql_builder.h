@@ -1,0 +1,81 @@
+// The SQL the applier sends, built from a target table's shape. Pure functions over strings, so
+// every statement form is unit-tested without a server (apply/internal/sql_builder_test.cc).
+//
+// Parameters are always text ($1..$n, types inferred by the server from the target columns), in
+// the order the function documents. Identifiers are quoted with QuoteIdent, so any table or column
+// name (quotes, case, unicode) is safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/change.h"
+
+namespace tenantsync::apply::internal {
+
+// A target table as the applier writes it: the transform's target columns, their types in the
+// target catalog, and the target's primary key.
+struct TableShape {
+  std::string qualified;             // "schema"."table", quoted
+  std::vector<std::string> columns;  // target column names, in the transform's output order
+  std::vector<std::string> types;    // format_type() of each column in the target catalog
+  std::vector<int> key;              // indexes into `columns` of the target primary key; empty: none
+  std::vector<bool> added;           // true for `value:` columns (not fed by a source column)
+};
+
+// A predicate "col = $n" for key columns, or a NULL-safe match for full-row identity. Types
+// without an equality operator compare through jsonb (json) or text (xml, geometric types).
+std::string MatchExpr(const std::string& column_sql, const std::string& type, int param,
+                      bool null_safe);
+
+// INSERT INTO t (cols) VALUES ($1..$n) ON CONFLICT (key) DO UPDATE SET <non-key, non-added cols>
+// = EXCLUDED...; DO NOTHING when nothing is left to set; no ON CONFLICT clause without a key.
+// Params: the values of `cols`, in order.
+std::string InsertSql(const TableShape& t, const std::vector<int>& cols);
+
+// UPDATE t SET <set_cols> WHERE <key> = ... Params: `set_cols` values, then the key values in
+// `t.key` order. REQUIRES: !t.key.empty(), !set_cols.empty().
+std::string UpdateByKeySql(const TableShape& t, const std::vector<int>& set_cols);
+
+// Tables without a primary key: one row matched NULL-safely on `match_cols`
+// (ctid = (SELECT ctid ... LIMIT 1)). Params: `set_cols` values, then `match_cols` values.
+std::string UpdateByMatchSql(const TableShape& t, const std::vector<int>& set_cols,
+                             const std::vector<int>& match_cols);
+
+// DELETE FROM t WHERE <key> = ... Params: the key values. REQUIRES: !t.key.empty().
+std::string DeleteByKeySql(const TableShape& t);
+// One row matched NULL-safely on `match_cols`. Params: `match_cols` values.
+std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols);
+
+// TRUNCATE of every listed table in one statement (so FKs between them are fine), never CASCADE:
+// the source lists every table its cascade reached.
+std::string TruncateSql(const std::vector<std::string>& qualified_tables, bool restart_identity);
+
+// --- bulk path: rows COPYed into a temporary staging table, then one set-based statement ---
+
+// Name of the staging table of relation entry `id` (unqualified, in pg_temp).
+std::string StageTableName(int id);
+// CREATE TEMP TABLE IF NOT EXISTS <stage> (ts_seq bigint, <every column with its target type>)
+// ON COMMIT DELETE ROWS.
+std::string CreateStageSql(const TableShape& t, const std::string& stage);
+// COPY <stage> (ts_seq, <cols>) FROM STDIN (text format).
+std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
+                             const std::vector<int>& cols);
+// INSERT INTO t (cols) SELECT the last staged row per key (by ts_seq) ON CONFLICT ... as InsertSql;
+// without a key, every staged row in ts_seq order.
+std::string BulkInsertSql(const TableShape& t, const std::string& stage,
+                          const std::vector<int>& cols);
+// UPDATE t SET <set_cols but the key> FROM (the last staged row per key) s WHERE t.key = s.key.
+// Only for runs whose key did not change. REQUIRES: !t.key.empty(), every key column is in
+// `set_cols` (it is staged to match on).
+std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
+                          const std::vector<int>& set_cols);
+// DELETE FROM t USING <stage> s WHERE t.key = s.key. REQUIRES: !t.key.empty().
+std::string BulkDeleteSql(const TableShape& t, const std::string& stage);
+std::string TruncateStageSql(const std::string& stage);
+
+// Appends one datum in COPY text format: \N for NULL, backslash escapes for \ \n \r \t.
+// REQUIRES: !d.is_unchanged().
+void AppendCopyText(const Datum& d, std::string* out);
+
+}  // namespace tenantsync::apply::internal

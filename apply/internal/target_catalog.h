@@ -1,0 +1,30 @@
+// What the applier needs to know about a target table, read from the target's catalogs, and the
+// schema-drift decisions made against it (ApplyOptions::schema_drift).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/pg.h"
+#include "core/status.h"
+
+namespace tenantsync::apply::internal {
+
+struct TargetTableInfo {
+  bool exists = false;
+  std::vector<std::string> columns;      // attnum order, dropped columns left out
+  std::vector<std::string> types;        // format_type() of each column
+  std::vector<std::string> primary_key;  // key column names in key order; empty: no primary key
+  int IndexOf(const std::string& column) const;
+};
+
+// Reads schema.table's columns and primary key. A missing table is `exists = false`, not an error.
+StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schema,
+                                          const std::string& table);
+
+// A type name in one canonical spelling ("int8" -> "bigint", "timestamptz" -> "timestamp with
+// time zone", "varchar(20)" -> "character varying(20)"), so a source type and the target's
+// format_type() compare equal when they name the same type.
+std::string CanonicalType(const std::string& type);
+
+}  // namespace tenantsync::apply::internal
