@@ -1,6 +1,270 @@
+// tenantsync: the command line. A thin main: it parses flags, loads the config once, sets up
+// logging and hands over to one command handler per subcommand. The work lives in the folders'
+// libraries (snapshot/, cdc/, apply/, validate/, ops/).
+//
+// Exit codes (documented in the README):
+//   0  success
+//   1  the command ran and failed (server unreachable, validation differences, ...)
+//   2  bad usage or bad config: nothing was touched
+//   3  the command is not available yet in this build (temporary, see kCommands)
+//
+// Wiring a command: give its row in kCommands a handler `int(const Config&, const CommandArgs&)`
+// and, if it has flags of its own, an `add_flags` function that registers them into fields of
+// CommandArgs (add the fields you need below).
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/pg.h"
+#include "core/status.h"
+
+#ifndef TENANTSYNC_VERSION
+#define TENANTSYNC_VERSION "0.0.0"
+#endif
+
+namespace tenantsync {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNotAvailable = 3;
+
+// Global flags and every subcommand's own flags. A handler reads only the fields its command
+// registered (plus the global ones).
+struct CommandArgs {
+  // Global.
+  std::string config_path;   // -c/--config
+  std::string source_url;    // --source (zero-config)
+  std::string target_url;    // --target
+  std::string tenant_slug;   // --tenant
+  std::string log_format = "text";
+  std::string log_level = "info";
+
+  // snapshot
+  bool dry_run = false;      // --dry-run: print the plan, write nothing
+  std::string report_path;   // --report FILE
+  // status, lag
+  bool json = false;         // --json: machine-readable output on stdout
+  bool watch = false;        // --watch: refresh every second
+  // validate, cutover
+  bool full = false;         // --full: checksum diff of every row
+  int sample = 100;          // --sample N
+  std::string tables;        // --tables a,b
+  std::string json_path;     // --json-report FILE
+  // cutover
+  double quiet_for_seconds = 0;  // --quiet-for S
+  bool finish = false;           // --finish: stop streaming, drop slot and publication
+  // replay
+  std::string from;          // --from ID|LSN
+  std::string to;            // --to LSN
+  // rollback, cutover --finish
+  bool confirm = false;      // --confirm: really do it
+};
+
+using Handler = int (*)(const Config&, const CommandArgs&);
+using FlagAdder = void (*)(CLI::App*, CommandArgs*);
+
+struct Command {
+  const char* name;
+  const char* description;  // one line, shown by --help
+  FlagAdder add_flags;      // nullptr: no flags of its own
+  // nullptr: "not available yet in this build", exit 3. TEMPORARY: every command gets a handler
+  // as its folder lands; then this fallback goes away.
+  Handler handler;
+};
+
+// Prints `status` as one line on stderr and returns the exit code for it.
+int ReportError(const Status& status) {
+  std::cerr << "tenantsync: " << status.ToString() << "\n";
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
+}
+
+// --- check -------------------------------------------------------------------------------------
+// For now: the config is valid (it was loaded before any handler runs) and the encryption key
+// works. The snapshot engineer extends this with the server preflight (reachability,
+// wal_level, privileges, primary keys, slot state), which must stay read-only.
+int RunCheck(const Config& config, const CommandArgs& args) {
+  if (config.NeedsEncryptionKey()) {
+    StatusOr<Cipher> cipher = Cipher::FromConfig(config.encryption);
+    if (!cipher.ok()) return ReportError(cipher.status());
+  }
+  int mapped = 0, skipped = 0, columns = 0, encrypted = 0;
+  for (const auto& [name, table] : config.tables) {
+    if (table.skip) {
+      ++skipped;
+      continue;
+    }
+    ++mapped;
+    for (const auto& [col, rule] : table.columns) {
+      ++columns;
+      if (rule.encrypt) ++encrypted;
+    }
+  }
+  std::cout << "config OK: " << mapped << " tables mapped (" << columns << " column rules, "
+            << encrypted << " encrypted), " << skipped << " skipped, plugin "
+            << config.source.plugin << "\n"
+            << "  pipeline " << config.pipeline << ": " << MaskUrl(config.source.url) << " schema "
+            << config.source.schema << " -> " << MaskUrl(config.target.url) << " schema "
+            << config.target.schema << "\n"
+            << "  slot " << config.source.slot << ", publication " << config.source.publication
+            << ", state " << config.state_dir << "\n";
+  return kExitOk;
+}
+
+// --- flags per command -------------------------------------------------------------------------
+void SnapshotFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--dry-run", a->dry_run, "Print the plan (tables, sizes, chunks) and write nothing");
+  cmd->add_option("--report", a->report_path, "Write a JSON report (rows, bytes, seconds) to FILE");
+}
+void StatusFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--json", a->json, "Print the status as JSON");
+}
+void LagFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--watch", a->watch, "Refresh every second");
+  cmd->add_flag("--json", a->json, "Print the lag as JSON");
+}
+void ValidateFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--full", a->full, "Also compare a checksum of every row");
+  cmd->add_option("--sample", a->sample, "Rows per table compared by key")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tables", a->tables, "Only these tables (comma separated)");
+  cmd->add_option("--json", a->json_path, "Write every result as JSON to FILE");
+}
+void CutoverFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_option("--quiet-for", a->quiet_for_seconds,
+                  "Require no source writes for this many seconds first")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--full", a->full, "Run the full checksum validation");
+  cmd->add_flag("--finish", a->finish, "Stop streaming and drop the slot and publication");
+  cmd->add_flag("--confirm", a->confirm, "Do not ask before --finish");
+}
+void ReplayFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_option("--from", a->from, "Checkpoint id or LSN to replay from")->required();
+  cmd->add_option("--to", a->to, "Stop at this LSN (default: the end of the journal)");
+}
+void RollbackFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--confirm", a->confirm, "Really drop; without it, only show what would go");
+}
+void JsonFlag(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--json", a->json, "Print as JSON");
+}
+
+// Every subcommand, in the order --help lists them.
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"check", "Validate the config and the servers without changing anything", nullptr,
+       RunCheck},
+      {"snapshot", "Create the slot and copy every table into the tenant schema", SnapshotFlags,
+       nullptr},
+      {"stream", "Receive changes from the slot into the local journal", nullptr, nullptr},
+      {"run", "Snapshot if needed, then stream and apply continuously (the main job)", nullptr,
+       nullptr},
+      {"status", "Show phase, lag, throughput and errors of the pipeline", StatusFlags, nullptr},
+      {"lag", "Show replication lag (--watch for a live view)", LagFlags, nullptr},
+      {"validate", "Compare source and target: counts, sums, samples, FK orphans, --full diff",
+       ValidateFlags, nullptr},
+      {"cutover", "Catch up, validate and hand over to the new database", CutoverFlags, nullptr},
+      {"replay", "Re-apply the journal from a checkpoint or LSN", ReplayFlags, nullptr},
+      {"checkpoints", "List retained checkpoints", JsonFlag, nullptr},
+      {"rollback", "Drop what tenantsync created (only with --confirm)", RollbackFlags, nullptr},
+      {"dead-letters", "List rows that could not be transformed or applied", JsonFlag, nullptr},
+      {"history", "List past runs with their outcome", JsonFlag, nullptr},
+      {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key", nullptr,
+       nullptr},
+  };
+  return kCommands;
+}
+
+StatusOr<Config> LoadConfigFromArgs(const CommandArgs& args) {
+  bool any_flag = !args.source_url.empty() || !args.target_url.empty() ||
+                  !args.tenant_slug.empty();
+  if (!args.config_path.empty()) {
+    if (any_flag) {
+      return InvalidArgument("-c and --source/--target/--tenant do not mix; use one of them");
+    }
+    return LoadConfig(args.config_path);
+  }
+  if (!any_flag) {
+    return InvalidArgument("no configuration; pass -c FILE (see examples/rawdog.yaml) or "
+                           "--source URL --target URL --tenant SLUG");
+  }
+  return ConfigFromFlags(args.source_url, args.target_url, args.tenant_slug);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"tenantsync: move a single-tenant PostgreSQL database into a tenant schema of a "
+               "multi-tenant PostgreSQL, with zero downtime"};
+  app.set_version_flag("--version", std::string("tenantsync ") + TENANTSYNC_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags may also follow the subcommand
+  CommandArgs args;
+  app.add_option("-c,--config", args.config_path, "Pipeline config file (YAML)");
+  app.add_option("--source", args.source_url, "Zero-config: source database URL");
+  app.add_option("--target", args.target_url, "Zero-config: target database URL");
+  app.add_option("--tenant", args.tenant_slug, "Zero-config: tenant slug ([a-z0-9_]+)");
+  app.add_option("--log-format", args.log_format, "Log format on stderr")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level", args.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+
+  std::vector<std::pair<CLI::App*, const Command*>> subcommands;
+  for (const Command& cmd : Commands()) {
+    CLI::App* sub = app.add_subcommand(cmd.name, cmd.description);
+    if (cmd.add_flags != nullptr) cmd.add_flags(sub, &args);
+    subcommands.emplace_back(sub, &cmd);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e, std::cout, std::cerr);  // prints the message and the --help hint
+    return kExitUsage;
+  }
+
+  Status log = InitLogging(args.log_format, args.log_level);
+  if (!log.ok()) return ReportError(log);
+
+  const Command* chosen = nullptr;
+  for (const auto& [sub, cmd] : subcommands) {
+    if (sub->parsed()) chosen = cmd;
+  }
+  if (chosen == nullptr) return kExitUsage;  // require_subcommand makes this unreachable
+
+  StatusOr<Config> config = LoadConfigFromArgs(args);
+  if (!config.ok()) return ReportError(config.status());
+
+  if (chosen->handler == nullptr) {
+    std::cerr << "tenantsync: '" << chosen->name << "' is not available yet in this build\n";
+    return kExitNotAvailable;
+  }
+  return chosen->handler(*config, args);
+}
+
+}  // namespace
+}  // namespace tenantsync
+
 int main(int argc, char** argv) {
-  CLI::App app{"tenantsync: move a single-tenant PostgreSQL database into a tenant schema"};
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  try {
+    return tenantsync::Main(argc, argv);
+  } catch (const std::exception& e) {
+    // Libraries' exceptions are turned into Status at folder boundaries; one that gets here is
+    // a bug, reported in one line rather than as an abort.
+    std::cerr << "tenantsync: fatal: " << e.what() << "\n";
+    return tenantsync::kExitFailed;
+  }
 }
