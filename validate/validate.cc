@@ -1,0 +1,128 @@
+#include "validate/validate.h"
+
+#include <chrono>
+#include <optional>
+#include <set>
+
+#include "core/crypto.h"
+#include "core/pg.h"
+#include "validate/internal/catalog.h"
+#include "validate/internal/checks.h"
+#include "validate/internal/live.h"
+#include "validate/internal/session.h"
+#include "validate/internal/table_plan.h"
+
+namespace tenantsync::validate {
+
+using internal::CheckContext;
+using internal::LiveGate;
+using internal::Session;
+using internal::TablePlan;
+
+StatusOr<ValidationReport> Validate(const Config& config, const ValidateOptions& options) {
+  auto started = std::chrono::steady_clock::now();
+  ValidationReport report;
+  report.pipeline = config.pipeline;
+  report.source_url = MaskUrl(config.source.url);
+  report.target_url = MaskUrl(config.target.url);
+  report.full = options.full;
+  const std::string target_schema =
+      config.target.schema.empty() ? "tenant_" + config.tenant.slug : config.target.schema;
+  report.target_schema = target_schema;
+  if (options.sample_size < 0) return InvalidArgument("validate: --sample must be >= 0");
+
+  TS_ASSIGN_OR_RETURN(Session source, Session::Open(config.source.url, "source"));
+  TS_ASSIGN_OR_RETURN(Session target, Session::Open(config.target.url, "target"));
+
+  std::optional<Cipher> cipher;
+  if (config.NeedsEncryptionKey()) {
+    auto c = Cipher::FromConfig(config.encryption);
+    if (!c.ok()) return c.status().WithContext("validate");
+    cipher = std::move(c).value();
+  }
+
+  TS_ASSIGN_OR_RETURN(auto source_tables, internal::ReadTables(source, config.source.schema));
+  auto target_tables_or = internal::ReadTables(target, target_schema);
+  if (!target_tables_or.ok()) {
+    if (target_tables_or.status().code() == StatusCode::kNotFound) {
+      return NotFound("validate: the target has no schema \"" + target_schema +
+                      "\"; run `tenantsync snapshot` first");
+    }
+    return target_tables_or.status();
+  }
+  auto target_tables = std::move(target_tables_or).value();
+
+  // Which source tables: the filter, minus skipped ones.
+  std::vector<std::string> names;
+  if (!options.tables.empty()) {
+    for (const std::string& t : options.tables) {
+      if (!source_tables.count(t)) {
+        return InvalidArgument("validate: --tables names '" + t + "', which is not a table of " +
+                               config.source.schema + " in the source");
+      }
+      names.push_back(t);
+    }
+  } else {
+    for (const auto& [name, info] : source_tables) names.push_back(name);
+  }
+
+  TS_ASSIGN_OR_RETURN(LiveGate gate,
+                      LiveGate::Open(&source, &target, config.pipeline, options.live));
+  report.live = gate.active();
+  CheckContext ctx{&source, &target, &gate, &options};
+
+  std::map<std::string, TablePlan> plans;  // by target table name
+  for (const std::string& name : names) {
+    const TableConfig* cfg = config.FindTable(name);
+    if (cfg && cfg->skip) continue;
+    std::string target_name = config.TargetTable(name);
+    auto tt = target_tables.find(target_name);
+    TS_ASSIGN_OR_RETURN(
+        TablePlan plan,
+        internal::BuildTablePlan(config, source_tables.at(name),
+                                 tt == target_tables.end() ? nullptr : &tt->second, target_schema,
+                                 cipher ? &*cipher : nullptr));
+    if (options.schema) report.checks.push_back(internal::SchemaCheck(plan));
+    int64_t source_rows = 0, target_rows = 0;
+    if (options.counts || options.sums || options.full || options.samples) {
+      std::vector<int> sums;
+      if (options.sums) sums = internal::SumColumns(plan, cfg);
+      TS_ASSIGN_OR_RETURN(auto results, internal::CountAndSumChecks(ctx, plan, sums, &source_rows,
+                                                                    &target_rows));
+      for (CheckResult& r : results) {
+        if (r.check == "count" && !options.counts) continue;
+        report.checks.push_back(std::move(r));
+      }
+    }
+    if (options.samples && options.sample_size > 0) {
+      TS_ASSIGN_OR_RETURN(CheckResult r, internal::SampleCheck(ctx, plan, source_rows));
+      report.checks.push_back(std::move(r));
+    }
+    if (options.full) {
+      TS_ASSIGN_OR_RETURN(CheckResult r, internal::FullDiffCheck(
+                                             ctx, plan, std::max(source_rows, target_rows)));
+      report.checks.push_back(std::move(r));
+    }
+    plans.emplace(plan.target_table, std::move(plan));
+  }
+
+  if (options.fks) {
+    TS_ASSIGN_OR_RETURN(auto fks, internal::ReadForeignKeys(target, target_schema));
+    for (const internal::ForeignKeyInfo& fk : fks) {
+      auto child = plans.find(fk.table);
+      if (child == plans.end()) continue;  // not validated in this run
+      TS_ASSIGN_OR_RETURN(CheckResult r,
+                          internal::ForeignKeyCheck(ctx, target_schema, fk, &child->second));
+      report.checks.push_back(std::move(r));
+    }
+  }
+
+  report.source_bytes = source.bytes();
+  report.target_bytes = target.bytes();
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!options.json_path.empty()) TS_RETURN_IF_ERROR(report.WriteJson(options.json_path));
+  return report;
+}
+
+}  // namespace tenantsync::validate
