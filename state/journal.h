@@ -49,6 +49,7 @@ struct JournalStats {
   uint64_t transactions = 0;  // transactions currently held
   uint64_t changes = 0;
   Lsn oldest_lsn;             // commit LSN of the oldest retained transaction
+  uint64_t bytes = 0;         // encoded bytes held: what StateOptions::max_journal_bytes limits
 };
 
 class JournalReader {

@@ -27,8 +27,18 @@ class Journal;
 struct StateOptions {
   std::string dir;                 // created 0700 if missing
   std::string pipeline;            // recorded at creation; a mismatch later is kFailedPrecondition
-  double retention_hours = 168;    // applied journal kept this long (replay window)
-  int64_t max_journal_bytes = 20ll << 30;  // receiver stops with kResourceExhausted beyond
+                                   // (empty on either side: not checked)
+  double retention_hours = 168;    // applied journal kept this long (replay window), counted from
+                                   // when a transaction was journaled
+  // Receiver stops with kResourceExhausted beyond (journal.max_bytes). Counts the encoded bytes
+  // of held transactions plus the open one. Applied transactions younger than the retention are
+  // trimmed early (oldest first) when the journal nears this limit, so only unapplied data can
+  // reach it.
+  int64_t max_journal_bytes = 20ll << 30;
+  // Journal::RecordApplied takes a checkpoint at most this often. 0: at every call.
+  double checkpoint_interval_seconds = 60;
+  // Journal::RecordApplied runs retention at most this often. 0: at every call (tests).
+  double trim_interval_seconds = 1;
 };
 
 struct DeadLetter {
@@ -59,6 +69,12 @@ class StateStore {
   Status AddDeadLetter(DeadLetter letter);  // assigns id and time; durable on return
   StatusOr<std::vector<DeadLetter>> DeadLetters() const;
   StatusOr<uint64_t> DeadLetterCount() const;
+
+  // Read-only stores: catches up with the writer (RocksDB secondary) and re-reads the journal's
+  // positions and checkpoints, so Stats()/Checkpoints()/readers see its newest durable state.
+  // No-op for the writer.
+  Status Refresh();
+  bool read_only() const;
 
   const std::string& dir() const;
   // Bytes on disk (SST + WAL) for ops.

@@ -1,0 +1,632 @@
+#include "state/journal.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <limits>
+
+#include "state/internal/codec.h"
+#include "state/internal/journal_impl.h"
+
+namespace tenantsync::state::internal {
+
+namespace {
+
+constexpr char kWriterKey[] = "writer";
+constexpr char kTrimKey[] = "trim";
+constexpr char kAppliedKey[] = "applied";
+constexpr char kIdleKey[] = "idle";
+constexpr char kCheckpointPrefix[] = "ckpt/";
+
+// Unsynced spool writes are flushed to RocksDB in batches of about this size.
+constexpr size_t kSpoolFlushBytes = 2 << 20;
+// One retention pass deletes at most this many transactions (bounds the applier's pause).
+constexpr uint64_t kMaxTrimPerPass = 100000;
+// Under size pressure retention trims applied transactions until the journal is below this
+// fraction of max_journal_bytes.
+constexpr double kSizeTrimTarget = 0.8;
+constexpr double kSizeTrimStart = 0.9;
+constexpr size_t kMaxCheckpoints = 10000;
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string CheckpointKey(uint64_t id) { return kCheckpointPrefix + Key64(id); }
+
+std::string FormatBytes(uint64_t bytes) {
+  char buf[64];
+  double b = static_cast<double>(bytes);
+  if (bytes >= (1ull << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.2f GB", b / (1ull << 30));
+  } else if (bytes >= (1ull << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / (1ull << 20));
+  } else if (bytes >= (1ull << 10)) {
+    std::snprintf(buf, sizeof(buf), "%.1f KB", b / (1ull << 10));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 " bytes", bytes);
+  }
+  return buf;
+}
+
+rocksdb::Slice AsSlice(const std::string& s) { return rocksdb::Slice(s.data(), s.size()); }
+
+// Relations by fingerprint for one reader; filled lazily from the relations CF.
+class RelationCache final : public RelationSource {
+ public:
+  explicit RelationCache(const Db* db) : db_(db) {}
+
+  StatusOr<std::shared_ptr<const Relation>> Get(uint64_t fingerprint) override {
+    auto it = cache_.find(fingerprint);
+    if (it != cache_.end()) return it->second;
+    std::string key = Key64(fingerprint);
+    TS_ASSIGN_OR_RETURN(auto value, db_->Get(kCfRelations, key, "reading a relation"));
+    if (!value.has_value()) {
+      return Corruption("journal references relation " + HexKey(key) +
+                        " that is missing from the relations column family");
+    }
+    auto rel = std::make_shared<Relation>();
+    TS_RETURN_IF_ERROR(DecodeRelation(key, *value, rel.get()));
+    std::shared_ptr<const Relation> shared = std::move(rel);
+    cache_.emplace(fingerprint, shared);
+    return shared;
+  }
+
+ private:
+  const Db* db_;
+  std::unordered_map<uint64_t, std::shared_ptr<const Relation>> cache_;
+};
+
+// Walks commit records in key (= commit LSN) order and, per transaction, its changes by
+// (seq, index). When the commit records run out, the next call re-creates both iterators to see
+// transactions committed since. The change iterator is always created after the commit-record
+// iterator, and changes are written before their commit record, so every change of a visible
+// transaction is visible too. Memory: two iterators and one decoded change.
+class JournalReaderImpl final : public JournalReader {
+ public:
+  JournalReaderImpl(const JournalImpl* journal, Lsn after)
+      : journal_(journal), db_(journal->db()), pos_(after), relations_(journal->db()) {}
+
+  StatusOr<bool> NextTransaction(TransactionInfo* info) override {
+    in_txn_ = false;
+    if (!txn_it_ || at_end_) {
+      TS_RETURN_IF_ERROR(journal_->CheckRetained(pos_));
+      txn_it_ = db_->NewIterator(kCfJournalTxn);
+      change_it_ = db_->NewIterator(kCfJournalChange);
+      txn_it_->Seek(AsSlice(Key64(pos_.value() + 1)));
+      at_end_ = false;
+    } else {
+      txn_it_->Next();
+    }
+    if (!txn_it_->Valid()) {
+      TS_RETURN_IF_ERROR(FromRocks(txn_it_->status(), db_->dir(), "reading the journal"));
+      at_end_ = true;
+      return false;
+    }
+    rocksdb::Slice k = txn_it_->key();
+    rocksdb::Slice v = txn_it_->value();
+    TS_RETURN_IF_ERROR(DecodeTxn(std::string_view(k.data(), k.size()),
+                                 std::string_view(v.data(), v.size()), &txn_));
+    pos_ = txn_.commit_lsn;
+    info->xid = txn_.xid;
+    info->commit_lsn = txn_.commit_lsn;
+    info->end_lsn = txn_.end_lsn;
+    info->commit_time_us = txn_.commit_time_us;
+    in_txn_ = true;
+    change_index_ = 0;
+    change_positioned_ = false;
+    return true;
+  }
+
+  StatusOr<bool> NextChange(Change* change) override {
+    if (!in_txn_ || change_index_ >= txn_.changes) return false;
+    if (!change_positioned_) {
+      change_it_->Seek(AsSlice(Key64x2(txn_.seq, 0)));
+      change_positioned_ = true;
+    } else {
+      change_it_->Next();
+    }
+    expected_key_ = Key64x2(txn_.seq, change_index_);
+    if (!change_it_->Valid() || change_it_->key() != AsSlice(expected_key_)) {
+      TS_RETURN_IF_ERROR(FromRocks(change_it_->status(), db_->dir(), "reading the journal"));
+      return Corruption("journal transaction at commit LSN " + txn_.commit_lsn.ToString() +
+                        " is missing change " + std::to_string(change_index_ + 1) + " of " +
+                        std::to_string(txn_.changes) + " (key " + HexKey(expected_key_) + ")");
+    }
+    rocksdb::Slice v = change_it_->value();
+    TS_RETURN_IF_ERROR(DecodeChange(expected_key_, std::string_view(v.data(), v.size()),
+                                    &relations_, change));
+    ++change_index_;
+    return true;
+  }
+
+ private:
+  const JournalImpl* journal_;
+  const Db* db_;
+  Lsn pos_;  // commit LSN of the last transaction returned (or `after`)
+  std::unique_ptr<rocksdb::Iterator> txn_it_;
+  std::unique_ptr<rocksdb::Iterator> change_it_;
+  bool at_end_ = false;
+  bool in_txn_ = false;
+  TxnRecord txn_;
+  uint64_t change_index_ = 0;
+  bool change_positioned_ = false;
+  std::string expected_key_;
+  RelationCache relations_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<JournalImpl>> JournalImpl::Open(Db* db, const StateOptions& options) {
+  std::unique_ptr<JournalImpl> j(new JournalImpl(db, options));
+  TS_RETURN_IF_ERROR(j->LoadPositions());
+  if (!db->read_only()) {
+    TS_RETURN_IF_ERROR(j->DeleteOrphans());
+    j->next_seq_ = j->writer_.last_seq + 1;
+    auto it = db->NewIterator(kCfRelations);
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (it->key().size() == 8) j->known_relations_.insert(DecodeFixed64BE(it->key().data()));
+    }
+    TS_RETURN_IF_ERROR(FromRocks(it->status(), db->dir(), "loading relations"));
+  }
+  return j;
+}
+
+Status JournalImpl::LoadPositions() {
+  WriterState writer;
+  TrimState trim;
+  AppliedState applied;
+  Lsn idle;
+  TS_ASSIGN_OR_RETURN(auto w, db_->Get(kCfJournalMeta, kWriterKey, "reading the journal state"));
+  if (w) TS_RETURN_IF_ERROR(DecodeWriterState(*w, &writer));
+  TS_ASSIGN_OR_RETURN(auto t, db_->Get(kCfJournalMeta, kTrimKey, "reading the journal state"));
+  if (t) TS_RETURN_IF_ERROR(DecodeTrimState(*t, &trim));
+  TS_ASSIGN_OR_RETURN(auto a, db_->Get(kCfJournalMeta, kAppliedKey, "reading the journal state"));
+  if (a) TS_RETURN_IF_ERROR(DecodeApplied(*a, &applied));
+  TS_ASSIGN_OR_RETURN(auto i, db_->Get(kCfJournalMeta, kIdleKey, "reading the journal state"));
+  if (i) TS_RETURN_IF_ERROR(DecodeLsnRecord(*i, &idle));
+
+  std::deque<Checkpoint> checkpoints;
+  auto it = db_->NewIterator(kCfJournalMeta);
+  for (it->Seek(kCheckpointPrefix); it->Valid() && it->key().starts_with(kCheckpointPrefix);
+       it->Next()) {
+    Checkpoint c;
+    TS_RETURN_IF_ERROR(DecodeCheckpoint(std::string_view(it->key().data(), it->key().size()),
+                                        std::string_view(it->value().data(), it->value().size()),
+                                        &c));
+    checkpoints.push_back(c);
+  }
+  TS_RETURN_IF_ERROR(FromRocks(it->status(), db_->dir(), "reading checkpoints"));
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_ = writer;
+    trim_ = trim;
+    applied_ = applied;
+    idle_lsn_ = idle;
+    received_lsn_ = std::max(received_lsn_, writer.received_lsn);
+    checkpoints_ = std::move(checkpoints);
+    next_checkpoint_id_ = checkpoints_.empty() ? 1 : checkpoints_.back().id + 1;
+    // Transactions journaled before this process count towards the next checkpoint only from
+    // here; a restart starts a new interval.
+    txns_at_last_checkpoint_ = writer_.appended_txns;
+  }
+  return LoadOldest();
+}
+
+Status JournalImpl::LoadOldest() {
+  Lsn from;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    from = trim_.trimmed_through;
+  }
+  auto it = db_->NewIterator(kCfJournalTxn);
+  it->Seek(AsSlice(Key64(from.value() + 1)));
+  Lsn oldest;
+  if (it->Valid()) {
+    if (it->key().size() != 8) {
+      return Corruption("state record journal_txn " +
+                        HexKey(std::string_view(it->key().data(), it->key().size())) +
+                        " is malformed: key is not 8 bytes");
+    }
+    oldest = Lsn(DecodeFixed64BE(it->key().data()));
+  }
+  TS_RETURN_IF_ERROR(FromRocks(it->status(), db_->dir(), "reading the journal"));
+  std::lock_guard<std::mutex> lock(mu_);
+  oldest_lsn_ = oldest;
+  return Status::Ok();
+}
+
+Status JournalImpl::Reload() { return LoadPositions(); }
+
+Status JournalImpl::DeleteOrphans() {
+  // Everything spooled after the last committed transaction belongs to a transaction that
+  // never committed (crash or Abort whose delete was lost with the crash).
+  std::string from = Key64x2(writer_.last_seq + 1, 0);
+  auto it = db_->NewIterator(kCfJournalChange);
+  it->Seek(AsSlice(from));
+  bool any = it->Valid();
+  TS_RETURN_IF_ERROR(FromRocks(it->status(), db_->dir(), "looking for orphaned changes"));
+  if (!any) return Status::Ok();
+  rocksdb::WriteBatch b;
+  b.DeleteRange(db_->cf(kCfJournalChange), AsSlice(from),
+                AsSlice(Key64x2(std::numeric_limits<uint64_t>::max(), 0)));
+  return db_->Write(&b, /*sync=*/false, "deleting orphaned changes");
+}
+
+// --- writer ---
+
+Status JournalImpl::Begin(const TransactionInfo& info) {
+  if (db_->read_only()) return FailedPrecondition("the journal is open read-only");
+  if (in_txn_) {
+    // A transaction left open (e.g. the connection broke mid-transaction and the server
+    // resends it): its spooled changes are discarded.
+    TS_RETURN_IF_ERROR(Abort());
+  }
+  Lsn last;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last = writer_.last_commit_lsn;
+  }
+  in_txn_ = true;
+  skipping_ = info.commit_lsn.valid() && info.commit_lsn <= last;
+  flushed_any_ = false;
+  change_index_ = 0;
+  spool_bytes_ = 0;
+  if (!skipping_) seq_ = next_seq_++;
+  return Status::Ok();
+}
+
+StatusOr<uint64_t> JournalImpl::RelationFingerprint(const std::shared_ptr<const Relation>& rel) {
+  if (!rel) return uint64_t{0};
+  uint64_t fp = 0;
+  auto it = fingerprints_.find(rel.get());
+  if (it != fingerprints_.end() && it->second.relation.lock() == rel) {
+    fp = it->second.fingerprint;
+  } else {
+    fp = rel->Fingerprint();
+    if (fingerprints_.size() > 4096) {
+      std::erase_if(fingerprints_, [](const auto& e) { return e.second.relation.expired(); });
+    }
+    fingerprints_[rel.get()] = FingerprintMemo{rel, fp};
+  }
+  if (fp == 0) return Fatal("relation " + rel->schema + "." + rel->name + " has fingerprint 0");
+  if (!known_relations_.contains(fp)) {
+    batch_.Put(db_->cf(kCfRelations), AsSlice(Key64(fp)), AsSlice(EncodeRelation(*rel)));
+    known_relations_.insert(fp);
+    pending_relations_.push_back(fp);
+  }
+  return fp;
+}
+
+Status JournalImpl::Append(const Change& change) {
+  if (!in_txn_) return FailedPrecondition("Journal::Append without Begin");
+  if (skipping_) return Status::Ok();
+  TS_ASSIGN_OR_RETURN(uint64_t fp, RelationFingerprint(change.relation));
+  truncated_fps_.clear();
+  for (const auto& rel : change.truncated) {
+    TS_ASSIGN_OR_RETURN(uint64_t tfp, RelationFingerprint(rel));
+    truncated_fps_.push_back(tfp);
+  }
+  EncodeChange(change, fp, truncated_fps_, &value_buf_);
+  key_buf_ = Key64x2(seq_, change_index_);
+  batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_), AsSlice(value_buf_));
+  ++change_index_;
+  spool_bytes_ += key_buf_.size() + value_buf_.size();
+  if (batch_.GetDataSize() >= kSpoolFlushBytes) {
+    TS_RETURN_IF_ERROR(CheckLimit(0));
+    TS_RETURN_IF_ERROR(FlushSpool());
+  }
+  return Status::Ok();
+}
+
+Status JournalImpl::FlushSpool() {
+  Status s = db_->Write(&batch_, /*sync=*/false, "spooling a transaction");
+  if (!s.ok()) {
+    DiscardSpool();
+    return s;
+  }
+  batch_.Clear();
+  pending_relations_.clear();
+  flushed_any_ = true;
+  return Status::Ok();
+}
+
+void JournalImpl::DiscardSpool() {
+  batch_.Clear();
+  for (uint64_t fp : pending_relations_) known_relations_.erase(fp);
+  pending_relations_.clear();
+}
+
+Status JournalImpl::CheckLimit(uint64_t extra_bytes) {
+  auto over = [&]() {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t held = writer_.appended_bytes - trim_.trimmed_bytes;
+    return held + spool_bytes_ + extra_bytes > static_cast<uint64_t>(options_.max_journal_bytes);
+  };
+  if (!over()) return Status::Ok();
+  TS_RETURN_IF_ERROR(Trim(/*size_pressure=*/true));
+  if (!over()) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t held = writer_.appended_bytes - trim_.trimmed_bytes;
+  return ResourceExhausted(
+      "journal at " + FormatBytes(held + spool_bytes_ + extra_bytes) +
+      " exceeds journal.max_bytes=" + FormatBytes(static_cast<uint64_t>(options_.max_journal_bytes)) +
+      " in " + db_->dir() + " (journaled up to " + writer_.last_commit_lsn.ToString() +
+      ", applied up to " + applied_.lsn.ToString() +
+      "); the target is probably not applying: check the apply side and its errors, or raise "
+      "journal.max_bytes if the disk has room");
+}
+
+Status JournalImpl::Commit(const TransactionInfo& info) {
+  if (!in_txn_) return FailedPrecondition("Journal::Commit without Begin");
+  if (skipping_) {
+    in_txn_ = false;
+    skipping_ = false;
+    return Status::Ok();
+  }
+  if (!info.commit_lsn.valid()) {
+    return InvalidArgument("Journal::Commit needs the transaction's commit LSN");
+  }
+  WriterState next;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    next = writer_;
+    next.received_lsn = std::max(received_lsn_, info.end_lsn);
+  }
+  if (info.commit_lsn <= next.last_commit_lsn) {
+    // A duplicate only recognisable at commit (wal2json tells the commit LSN here).
+    return Abort();
+  }
+  TxnRecord rec;
+  rec.xid = info.xid;
+  rec.commit_lsn = info.commit_lsn;
+  rec.end_lsn = info.end_lsn.valid() ? info.end_lsn : info.commit_lsn;
+  rec.commit_time_us = info.commit_time_us;
+  rec.seq = seq_;
+  rec.changes = change_index_;
+  rec.journaled_at_us = NowUs();
+  std::string key = Key64(rec.commit_lsn.value());
+  rec.bytes = spool_bytes_ + key.size() + 64;  // + the record itself, approximately
+  TS_RETURN_IF_ERROR(CheckLimit(key.size() + 64));
+
+  next.last_commit_lsn = rec.commit_lsn;
+  next.last_end_lsn = rec.end_lsn;
+  next.last_commit_time_us = rec.commit_time_us;
+  next.last_seq = rec.seq;
+  next.appended_txns += 1;
+  next.appended_changes += rec.changes;
+  next.appended_bytes += rec.bytes;
+  batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
+  batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
+  Status s = db_->Write(&batch_, /*sync=*/true, "committing a transaction");
+  in_txn_ = false;
+  if (!s.ok()) {
+    // Whatever was spooled is an orphan now, deleted at the next Open.
+    DiscardSpool();
+    return s;
+  }
+  batch_.Clear();
+  pending_relations_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writer_ = next;
+    received_lsn_ = next.received_lsn;
+    if (!oldest_lsn_.valid()) oldest_lsn_ = rec.commit_lsn;
+  }
+  advanced_.notify_all();
+  return Status::Ok();
+}
+
+Status JournalImpl::Abort() {
+  if (!in_txn_) return Status::Ok();
+  in_txn_ = false;
+  bool skipped = skipping_;
+  skipping_ = false;
+  DiscardSpool();
+  if (skipped || !flushed_any_) return Status::Ok();
+  rocksdb::WriteBatch b;
+  b.DeleteRange(db_->cf(kCfJournalChange), AsSlice(Key64x2(seq_, 0)),
+                AsSlice(Key64x2(seq_ + 1, 0)));
+  // Not synced: if lost in a crash, Open deletes the orphans again.
+  return db_->Write(&b, /*sync=*/false, "discarding an aborted transaction");
+}
+
+Status JournalImpl::AdvanceIdle(Lsn lsn) {
+  if (db_->read_only()) return FailedPrecondition("the journal is open read-only");
+  if (in_txn_ && !skipping_) {
+    return FailedPrecondition("Journal::AdvanceIdle while transaction is open; an idle "
+                              "position is only safe with nothing pending");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (lsn <= JournaledLsnLocked()) return Status::Ok();
+  }
+  rocksdb::WriteBatch b;
+  b.Put(db_->cf(kCfJournalMeta), kIdleKey, AsSlice(EncodeLsnRecord(lsn)));
+  TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/true, "recording an idle position"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    idle_lsn_ = std::max(idle_lsn_, lsn);
+    received_lsn_ = std::max(received_lsn_, lsn);
+  }
+  advanced_.notify_all();
+  return Status::Ok();
+}
+
+void JournalImpl::NoteReceived(Lsn lsn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  received_lsn_ = std::max(received_lsn_, lsn);
+}
+
+Lsn JournalImpl::JournaledLsnLocked() const { return std::max(writer_.last_end_lsn, idle_lsn_); }
+
+Lsn JournalImpl::JournaledLsn() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return JournaledLsnLocked();
+}
+
+bool JournalImpl::WaitForNewer(Lsn lsn, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return advanced_.wait_for(lock, timeout, [&] { return JournaledLsnLocked() > lsn; });
+}
+
+// --- reader ---
+
+Status JournalImpl::CheckRetained(Lsn after) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (after >= trim_.trimmed_through) return Status::Ok();
+  return NotFound("the journal in " + db_->dir() + " no longer holds transactions after " +
+                  after.ToString() + ": retention removed everything up to commit LSN " +
+                  trim_.trimmed_through.ToString() + " (retained window: after " +
+                  trim_.trimmed_through.ToString() + " through " +
+                  writer_.last_commit_lsn.ToString() +
+                  "); replay from a checkpoint inside that window, or take a new snapshot");
+}
+
+StatusOr<std::unique_ptr<JournalReader>> JournalImpl::NewReader(Lsn after) const {
+  TS_RETURN_IF_ERROR(CheckRetained(after));
+  return std::unique_ptr<JournalReader>(std::make_unique<JournalReaderImpl>(this, after));
+}
+
+// --- applied position, checkpoints, retention ---
+
+Status JournalImpl::RecordApplied(Lsn commit_lsn, int64_t commit_time_us) {
+  if (db_->read_only()) return FailedPrecondition("the journal is open read-only");
+  int64_t now = NowUs();
+  rocksdb::WriteBatch b;
+  AppliedState applied{commit_lsn, commit_time_us};
+  b.Put(db_->cf(kCfJournalMeta), kAppliedKey, AsSlice(EncodeApplied(applied)));
+  std::optional<Checkpoint> checkpoint;
+  std::optional<uint64_t> drop_checkpoint;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int64_t interval_us = static_cast<int64_t>(options_.checkpoint_interval_seconds * 1e6);
+    if (checkpoints_.empty() || now - checkpoints_.back().time_us >= interval_us) {
+      checkpoint = Checkpoint{next_checkpoint_id_, commit_lsn, now,
+                              writer_.appended_txns - txns_at_last_checkpoint_};
+      if (checkpoints_.size() >= kMaxCheckpoints) drop_checkpoint = checkpoints_.front().id;
+    }
+  }
+  if (checkpoint) {
+    b.Put(db_->cf(kCfJournalMeta), AsSlice(CheckpointKey(checkpoint->id)),
+          AsSlice(EncodeCheckpoint(*checkpoint)));
+  }
+  if (drop_checkpoint) b.Delete(db_->cf(kCfJournalMeta), AsSlice(CheckpointKey(*drop_checkpoint)));
+  // Not synced: the target's _tenantsync.progress is authoritative for exactly-once (invariant
+  // 3); this copy feeds ops and retention, and a lost update is rewritten by the next batch.
+  TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/false, "recording the applied position"));
+  bool size_pressure = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_ = applied;
+    if (checkpoint) {
+      checkpoints_.push_back(*checkpoint);
+      next_checkpoint_id_ = checkpoint->id + 1;
+      txns_at_last_checkpoint_ = writer_.appended_txns;
+    }
+    if (drop_checkpoint && !checkpoints_.empty()) checkpoints_.pop_front();
+    uint64_t held = writer_.appended_bytes - trim_.trimmed_bytes;
+    size_pressure = static_cast<double>(held) >
+                    kSizeTrimStart * static_cast<double>(options_.max_journal_bytes);
+  }
+  int64_t trim_interval_us = static_cast<int64_t>(options_.trim_interval_seconds * 1e6);
+  if (size_pressure || now - last_trim_us_ >= trim_interval_us) {
+    last_trim_us_ = now;
+    TS_RETURN_IF_ERROR(Trim(size_pressure));
+  }
+  return Status::Ok();
+}
+
+Status JournalImpl::Trim(bool size_pressure) {
+  std::lock_guard<std::mutex> trim_lock(trim_mu_);
+  Lsn applied;
+  TrimState trim;
+  uint64_t held = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applied = applied_.lsn;
+    trim = trim_;
+    held = writer_.appended_bytes - trim_.trimmed_bytes;
+  }
+  if (!applied.valid() || applied <= trim.trimmed_through) return Status::Ok();
+  const int64_t cutoff_us = NowUs() - static_cast<int64_t>(options_.retention_hours * 3600e6);
+  const uint64_t target_bytes = static_cast<uint64_t>(
+      kSizeTrimTarget * static_cast<double>(options_.max_journal_bytes));
+
+  rocksdb::ReadOptions ro;
+  std::string upper = Key64(applied.value() + 1);  // never past the applied position
+  rocksdb::Slice upper_slice = AsSlice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  auto it = db_->NewIterator(kCfJournalTxn, ro);
+  TrimState next = trim;
+  uint64_t count = 0;
+  TxnRecord rec;
+  for (it->Seek(AsSlice(Key64(trim.trimmed_through.value() + 1))); it->Valid() &&
+       count < kMaxTrimPerPass; it->Next()) {
+    TS_RETURN_IF_ERROR(DecodeTxn(std::string_view(it->key().data(), it->key().size()),
+                                 std::string_view(it->value().data(), it->value().size()), &rec));
+    bool old_enough = rec.journaled_at_us <= cutoff_us;
+    bool too_big = size_pressure && held - (next.trimmed_bytes - trim.trimmed_bytes) > target_bytes;
+    if (!old_enough && !too_big) break;
+    next.trimmed_through = rec.commit_lsn;
+    next.trimmed_seq_through = std::max(next.trimmed_seq_through, rec.seq);
+    next.trimmed_txns += 1;
+    next.trimmed_changes += rec.changes;
+    next.trimmed_bytes += rec.bytes;
+    ++count;
+  }
+  TS_RETURN_IF_ERROR(FromRocks(it->status(), db_->dir(), "scanning for retention"));
+  if (count == 0) return Status::Ok();
+
+  rocksdb::WriteBatch b;
+  b.DeleteRange(db_->cf(kCfJournalTxn), AsSlice(Key64(trim.trimmed_through.value() + 1)),
+                AsSlice(Key64(next.trimmed_through.value() + 1)));
+  b.DeleteRange(db_->cf(kCfJournalChange), AsSlice(Key64x2(trim.trimmed_seq_through + 1, 0)),
+                AsSlice(Key64x2(next.trimmed_seq_through + 1, 0)));
+  b.Put(db_->cf(kCfJournalMeta), kTrimKey, AsSlice(EncodeTrimState(next)));
+  // Checkpoints before the trimmed position can no longer be replayed from.
+  std::vector<uint64_t> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Checkpoint& c : checkpoints_) {
+      if (c.lsn >= next.trimmed_through) break;
+      dropped.push_back(c.id);
+    }
+  }
+  for (uint64_t id : dropped) b.Delete(db_->cf(kCfJournalMeta), AsSlice(CheckpointKey(id)));
+  TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/false, "trimming the journal"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    trim_ = next;
+    while (!checkpoints_.empty() && !dropped.empty() && checkpoints_.front().id <= dropped.back()) {
+      checkpoints_.pop_front();
+    }
+  }
+  return LoadOldest();
+}
+
+StatusOr<std::vector<Checkpoint>> JournalImpl::Checkpoints() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::vector<Checkpoint>(checkpoints_.begin(), checkpoints_.end());
+}
+
+JournalStats JournalImpl::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  JournalStats s;
+  s.received_lsn = std::max(received_lsn_, JournaledLsnLocked());
+  s.journaled_lsn = JournaledLsnLocked();
+  s.journaled_commit_lsn = writer_.last_commit_lsn;
+  s.applied_lsn = applied_.lsn;
+  s.last_journaled_commit_time_us = writer_.last_commit_time_us;
+  s.last_applied_commit_time_us = applied_.commit_time_us;
+  s.transactions = writer_.appended_txns - trim_.trimmed_txns;
+  s.changes = writer_.appended_changes - trim_.trimmed_changes;
+  s.oldest_lsn = s.transactions == 0 ? Lsn() : oldest_lsn_;
+  s.bytes = writer_.appended_bytes - trim_.trimmed_bytes;
+  return s;
+}
+
+}  // namespace tenantsync::state::internal

@@ -1,0 +1,550 @@
+#include "state/journal.h"
+
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "state/internal/codec.h"
+#include "state/internal/test_util.h"
+#include "state/state_store.h"
+
+namespace tenantsync::state {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::MakeInsert;
+using testing::MakeRelation;
+using testing::MakeTxn;
+using testing::RawDb;
+using testing::TempDir;
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen() {
+    store_.reset();
+    auto s = StateStore::Open(options_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+  void Close() { store_.reset(); }
+  Journal& j() { return store_->journal(); }
+
+  void Commit(uint64_t commit, int changes = 1, const std::string& table = "customers") {
+    auto rel = MakeRelation(table);
+    Status s = j().Begin(MakeTxn(commit));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    for (int i = 0; i < changes; ++i) {
+      s = j().Append(MakeInsert(rel, {Datum::Text(std::to_string(commit)),
+                                      Datum::Text(std::to_string(i)), Datum::Null()}));
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    s = j().Commit(MakeTxn(commit));
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
+  // Commit LSNs of every transaction after `after`, checking each one's changes.
+  std::vector<uint64_t> ReadAll(Lsn after = Lsn()) {
+    std::vector<uint64_t> out;
+    auto r = j().NewReader(after);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return out;
+    TransactionInfo info;
+    while (true) {
+      auto more = (*r)->NextTransaction(&info);
+      EXPECT_TRUE(more.ok()) << more.status().ToString();
+      if (!more.ok() || !*more) break;
+      out.push_back(info.commit_lsn.value());
+      Change c;
+      while (true) {
+        auto ch = (*r)->NextChange(&c);
+        EXPECT_TRUE(ch.ok()) << ch.status().ToString();
+        if (!ch.ok() || !*ch) break;
+        EXPECT_EQ(c.new_tuple.at(0).text, std::to_string(info.commit_lsn.value()));
+      }
+    }
+    return out;
+  }
+
+  TempDir tmp_;
+  StateOptions options_{.dir = tmp_.path(), .pipeline = "rawdog"};
+  std::unique_ptr<StateStore> store_;
+};
+
+TEST_F(JournalTest, RoundTripsEveryChangeKindAndDatumKind) {
+  auto customers = MakeRelation("customers", 4);
+  auto orders = std::make_shared<Relation>(*MakeRelation("orders", 2));
+  {
+    auto o = std::make_shared<Relation>(*orders);
+    o->replica_identity = 'f';
+    o->oid = 0;  // wal2json without type oids
+    o->columns[1].type_oid = 0;
+    o->columns[1].type_modifier = 12;
+    orders = o;
+  }
+  std::string big(1 << 20, 'z');
+  std::string binary("a\0b\xff\x01", 5);
+  std::vector<Change> in;
+  in.push_back(MakeInsert(customers, {Datum::Text("1"), Datum::Text("Zoë 🦊 ü"), Datum::Null(),
+                                      Datum::Text("")}));
+  {
+    Change c;
+    c.op = ChangeOp::kUpdate;
+    c.relation = customers;
+    c.new_tuple = {Datum::Text("1"), Datum::Unchanged(), Datum::Text(big), Datum::Text(binary)};
+    c.old_tuple = {Datum::Text("1"), Datum::Null(), Datum::Null(), Datum::Null()};
+    in.push_back(c);
+  }
+  {
+    Change c;
+    c.op = ChangeOp::kDelete;
+    c.relation = orders;
+    c.old_tuple = {Datum::Text("7"), Datum::Text("full identity")};
+    in.push_back(c);
+  }
+  {
+    Change c;
+    c.op = ChangeOp::kTruncate;
+    c.relation = customers;
+    c.truncated = {customers, orders};
+    c.truncate_options = 3;
+    in.push_back(c);
+  }
+  {
+    Change c;
+    c.op = ChangeOp::kMessage;
+    c.message_prefix = "tenantsync";
+    c.message_content = binary;
+    c.message_transactional = true;
+    in.push_back(c);
+  }
+  {
+    Change c;
+    c.op = ChangeOp::kMessage;
+    c.message_prefix = "";
+    c.message_transactional = false;
+    in.push_back(c);
+  }
+  TransactionInfo txn{.xid = 4242, .commit_lsn = Lsn(0x16B374D848), .end_lsn = Lsn(0x16B374D878),
+                      .commit_time_us = 1712345678901234};
+  ASSERT_TRUE(j().Begin(txn).ok());
+  for (const Change& c : in) ASSERT_TRUE(j().Append(c).ok());
+  ASSERT_TRUE(j().Commit(txn).ok());
+  Reopen();  // decode from disk, not from any cache
+
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.xid, 4242u);
+  EXPECT_EQ(info.commit_lsn, txn.commit_lsn);
+  EXPECT_EQ(info.end_lsn, txn.end_lsn);
+  EXPECT_EQ(info.commit_time_us, txn.commit_time_us);
+  Change out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE((*r)->NextChange(&out).value());
+    EXPECT_EQ(out.op, in[i].op);
+    ASSERT_EQ(out.relation == nullptr, in[i].relation == nullptr);
+    if (out.relation) {
+      EXPECT_EQ(*out.relation, *in[i].relation);
+    }
+    EXPECT_EQ(out.new_tuple, in[i].new_tuple);
+    EXPECT_EQ(out.old_tuple, in[i].old_tuple);
+    ASSERT_EQ(out.truncated.size(), in[i].truncated.size());
+    for (size_t k = 0; k < out.truncated.size(); ++k) {
+      EXPECT_EQ(*out.truncated[k], *in[i].truncated[k]);
+    }
+    EXPECT_EQ(out.truncate_options, in[i].truncate_options);
+    EXPECT_EQ(out.message_prefix, in[i].message_prefix);
+    EXPECT_EQ(out.message_content, in[i].message_content);
+    EXPECT_EQ(out.message_transactional, in[i].message_transactional);
+  }
+  EXPECT_FALSE((*r)->NextChange(&out).value());
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());
+}
+
+TEST_F(JournalTest, ChangesShareOneRelationObject) {
+  Commit(100, 3);
+  auto r = j().NewReader(Lsn());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  Change a, b;
+  ASSERT_TRUE((*r)->NextChange(&a).value());
+  ASSERT_TRUE((*r)->NextChange(&b).value());
+  EXPECT_EQ(a.relation.get(), b.relation.get());
+}
+
+TEST_F(JournalTest, ReaderSeesOnlyCommittedTransactionsInOrderAndLaterOnes) {
+  Commit(100);
+  Commit(300);
+  ASSERT_TRUE(j().Begin(MakeTxn(500)).ok());
+  ASSERT_TRUE(j().Append(MakeInsert(MakeRelation("customers"), {Datum::Text("500")})).ok());
+
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(100));
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());  // skips 100's unread change
+  EXPECT_EQ(info.commit_lsn, Lsn(300));
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());  // 500 is not committed
+
+  ASSERT_TRUE(j().Commit(MakeTxn(500)).ok());
+  Commit(700, 2);
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(500));
+  Change c;
+  ASSERT_TRUE((*r)->NextChange(&c).value());
+  EXPECT_EQ(c.new_tuple[0].text, "500");
+  EXPECT_FALSE((*r)->NextChange(&c).value());
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(700));
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());
+
+  EXPECT_EQ(ReadAll(Lsn(300)), (std::vector<uint64_t>{500, 700}));
+  EXPECT_EQ(ReadAll(Lsn(299)), (std::vector<uint64_t>{300, 500, 700}));
+}
+
+TEST_F(JournalTest, ResentTransactionsAreSkippedExactlyOnce) {
+  Commit(100, 2);
+  Commit(200, 2);
+  // pgoutput: the commit LSN is known at Begin.
+  ASSERT_TRUE(j().Begin(MakeTxn(200)).ok());
+  EXPECT_TRUE(j().IsSkipping());
+  ASSERT_TRUE(j().Append(MakeInsert(MakeRelation("customers"), {Datum::Text("dup")})).ok());
+  ASSERT_TRUE(j().Commit(MakeTxn(200)).ok());
+  EXPECT_FALSE(j().IsSkipping());
+  ASSERT_TRUE(j().Begin(MakeTxn(150)).ok());
+  EXPECT_TRUE(j().IsSkipping());
+  ASSERT_TRUE(j().Commit(MakeTxn(150)).ok());
+  // wal2json: the commit LSN arrives with the commit.
+  TransactionInfo unknown;
+  unknown.xid = 7;
+  ASSERT_TRUE(j().Begin(unknown).ok());
+  EXPECT_FALSE(j().IsSkipping());
+  ASSERT_TRUE(j().Append(MakeInsert(MakeRelation("customers"), {Datum::Text("dup")})).ok());
+  ASSERT_TRUE(j().Commit(MakeTxn(100)).ok());
+
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200}));
+  JournalStats st = j().Stats();
+  EXPECT_EQ(st.transactions, 2u);
+  EXPECT_EQ(st.changes, 4u);
+  EXPECT_EQ(j().JournaledLsn(), Lsn(208));
+  Reopen();  // the check survives a restart
+  ASSERT_TRUE(j().Begin(MakeTxn(200)).ok());
+  EXPECT_TRUE(j().IsSkipping());
+  ASSERT_TRUE(j().Commit(MakeTxn(200)).ok());
+  Commit(300);
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200, 300}));
+}
+
+TEST_F(JournalTest, WriterProtocolMisuseIsAnError) {
+  EXPECT_EQ(j().Append(MakeInsert(MakeRelation("t"), {})).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(j().Commit(MakeTxn(100)).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(j().Begin(TransactionInfo{}).ok());
+  EXPECT_EQ(j().Commit(TransactionInfo{}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(j().AdvanceIdle(Lsn(5000)).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(j().Abort().ok());
+  EXPECT_TRUE(j().AdvanceIdle(Lsn(5000)).ok());
+}
+
+TEST_F(JournalTest, AbortedAndOrphanedTransactionsLeaveNothing) {
+  // Big enough to flush spool batches to RocksDB before the end.
+  auto rel = MakeRelation("orders");
+  std::string payload(200, 'p');
+  ASSERT_TRUE(j().Begin(MakeTxn(100)).ok());
+  for (int i = 0; i < 30000; ++i) {
+    ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text("100"), Datum::Text(payload)})).ok());
+  }
+  ASSERT_TRUE(j().Abort().ok());
+  Commit(200, 2);
+  // Begin without Commit/Abort, then a new Begin: the first is discarded.
+  ASSERT_TRUE(j().Begin(MakeTxn(300)).ok());
+  for (int i = 0; i < 30000; ++i) {
+    ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text("300"), Datum::Text(payload)})).ok());
+  }
+  Commit(400, 1);
+  // And a crash mid-transaction: the store goes away without Commit.
+  ASSERT_TRUE(j().Begin(MakeTxn(500)).ok());
+  for (int i = 0; i < 30000; ++i) {
+    ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text("500"), Datum::Text(payload)})).ok());
+  }
+  Close();
+  {
+    RawDb raw(tmp_.path());
+    EXPECT_GT(raw.Count("journal_change"), 3u);  // the orphan's flushed batches are there
+  }
+  Reopen();
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{200, 400}));
+  EXPECT_EQ(j().Stats().changes, 3u);
+  Close();
+  RawDb raw(tmp_.path());
+  EXPECT_EQ(raw.Count("journal_change"), 3u);
+  EXPECT_EQ(raw.Count("journal_txn"), 2u);
+}
+
+TEST_F(JournalTest, JournaledLsnAdvancesWithCommitAndIdleAndWakesWaiters) {
+  EXPECT_EQ(j().JournaledLsn(), Lsn());
+  EXPECT_FALSE(j().WaitForNewer(Lsn(), std::chrono::milliseconds(10)));
+  std::thread waiter([this] {
+    EXPECT_TRUE(j().WaitForNewer(Lsn(), std::chrono::seconds(20)));
+    EXPECT_GE(j().JournaledLsn(), Lsn(108));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Commit(100);
+  waiter.join();
+  EXPECT_EQ(j().JournaledLsn(), Lsn(108));
+  j().NoteReceived(Lsn(9000));
+  EXPECT_EQ(j().JournaledLsn(), Lsn(108));  // received is not journaled
+  EXPECT_EQ(j().Stats().received_lsn, Lsn(9000));
+  ASSERT_TRUE(j().AdvanceIdle(Lsn(5000)).ok());
+  EXPECT_EQ(j().JournaledLsn(), Lsn(5000));
+  ASSERT_TRUE(j().AdvanceIdle(Lsn(4000)).ok());  // never backwards
+  EXPECT_EQ(j().JournaledLsn(), Lsn(5000));
+  EXPECT_TRUE(j().WaitForNewer(Lsn(4999), std::chrono::milliseconds(1)));
+  EXPECT_FALSE(j().WaitForNewer(Lsn(5000), std::chrono::milliseconds(10)));
+  Reopen();
+  EXPECT_EQ(j().JournaledLsn(), Lsn(5000));
+  JournalStats st = j().Stats();
+  EXPECT_EQ(st.journaled_commit_lsn, Lsn(100));
+  EXPECT_EQ(st.last_journaled_commit_time_us, MakeTxn(100).commit_time_us);
+}
+
+TEST_F(JournalTest, RetentionTrimsAppliedOldTransactionsAndReaderNamesTheWindow) {
+  options_.retention_hours = 0;
+  options_.trim_interval_seconds = 0;
+  options_.checkpoint_interval_seconds = 0;
+  Reopen();
+  for (uint64_t lsn : {100, 200, 300, 400, 500}) Commit(lsn, 2);
+  ASSERT_TRUE(j().RecordApplied(Lsn(100), 1).ok());
+  ASSERT_TRUE(j().RecordApplied(Lsn(300), 3).ok());
+  JournalStats st = j().Stats();
+  EXPECT_EQ(st.applied_lsn, Lsn(300));
+  EXPECT_EQ(st.last_applied_commit_time_us, 3);
+  EXPECT_EQ(st.transactions, 2u);
+  EXPECT_EQ(st.changes, 4u);
+  EXPECT_EQ(st.oldest_lsn, Lsn(400));
+  EXPECT_EQ(ReadAll(Lsn(300)), (std::vector<uint64_t>{400, 500}));
+  auto r = j().NewReader(Lsn(200));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(r.status().message(), HasSubstr("retained window: after 0/12C through 0/1F4"));
+  // Checkpoints that can no longer be replayed from are gone.
+  auto cps = j().Checkpoints();
+  ASSERT_TRUE(cps.ok());
+  ASSERT_EQ(cps->size(), 1u);
+  EXPECT_EQ((*cps)[0].lsn, Lsn(300));
+  EXPECT_EQ((*cps)[0].id, 2u);
+
+  Reopen();
+  st = j().Stats();
+  EXPECT_EQ(st.transactions, 2u);
+  EXPECT_EQ(st.oldest_lsn, Lsn(400));
+  EXPECT_EQ(j().NewReader(Lsn(100)).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ReadAll(Lsn(300)), (std::vector<uint64_t>{400, 500}));
+  ASSERT_TRUE(j().RecordApplied(Lsn(500), 5).ok());
+  st = j().Stats();
+  EXPECT_EQ(st.transactions, 0u);
+  EXPECT_EQ(st.oldest_lsn, Lsn());
+  Commit(600);
+  EXPECT_EQ(j().Stats().oldest_lsn, Lsn(600));
+  EXPECT_EQ(ReadAll(Lsn(500)), (std::vector<uint64_t>{600}));
+  Close();
+  RawDb raw(tmp_.path());
+  EXPECT_EQ(raw.Count("journal_txn"), 1u);
+  EXPECT_EQ(raw.Count("journal_change"), 1u);
+}
+
+TEST_F(JournalTest, RetentionKeepsYoungTransactionsAndUnappliedOnes) {
+  options_.trim_interval_seconds = 0;
+  Reopen();  // 168 h
+  for (uint64_t lsn : {100, 200, 300}) Commit(lsn);
+  ASSERT_TRUE(j().RecordApplied(Lsn(300), 3).ok());
+  EXPECT_EQ(j().Stats().transactions, 3u);
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200, 300}));
+
+  options_.retention_hours = 0;
+  Reopen();
+  ASSERT_TRUE(j().RecordApplied(Lsn(200), 2).ok());  // 300 is not applied: kept
+  EXPECT_EQ(ReadAll(Lsn(200)), (std::vector<uint64_t>{300}));
+}
+
+TEST_F(JournalTest, ReaderOvertakenByRetentionGetsNotFound) {
+  options_.retention_hours = 0;
+  options_.trim_interval_seconds = 0;
+  Reopen();
+  for (uint64_t lsn : {100, 200, 300}) Commit(lsn);
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(100));
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  ASSERT_FALSE((*r)->NextTransaction(&info).value());
+  // Meanwhile nothing is lost: the reader is past what retention removes.
+  ASSERT_TRUE(j().RecordApplied(Lsn(300), 3).ok());
+  Commit(400);
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(400));
+
+  auto slow = j().NewReader(Lsn(300));
+  ASSERT_TRUE(slow.ok());
+  Commit(500);
+  ASSERT_TRUE(j().RecordApplied(Lsn(500), 5).ok());
+  auto next = (*slow)->NextTransaction(&info);
+  EXPECT_EQ(next.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(JournalTest, CheckpointsEveryIntervalCountTransactions) {
+  options_.checkpoint_interval_seconds = 3600;
+  Reopen();
+  Commit(100);
+  Commit(200);
+  ASSERT_TRUE(j().RecordApplied(Lsn(100), 1).ok());
+  ASSERT_TRUE(j().RecordApplied(Lsn(200), 2).ok());  // within the interval: no new checkpoint
+  auto cps = j().Checkpoints();
+  ASSERT_TRUE(cps.ok());
+  ASSERT_EQ(cps->size(), 1u);
+  EXPECT_EQ((*cps)[0].id, 1u);
+  EXPECT_EQ((*cps)[0].lsn, Lsn(100));
+  EXPECT_EQ((*cps)[0].transactions, 2u);
+  EXPECT_GT((*cps)[0].time_us, 0);
+
+  options_.checkpoint_interval_seconds = 0;
+  Reopen();
+  Commit(300);
+  ASSERT_TRUE(j().RecordApplied(Lsn(300), 3).ok());
+  cps = j().Checkpoints();
+  ASSERT_EQ(cps->size(), 2u);
+  EXPECT_EQ((*cps)[1].id, 2u);
+  EXPECT_EQ((*cps)[1].lsn, Lsn(300));
+  EXPECT_EQ((*cps)[1].transactions, 1u);
+  EXPECT_EQ(j().Stats().applied_lsn, Lsn(300));
+}
+
+TEST_F(JournalTest, JournalOverItsLimitStopsTheWriterClearly) {
+  options_.max_journal_bytes = 256 << 10;
+  options_.trim_interval_seconds = 0;
+  Reopen();
+  auto rel = MakeRelation("orders");
+  std::string payload(1000, 'x');
+  Status s;
+  uint64_t lsn = 100;
+  for (; lsn < 100000 && s.ok(); lsn += 100) {
+    ASSERT_TRUE(j().Begin(MakeTxn(lsn)).ok());
+    for (int i = 0; i < 10 && s.ok(); ++i) {
+      s = j().Append(MakeInsert(rel, {Datum::Text(std::to_string(lsn)), Datum::Text(payload)}));
+    }
+    if (s.ok()) s = j().Commit(MakeTxn(lsn));
+  }
+  ASSERT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("exceeds journal.max_bytes=256"));
+  EXPECT_THAT(s.message(), HasSubstr("the target is probably not applying"));
+  EXPECT_THAT(s.message(), HasSubstr(tmp_.path()));
+  ASSERT_TRUE(j().Abort().ok());
+  uint64_t last = j().Stats().journaled_commit_lsn.value();
+  EXPECT_LE(j().Stats().bytes, static_cast<uint64_t>(options_.max_journal_bytes));
+
+  // Once the target applies, retention makes room even inside the 168 h window.
+  ASSERT_TRUE(j().RecordApplied(Lsn(last), 1).ok());
+  EXPECT_LT(j().Stats().bytes, static_cast<uint64_t>(options_.max_journal_bytes) * 9 / 10);
+  ASSERT_TRUE(j().Begin(MakeTxn(last + 100)).ok());
+  ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text(std::to_string(last + 100))})).ok());
+  ASSERT_TRUE(j().Commit(MakeTxn(last + 100)).ok());
+  // What is left is a suffix of the applied ones, then the new one.
+  std::vector<uint64_t> left = ReadAll(Lsn(j().Stats().oldest_lsn.value() - 1));
+  ASSERT_FALSE(left.empty());
+  EXPECT_EQ(left.back(), last + 100);
+}
+
+TEST_F(JournalTest, CorruptChangeRecordIsCorruptionNamingTheKey) {
+  Commit(100, 3);
+  Commit(200, 1);
+  Close();
+  std::string key = internal::Key64x2(1, 1);  // second change of the first transaction
+  {
+    RawDb raw(tmp_.path());
+    std::string v = raw.Get("journal_change", key);
+    ASSERT_FALSE(v.empty());
+    raw.Put("journal_change", key, v.substr(0, v.size() / 2));
+  }
+  Reopen();
+  auto r = j().NewReader(Lsn());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  Change c;
+  ASSERT_TRUE((*r)->NextChange(&c).value());
+  auto bad = (*r)->NextChange(&c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(bad.status().message(), HasSubstr(internal::HexKey(key)));
+}
+
+TEST_F(JournalTest, CorruptOrMissingRecordsAreCorruption) {
+  Commit(100, 2);
+  Commit(200, 2, "orders");
+  Close();
+  {
+    RawDb raw(tmp_.path());
+    raw.Put("journal_txn", internal::Key64(100), "\x01garbage");
+    // Drop a change of 200 and damage the relation of orders.
+    ASSERT_TRUE(raw.db()->Delete(rocksdb::WriteOptions(), raw.cf("journal_change"),
+                                 internal::Key64x2(2, 1)).ok());
+  }
+  Reopen();
+  auto r = j().NewReader(Lsn());
+  TransactionInfo info;
+  auto t = (*r)->NextTransaction(&info);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(t.status().message(), HasSubstr("journal_txn " + internal::HexKey(internal::Key64(100))));
+
+  r = j().NewReader(Lsn(100));
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  Change c;
+  ASSERT_TRUE((*r)->NextChange(&c).value());
+  auto missing = (*r)->NextChange(&c);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(missing.status().message(), HasSubstr("is missing change 2 of 2"));
+}
+
+TEST_F(JournalTest, DamagedRelationIsCorruption) {
+  Commit(100, 1, "orders");
+  Close();
+  {
+    RawDb raw(tmp_.path());
+    std::string key = raw.FirstKey("relations");
+    std::string v = raw.Get("relations", key);
+    v[v.size() - 1] ^= 1;  // is_key of the last column: the fingerprint no longer matches
+    raw.Put("relations", key, v);
+  }
+  Reopen();
+  auto r = j().NewReader(Lsn());
+  TransactionInfo info;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  Change c;
+  auto bad = (*r)->NextChange(&c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(bad.status().message(), HasSubstr("does not match its fingerprint"));
+}
+
+TEST_F(JournalTest, CorruptWriterStateFailsOpen) {
+  Commit(100);
+  Close();
+  { RawDb(tmp_.path()).Put("journal_meta", "writer", std::string("\x01\x00", 2)); }
+  auto s = StateStore::Open(options_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(s.status().message(), HasSubstr("journal_meta/writer"));
+}
+
+}  // namespace
+}  // namespace tenantsync::state
