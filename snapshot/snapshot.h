@@ -1,0 +1,116 @@
+// The snapshot phase: a consistent, parallel, resumable backfill of the tenant schema.
+//
+// State machine (meta keys in the state store, all written with sync = true):
+//
+//   (none) ──create slot──▶ copying ──all chunks + post-data──▶ done
+//     │                       │ crash / Ctrl-C: run again; chunks whose marker is committed in
+//     │                       │ the target are skipped, the others are copied with a fresh
+//     │                       │ REPEATABLE READ snapshot (the exported one died with the process)
+//
+//  1. Preflight (snapshot/preflight.h). Nothing is written when it fails.
+//  2. Target pre-data: schema `_tenantsync` with its control tables, the tenant schema, enum types,
+//     sequences, tables (columns, NOT NULL, defaults, identity; no keys yet: they are built after
+//     the data like pg_dump does), and the organization record in public.organizations.
+//  3. Publication FOR TABLE the mapped tables, then the logical slot over a replication connection
+//     with CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export'). The slot's consistent point, name and
+//     exported snapshot name go to meta "snapshot/consistent_lsn", "snapshot/slot",
+//     "snapshot/snapshot_name" durably BEFORE any row is copied (DESIGN.md invariant 1): the
+//     stream starts at consistent_lsn.
+//  4. The chunk plan (tables split into ctid ranges of chunk_bytes) is recorded in meta
+//     "snapshot/plan/<table>" so a resumed run uses the same chunk boundaries.
+//  5. N workers each open a source transaction (REPEATABLE READ, SET TRANSACTION SNAPSHOT) and a
+//     target connection. Once every worker has imported the snapshot, the replication connection
+//     (whose open transaction holds the snapshot and blocks the source's vacuum) is closed.
+//     Each chunk is one target transaction holding its rows AND its marker row in
+//     _tenantsync.snapshot_chunks, so a chunk is either entirely in the target or not at all; a
+//     crash leaves no half chunk to clear. After commit the chunk is mirrored in meta
+//     "snapshot/chunk/<table>/<n>" (for ops; the target marker is the truth).
+//  6. Post-data: primary keys, unique and check constraints, indexes (in parallel), then foreign
+//     keys, then sequence positions. Every statement is skipped when its object exists.
+//  7. meta "snapshot/state" = "done".
+//
+// Resume after the exported snapshot is gone: the remaining chunks are read in a newer snapshot,
+// so they may contain changes committed after consistent_lsn. The stream then replays those
+// changes from consistent_lsn; since the applier applies inserts as upserts and updates/deletes by
+// key, replaying a change whose effect is already present converges to the same row (DESIGN.md
+// invariant 1, second sentence). Tables without a key (REPLICA IDENTITY FULL) are the exception
+// to watch: a replayed insert duplicates the row; the run logs it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/lsn.h"
+#include "core/pipeline_stats.h"
+#include "core/status.h"
+#include "state/state_store.h"
+
+namespace tenantsync::snapshot {
+
+// Meta keys this phase writes (other stages read the first three).
+inline constexpr const char* kMetaConsistentLsn = "snapshot/consistent_lsn";  // "X/X"
+inline constexpr const char* kMetaSlot = "snapshot/slot";
+inline constexpr const char* kMetaSnapshotName = "snapshot/snapshot_name";
+inline constexpr const char* kMetaState = "snapshot/state";          // "copying" | "done"
+inline constexpr const char* kMetaNow = "snapshot/now";              // `value: now` of the run
+inline constexpr const char* kMetaPlanPrefix = "snapshot/plan/";     // + table: chunk count
+inline constexpr const char* kMetaChunkPrefix = "snapshot/chunk/";   // + table/n: rows
+
+struct SnapshotOptions {
+  // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, hardware concurrency.
+  int workers = 0;
+  // Print the plan (tables in order, row estimates, transforms, DDL) to `plan_out` and write
+  // nothing anywhere: no slot, no publication, no target DDL, no state.
+  bool dry_run = false;
+  // Write the JSON report here when not empty (rows, bytes, seconds, dead letters per table,
+  // snapshot LSN). Never contains values.
+  std::string report_path;
+  // Progress display: kAuto = live display when stderr is a terminal, plain lines otherwise.
+  enum class Progress { kAuto, kLive, kPlain, kNone };
+  Progress progress = Progress::kAuto;
+  // Skip the preflight checks (the caller ran them already, e.g. `run`).
+  bool skip_preflight = false;
+  // Set by a signal handler to stop: workers finish or roll back their current chunk and the
+  // call returns kCancelled; running again resumes.
+  const std::atomic<bool>* cancel = nullptr;
+  // Live counters for ops (may be null).
+  PipelineStats* stats = nullptr;
+  // Where the dry-run plan and the summary table go (stdout by default).
+  FILE* out = stdout;
+};
+
+struct TableResult {
+  std::string table;          // source table
+  int64_t rows = 0;           // rows written to the target by this run
+  int64_t bytes = 0;          // COPY bytes read from the source by this run
+  int64_t dead_letters = 0;   // rows stored as dead letters by this run
+  int chunks = 0;
+  int chunks_skipped = 0;     // already done by an earlier run
+  double seconds = 0;         // wall time from its first chunk start to its last chunk end
+};
+
+struct SnapshotResult {
+  Lsn consistent_lsn;
+  std::string slot;
+  bool resumed = false;          // the slot existed: the exported snapshot was not available
+  bool already_done = false;     // every chunk was done before this run
+  double seconds = 0;
+  std::vector<TableResult> tables;  // in FK order
+  int64_t rows = 0;
+  int64_t dead_letters = 0;
+};
+
+// Runs the snapshot phase described above. On success the slot exists and the stream can start
+// at result->consistent_lsn. Errors name the table/chunk; a failure leaves the target with only
+// whole chunks and the slot in place, so running again resumes.
+Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::StateStore& state,
+                   SnapshotResult* result);
+
+// Dry run without a state store: prints the plan to options.out, writes nothing.
+Status PrintSnapshotPlan(const Config& config, FILE* out);
+
+}  // namespace tenantsync::snapshot
