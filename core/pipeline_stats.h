@@ -16,6 +16,14 @@
 
 namespace tenantsync {
 
+// State-store meta keys through which a running pipeline tells other processes (status, history)
+// what it is doing. Written by the pipeline; read by ops/status.
+inline constexpr const char* kMetaPhase = "pipeline/phase";              // PhaseName text
+inline constexpr const char* kMetaLastError = "pipeline/last_error";     // one secret-free line
+inline constexpr const char* kMetaLastErrorTime = "pipeline/last_error_time_us";
+inline constexpr const char* kMetaCaughtUpTime = "pipeline/caught_up_time_us";
+inline constexpr const char* kMetaSnapshotRows = "snapshot/rows";        // "<done> <total>"
+
 class PipelineStats {
  public:
   enum class Phase : int { kStarting, kSnapshot, kCatchingUp, kStreaming, kStopped, kFailed };
@@ -29,6 +37,11 @@ class PipelineStats {
   std::atomic<uint64_t> server_wal_end{0};          // latest wal_end the walsender reported
   std::atomic<int64_t> applied_commit_time_us{0};   // source commit time of the newest applied txn
   std::atomic<int64_t> last_server_message_us{0};   // wall time of the last message from the source
+  // Wall time at which the pipeline last had applied everything the source had sent (set by the
+  // receiver when an idle keepalive is acknowledged with nothing left to apply, and by the applier
+  // when it drains the journal). Lag in seconds counts from the later of this and the applied
+  // commit time, so a pipeline that is idle while the source is busy elsewhere shows no lag.
+  std::atomic<int64_t> caught_up_time_us{0};
   std::atomic<uint64_t> transactions_journaled{0};
   std::atomic<uint64_t> changes_journaled{0};
   std::atomic<uint64_t> transactions_applied{0};
