@@ -145,7 +145,7 @@ Status CastNumeric(std::string_view text, std::string_view args, std::string* ou
   std::string_view s = Trim(text);
   if (auto special = SpecialFloat(s)) {
     if (!args.empty() && *special != "NaN") {
-      return InvalidArgument("Infinity does not fit a numeric with a precision");
+      return InvalidArgument("an infinite value does not fit a numeric with a precision");
     }
     *out = *special;
     return Status::Ok();

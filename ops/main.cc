@@ -14,6 +14,8 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -24,6 +26,10 @@
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/status.h"
+#include "ops/commands.h"
+#include "snapshot/preflight.h"
+#include "snapshot/snapshot.h"
+#include "state/state_store.h"
 
 #ifndef TENANTSYNC_VERSION
 #define TENANTSYNC_VERSION "0.0.0"
@@ -116,7 +122,51 @@ int RunCheck(const Config& config, const CommandArgs& args) {
             << config.target.schema << "\n"
             << "  slot " << config.source.slot << ", publication " << config.source.publication
             << ", state " << config.state_dir << "\n";
+  // Server preflight (read-only): one line per failure, all of them.
+  auto failures = snapshot::Preflight(config);
+  if (!failures.ok()) return ReportError(failures.status());
+  for (const auto& f : *failures) std::cerr << "check: " << f << "\n";
+  if (!failures->empty()) {
+    std::cerr << "check: " << failures->size() << " problem(s); nothing was changed\n";
+    return kExitFailed;
+  }
+  std::cout << "servers OK: source and target ready for snapshot and streaming\n";
   return kExitOk;
+}
+
+// --- snapshot ----------------------------------------------------------------------------------
+std::atomic<bool> g_snapshot_cancel{false};
+
+int RunSnapshotCommand(const Config& config, const CommandArgs& args) {
+  snapshot::SnapshotOptions opts;
+  opts.dry_run = args.dry_run;
+  opts.report_path = args.report_path;
+  opts.cancel = &g_snapshot_cancel;
+  if (args.dry_run) {
+    Status st = snapshot::PrintSnapshotPlan(config, stdout);
+    return st.ok() ? kExitOk : ReportError(st);
+  }
+  std::signal(SIGINT, [](int) { g_snapshot_cancel.store(true); });
+  std::signal(SIGTERM, [](int) { g_snapshot_cancel.store(true); });
+  state::StateOptions so;
+  so.dir = config.state_dir;
+  so.pipeline = config.pipeline;
+  so.retention_hours = config.journal.retention_hours;
+  so.max_journal_bytes = config.journal.max_bytes;
+  auto store = state::StateStore::Open(so);
+  if (!store.ok()) return ReportError(store.status());
+  snapshot::SnapshotResult result;
+  Status st = snapshot::RunSnapshot(config, opts, **store, &result);
+  if (!st.ok()) return ReportError(st);
+  return kExitOk;
+}
+
+// --- status, lag (ops/commands.h) ---------------------------------------------------------------
+int RunStatus(const Config& config, const CommandArgs& args) {
+  return ops::StatusCommand(config, args.json);
+}
+int RunLag(const Config& config, const CommandArgs& args) {
+  return ops::LagCommand(config, args.watch, args.json);
 }
 
 // --- flags per command -------------------------------------------------------------------------
@@ -163,12 +213,12 @@ const std::vector<Command>& Commands() {
       {"check", "Validate the config and the servers without changing anything", nullptr,
        RunCheck},
       {"snapshot", "Create the slot and copy every table into the tenant schema", SnapshotFlags,
-       nullptr},
+       RunSnapshotCommand},
       {"stream", "Receive changes from the slot into the local journal", nullptr, nullptr},
       {"run", "Snapshot if needed, then stream and apply continuously (the main job)", nullptr,
        nullptr},
-      {"status", "Show phase, lag, throughput and errors of the pipeline", StatusFlags, nullptr},
-      {"lag", "Show replication lag (--watch for a live view)", LagFlags, nullptr},
+      {"status", "Show phase, lag, throughput and errors of the pipeline", StatusFlags, RunStatus},
+      {"lag", "Show replication lag (--watch for a live view)", LagFlags, RunLag},
       {"validate", "Compare source and target: counts, sums, samples, FK orphans, --full diff",
        ValidateFlags, nullptr},
       {"cutover", "Catch up, validate and hand over to the new database", CutoverFlags, nullptr},
@@ -232,7 +282,7 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e, std::cout, std::cerr);  // prints the message and the --help hint
+    std::cerr << "tenantsync: " << e.what() << "; see tenantsync --help\n";
     return kExitUsage;
   }
 
