@@ -72,8 +72,7 @@ class Parser {
       if (!seen.insert(key).second) {
         return Error(Join(path, key), "key appears twice; keep one");
       }
-      if (!allowed.empty() &&
-          std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         return Error(path, "unknown key '" + key + "'; expected one of " + JoinList(allowed));
       }
     }
@@ -183,8 +182,8 @@ class Parser {
   }
 
   template <typename Int>
-  Status Integer(const YAML::Node& map, const std::string& key, const std::string& path,
-                 Int min, Int max, Int* out) const {
+  Status Integer(const YAML::Node& map, const std::string& key, const std::string& path, Int min,
+                 Int max, Int* out) const {
     TS_ASSIGN_OR_RETURN(auto v, Scalar(map, key, path));
     if (!v) return Status::Ok();
     Int value{};
@@ -197,15 +196,14 @@ class Parser {
     }
     if (value < min || value > max) {
       return Error(Join(path, key), "must be between " + std::to_string(min) + " and " +
-                                        std::to_string(max) + ", got " +
-                                        Quote(map[key].Scalar()));
+                                        std::to_string(max) + ", got " + Quote(map[key].Scalar()));
     }
     *out = value;
     return Status::Ok();
   }
 
-  Status Number(const YAML::Node& map, const std::string& key, const std::string& path,
-                double min, double* out) const {
+  Status Number(const YAML::Node& map, const std::string& key, const std::string& path, double min,
+                double* out) const {
     TS_ASSIGN_OR_RETURN(auto v, Scalar(map, key, path));
     if (!v) return Status::Ok();
     double value = 0;
@@ -217,8 +215,8 @@ class Parser {
       return Error(Join(path, key), "expected a number, got " + Quote(map[key].Scalar()));
     }
     if (value < min) {
-      return Error(Join(path, key), "must be at least " + FormatNumber(min) + ", got " +
-                                        Quote(map[key].Scalar()));
+      return Error(Join(path, key),
+                   "must be at least " + FormatNumber(min) + ", got " + Quote(map[key].Scalar()));
     }
     *out = value;
     return Status::Ok();
@@ -268,7 +266,8 @@ Status ParseColumn(const Parser& p, const YAML::Node& node, const std::string& p
   TS_RETURN_IF_ERROR(
       p.CheckMap(node, path, {"type", "on_error", "value", "rename", "drop", "encrypt"}));
   if (!node.IsDefined() || node.IsNull()) {
-    return p.Error(path, "has no rule; give one of type, value, rename, drop, encrypt or remove it");
+    return p.Error(path,
+                   "has no rule; give one of type, value, rename, drop, encrypt or remove it");
   }
   std::string type;
   TS_RETURN_IF_ERROR(p.String(node, "type", path, &type));
@@ -303,8 +302,10 @@ Status ParseColumn(const Parser& p, const YAML::Node& node, const std::string& p
       if (rule->type.empty()) rule->type = "timestamp with time zone";
       if (rule->type != "timestamp with time zone" && rule->type != "timestamp without time zone" &&
           rule->type != "date" && rule->type != "text") {
-        return p.Error(Join(path, "value"), "now needs type timestamptz, timestamp, date or text, "
-                                            "not " + rule->type);
+        return p.Error(Join(path, "value"),
+                       "now needs type timestamptz, timestamp, date or text, "
+                       "not " +
+                           rule->type);
       }
     } else {
       if (rule->type.empty()) rule->type = "text";
@@ -359,7 +360,8 @@ Status ParseTable(const Parser& p, const YAML::Node& node, const std::string& pa
   const YAML::Node sums = node["sum_columns"];
   if (sums.IsDefined() && !sums.IsNull()) {
     std::string sp = Join(path, "sum_columns");
-    if (!sums.IsSequence()) return p.Error(sp, "expected a list of column names, e.g. [total_cents]");
+    if (!sums.IsSequence())
+      return p.Error(sp, "expected a list of column names, e.g. [total_cents]");
     for (size_t i = 0; i < sums.size(); ++i) {
       if (!sums[i].IsScalar() || sums[i].Scalar().empty()) {
         return p.Error(sp, "expected a list of column names, e.g. [total_cents]");
@@ -414,8 +416,9 @@ Status Validate(const Parser& p, Config* c) {
   if (c->source.publication.empty()) c->source.publication = "tenantsync_" + c->pipeline;
   if (c->source.slot.empty()) c->source.slot = "tenantsync_" + c->pipeline;
   if (!IsSlug(c->source.slot) || c->source.slot.size() > 63) {
-    return p.Error("source.slot", "a replication slot name must match [a-z0-9_]+ and have at "
-                                  "most 63 characters; shorten the pipeline name or set source.slot");
+    return p.Error("source.slot",
+                   "a replication slot name must match [a-z0-9_]+ and have at "
+                   "most 63 characters; shorten the pipeline name or set source.slot");
   }
   if (c->source.publication.size() > 63) {
     return p.Error("source.publication", "has more than 63 characters; shorten it");
@@ -431,11 +434,12 @@ Status Validate(const Parser& p, Config* c) {
   size_t colon = c->ops.listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos || colon == 0 ||
-      std::from_chars(c->ops.listen.data() + colon + 1,
-                      c->ops.listen.data() + c->ops.listen.size(), port)
+      std::from_chars(c->ops.listen.data() + colon + 1, c->ops.listen.data() + c->ops.listen.size(),
+                      port)
               .ptr != c->ops.listen.data() + c->ops.listen.size() ||
       colon + 1 == c->ops.listen.size() || port < 0 || port > 65535) {
-    return p.Error("ops.listen", "expected HOST:PORT, e.g. 127.0.0.1:9753 (port 0 picks a free one)");
+    return p.Error("ops.listen",
+                   "expected HOST:PORT, e.g. 127.0.0.1:9753 (port 0 picks a free one)");
   }
 
   // Target table names must be unique.
@@ -445,8 +449,8 @@ Status Validate(const Parser& p, Config* c) {
     std::string target = table.rename.empty() ? name : table.rename;
     auto [it, inserted] = targets.emplace(target, name);
     if (!inserted) {
-      return p.Error("tables", "tables " + it->second + " and " + name + " both map to target table " +
-                                   target + "; rename one of them");
+      return p.Error("tables", "tables " + it->second + " and " + name +
+                                   " both map to target table " + target + "; rename one of them");
     }
   }
 
@@ -470,9 +474,10 @@ Status Validate(const Parser& p, Config* c) {
       }
       if (who != "tenant.secrets") break;
     }
-    return p.Error("encryption.key", who + " needs a key; set encryption.key: \"${TENANTSYNC_KEY}\" "
-                                           "with TENANTSYNC_KEY=$(openssl rand -base64 32), or "
-                                           "encryption.key_file");
+    return p.Error("encryption.key", who +
+                                         " needs a key; set encryption.key: \"${TENANTSYNC_KEY}\" "
+                                         "with TENANTSYNC_KEY=$(openssl rand -base64 32), or "
+                                         "encryption.key_file");
   }
   return Status::Ok();
 }
@@ -481,9 +486,9 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   if (!root.IsDefined() || root.IsNull()) {
     return p.Error("", "the file is empty; start from examples/rawdog.yaml");
   }
-  TS_RETURN_IF_ERROR(p.CheckMap(root, "", {"pipeline", "source", "target", "tenant", "state_dir",
-                                           "encryption", "ops", "snapshot", "apply", "journal",
-                                           "tables"}));
+  TS_RETURN_IF_ERROR(p.CheckMap(root, "",
+                                {"pipeline", "source", "target", "tenant", "state_dir",
+                                 "encryption", "ops", "snapshot", "apply", "journal", "tables"}));
   TS_RETURN_IF_ERROR(p.String(root, "pipeline", "", &c.pipeline));
   TS_RETURN_IF_ERROR(p.String(root, "state_dir", "", &c.state_dir));
 
@@ -554,27 +559,28 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   }
 
   const YAML::Node apply = root["apply"];
-  TS_RETURN_IF_ERROR(p.CheckMap(apply, "apply",
-                                {"batch_max_transactions", "batch_max_bytes", "batch_max_ms",
-                                 "truncate", "schema_drift", "on_error",
-                                 "session_replication_role"}));
+  TS_RETURN_IF_ERROR(
+      p.CheckMap(apply, "apply",
+                 {"batch_max_transactions", "batch_max_bytes", "batch_max_ms", "truncate",
+                  "schema_drift", "on_error", "session_replication_role"}));
   if (IsMapping(apply)) {
     TS_RETURN_IF_ERROR(p.Integer<int>(apply, "batch_max_transactions", "apply", 1, 10'000'000,
                                       &c.apply.batch_max_transactions));
-    TS_RETURN_IF_ERROR(p.Integer<int64_t>(apply, "batch_max_bytes", "apply", 1,
-                                          int64_t{1} << 40, &c.apply.batch_max_bytes));
+    TS_RETURN_IF_ERROR(p.Integer<int64_t>(apply, "batch_max_bytes", "apply", 1, int64_t{1} << 40,
+                                          &c.apply.batch_max_bytes));
     TS_RETURN_IF_ERROR(
         p.Integer<int>(apply, "batch_max_ms", "apply", 1, 3'600'000, &c.apply.batch_max_ms));
     int truncate = static_cast<int>(c.apply.truncate);
-    TS_RETURN_IF_ERROR(p.Choice(apply, "truncate", "apply", {"apply", "ignore", "stop"}, &truncate));
+    TS_RETURN_IF_ERROR(
+        p.Choice(apply, "truncate", "apply", {"apply", "ignore", "stop"}, &truncate));
     c.apply.truncate = static_cast<TruncatePolicy>(truncate);
     int drift = static_cast<int>(c.apply.schema_drift);
     TS_RETURN_IF_ERROR(p.Choice(apply, "schema_drift", "apply", {"add", "stop"}, &drift));
     c.apply.schema_drift = static_cast<DriftPolicy>(drift);
     TS_RETURN_IF_ERROR(ParseErrorPolicy(p, apply, "apply", &c.apply.on_error));
     int role = c.apply.session_replication_role == "origin" ? 1 : 0;
-    TS_RETURN_IF_ERROR(p.Choice(apply, "session_replication_role", "apply",
-                                {"replica", "origin"}, &role));
+    TS_RETURN_IF_ERROR(
+        p.Choice(apply, "session_replication_role", "apply", {"replica", "origin"}, &role));
     c.apply.session_replication_role = role == 0 ? "replica" : "origin";
   }
 
@@ -658,15 +664,18 @@ StatusOr<Config> LoadConfig(const std::string& path) {
 StatusOr<Config> ConfigFromFlags(const std::string& source_url, const std::string& target_url,
                                  const std::string& tenant_slug) {
   if (source_url.empty()) {
-    return InvalidArgument("--source: is required with --target and --tenant; give the old "
-                           "database's URL, or use -c FILE");
+    return InvalidArgument(
+        "--source: is required with --target and --tenant; give the old "
+        "database's URL, or use -c FILE");
   }
   if (target_url.empty()) {
-    return InvalidArgument("--target: is required with --source and --tenant; give the new "
-                           "database's URL, or use -c FILE");
+    return InvalidArgument(
+        "--target: is required with --source and --tenant; give the new "
+        "database's URL, or use -c FILE");
   }
   if (tenant_slug.empty()) {
-    return InvalidArgument("--tenant: is required with --source and --target; e.g. --tenant rawdog");
+    return InvalidArgument(
+        "--tenant: is required with --source and --target; e.g. --tenant rawdog");
   }
   if (!IsSlug(tenant_slug)) {
     return InvalidArgument("--tenant: must match [a-z0-9_]+; e.g. --tenant rawdog");

@@ -42,9 +42,10 @@ class ConfigTest : public ::testing::Test {
 
   // A valid config with one column rule on orders.
   static std::string WithColumn(const std::string& column, const std::string& rule) {
-    return Minimal("encryption: {key: \"${TS_TEST_KEY}\"}\n"
-                   "tables:\n  orders:\n    columns:\n      " +
-                   column + ": " + rule + "\n");
+    return Minimal(
+        "encryption: {key: \"${TS_TEST_KEY}\"}\n"
+        "tables:\n  orders:\n    columns:\n      " +
+        column + ": " + rule + "\n");
   }
 
   // Parses text expected to fail; checks the status is one kInvalidArgument line starting with
@@ -207,15 +208,17 @@ TEST_F(ConfigTest, VariableDefaultIsUsedWhenUnset) {
 }
 
 TEST_F(ConfigTest, UnsetVariableNamesVariableAndKey) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: \"${TS_TEST_UNSET}\"}\n"
-                   "target: {url: x}\ntenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: \"${TS_TEST_UNSET}\"}\n"
+      "target: {url: x}\ntenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), AllOf(HasSubstr("source.url"), HasSubstr("TS_TEST_UNSET"),
                                  HasSubstr("is not set"), HasSubstr("export")));
 }
 
 TEST_F(ConfigTest, UnsetVariableInSecretNamesTheSecret) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
-                   "tenant: {slug: rawdog, secrets: {api: \"${TS_TEST_UNSET}\"}}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
+      "tenant: {slug: rawdog, secrets: {api: \"${TS_TEST_UNSET}\"}}\n");
   EXPECT_THAT(s.message(), HasSubstr("tenant.secrets.api: environment variable TS_TEST_UNSET"));
 }
 
@@ -236,8 +239,9 @@ TEST_F(ConfigTest, UnknownTopLevelKeyListsAllowedKeys) {
 }
 
 TEST_F(ConfigTest, UnknownSourceKey) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x, slto: y}\ntarget: {url: x}\n"
-                   "tenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x, slto: y}\ntarget: {url: x}\n"
+      "tenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), AllOf(HasSubstr("test.yaml: source: unknown key 'slto'"),
                                  HasSubstr("url, schema, plugin, publication, slot")));
 }
@@ -259,25 +263,28 @@ TEST_F(ConfigTest, UnknownKeyInEverySection) {
     Status s = Fails(Minimal(section + ": {bogus: 1}\n"));
     EXPECT_THAT(s.message(), HasSubstr(section + ": unknown key 'bogus'")) << section;
   }
-  Status s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x, bogus: 1}\n"
-                   "tenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x}\ntarget: {url: x, bogus: 1}\n"
+      "tenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), HasSubstr("target: unknown key 'bogus'"));
-  s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
-            "tenant: {slug: rawdog, bogus: 1}\n");
+  s = Fails(
+      "pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
+      "tenant: {slug: rawdog, bogus: 1}\n");
   EXPECT_THAT(s.message(), HasSubstr("tenant: unknown key 'bogus'"));
 }
 
 TEST_F(ConfigTest, WrongBooleanType) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x, create_tables: maybe}\n"
-                   "tenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x}\ntarget: {url: x, create_tables: maybe}\n"
+      "tenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), AllOf(HasSubstr("target.create_tables: expected true or false"),
                                  HasSubstr("'maybe'")));
 }
 
 TEST_F(ConfigTest, WrongIntegerType) {
   Status s = Fails(Minimal("snapshot: {workers: many}\n"));
-  EXPECT_THAT(s.message(), AllOf(HasSubstr("snapshot.workers: expected a whole number"),
-                                 HasSubstr("'many'")));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("snapshot.workers: expected a whole number"), HasSubstr("'many'")));
 }
 
 TEST_F(ConfigTest, IntegerOutOfRange) {
@@ -311,7 +318,8 @@ TEST_F(ConfigTest, MissingPipeline) {
 }
 
 TEST_F(ConfigTest, PipelineWithBadCharacters) {
-  Status s = Fails("pipeline: Raw-Dog\nsource: {url: x}\ntarget: {url: x}\ntenant: {slug: rawdog}\n");
+  Status s =
+      Fails("pipeline: Raw-Dog\nsource: {url: x}\ntarget: {url: x}\ntenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), HasSubstr("pipeline: must match [a-z0-9_]+"));
 }
 
@@ -331,7 +339,8 @@ TEST_F(ConfigTest, MissingSlug) {
 }
 
 TEST_F(ConfigTest, SlugWithBadCharacters) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\ntenant: {slug: RAW DOG}\n");
+  Status s =
+      Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\ntenant: {slug: RAW DOG}\n");
   EXPECT_THAT(s.message(), HasSubstr("tenant.slug: must match [a-z0-9_]+"));
 }
 
@@ -342,16 +351,18 @@ TEST_F(ConfigTest, SlotNameTooLong) {
 }
 
 TEST_F(ConfigTest, UnknownPlugin) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x, plugin: test_decoding}\ntarget: {url: x}\n"
-                   "tenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x, plugin: test_decoding}\ntarget: {url: x}\n"
+      "tenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), AllOf(HasSubstr("source.plugin: expected one of pgoutput, wal2json"),
                                  HasSubstr("'test_decoding'")));
 }
 
 TEST_F(ConfigTest, Wal2jsonPluginParses) {
-  StatusOr<Config> c = ParseConfig("pipeline: rawdog\nsource: {url: x, plugin: wal2json}\n"
-                                   "target: {url: x}\ntenant: {slug: rawdog}\n",
-                                   "test.yaml");
+  StatusOr<Config> c = ParseConfig(
+      "pipeline: rawdog\nsource: {url: x, plugin: wal2json}\n"
+      "target: {url: x}\ntenant: {slug: rawdog}\n",
+      "test.yaml");
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->source.plugin, "wal2json");
 }
@@ -394,7 +405,8 @@ TEST_F(ConfigTest, ValueCombinedWithEncryptAndOnError) {
 
 TEST_F(ConfigTest, DropCombinedWithType) {
   Status s = Fails(WithColumn("notes", "{drop: true, type: text}"));
-  EXPECT_THAT(s.message(), HasSubstr("drop leaves the column out and can not be combined with type"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("drop leaves the column out and can not be combined with type"));
 }
 
 TEST_F(ConfigTest, EncryptCombinedWithType) {
@@ -409,14 +421,16 @@ TEST_F(ConfigTest, OnErrorWithoutType) {
 
 TEST_F(ConfigTest, UnknownCastType) {
   Status s = Fails(WithColumn("total", "{type: money}"));
-  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.orders.columns.total.type: unknown type 'money'"),
-                                 HasSubstr("bigint")));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("tables.orders.columns.total.type: unknown type 'money'"),
+                    HasSubstr("bigint")));
 }
 
 TEST_F(ConfigTest, OnErrorNotValidForType) {
   Status s = Fails(WithColumn("total", "{type: bigint, on_error: zero}"));
-  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.orders.columns.total.on_error: is not a valid bigint"),
-                                 HasSubstr("not an integer")));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("tables.orders.columns.total.on_error: is not a valid bigint"),
+                    HasSubstr("not an integer")));
 }
 
 TEST_F(ConfigTest, OnErrorIsNormalised) {
@@ -466,14 +480,14 @@ TEST_F(ConfigTest, SumColumnsMustBeAList) {
 
 TEST_F(ConfigTest, EncryptWithoutKeyNamesTheColumn) {
   Status s = Fails(Minimal("tables: {creators: {columns: {payout_email: {encrypt: true}}}}\n"));
-  EXPECT_THAT(s.message(),
-              AllOf(HasSubstr("encryption.key: tables.creators.columns.payout_email"),
-                    HasSubstr("openssl rand -base64 32")));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("encryption.key: tables.creators.columns.payout_email"),
+                                 HasSubstr("openssl rand -base64 32")));
 }
 
 TEST_F(ConfigTest, SecretsWithoutKey) {
-  Status s = Fails("pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
-                   "tenant: {slug: rawdog, secrets: {api: abc}}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: x}\ntarget: {url: x}\n"
+      "tenant: {slug: rawdog, secrets: {api: abc}}\n");
   EXPECT_THAT(s.message(), HasSubstr("encryption.key: tenant.secrets needs a key"));
 }
 
@@ -496,9 +510,10 @@ TEST_F(ConfigTest, MissingKeyFile) {
 
 TEST_F(ConfigTest, SecretValuesNeverAppearInErrors) {
   // A type error after the secrets were expanded must not print them.
-  Status s = Fails("pipeline: rawdog\nsource: {url: \"${TS_TEST_SOURCE}\"}\n"
-                   "target: {url: \"${TS_TEST_TARGET}\", create_tables: \"${TS_TEST_SOURCE}\"}\n"
-                   "tenant: {slug: rawdog}\n");
+  Status s = Fails(
+      "pipeline: rawdog\nsource: {url: \"${TS_TEST_SOURCE}\"}\n"
+      "target: {url: \"${TS_TEST_TARGET}\", create_tables: \"${TS_TEST_SOURCE}\"}\n"
+      "tenant: {slug: rawdog}\n");
   EXPECT_THAT(s.message(), AllOf(HasSubstr("target.create_tables"), Not(HasSubstr("s3cret"))));
 }
 

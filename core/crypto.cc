@@ -132,8 +132,7 @@ StatusOr<Cipher> Cipher::FromBase64Key(std::string_view base64_key) {
     std::string why = raw.ok() ? "it decodes to " + std::to_string(raw->size()) + " bytes, not 32"
                                : "it is not valid base64";
     if (raw.ok()) OPENSSL_cleanse(raw->data(), raw->size());
-    return InvalidArgument("encryption key: " + why +
-                           "; make one with `openssl rand -base64 32`");
+    return InvalidArgument("encryption key: " + why + "; make one with `openssl rand -base64 32`");
   }
   Cipher c;
   std::memcpy(c.key_.data(), raw->data(), 32);
@@ -164,8 +163,8 @@ StatusOr<Cipher> Cipher::FromKeyFile(const std::string& path) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return InvalidArgument("encryption.key_file: " + path + " can not be read: " +
-                           std::strerror(errno));
+    return InvalidArgument("encryption.key_file: " + path +
+                           " can not be read: " + std::strerror(errno));
   }
   std::ostringstream buf;
   buf << in.rdbuf();
@@ -190,8 +189,7 @@ bool Cipher::LooksEncrypted(std::string_view text) {
   return rest.size() > kKeyIdLen && rest[kKeyIdLen] == ':';
 }
 
-StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext,
-                                      std::string_view context) const {
+StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext, std::string_view context) const {
   std::string blob(kNonceLen + plaintext.size() + kTagLen, '\0');
   auto* nonce = reinterpret_cast<unsigned char*>(blob.data());
   TS_RETURN_IF_ERROR(SyntheticNonce(key_, context, plaintext, nonce));
@@ -222,8 +220,7 @@ StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext,
   return result;
 }
 
-StatusOr<std::string> Cipher::Decrypt(std::string_view ciphertext,
-                                      std::string_view context) const {
+StatusOr<std::string> Cipher::Decrypt(std::string_view ciphertext, std::string_view context) const {
   // Messages name the context (table.column), never the text: it may be a secret's ciphertext
   // and the plaintext must not leak through a partial decode either.
   if (!LooksEncrypted(ciphertext)) {

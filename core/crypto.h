@@ -4,12 +4,12 @@
 // key id is the first 8 hex digits of SHA-256(key), so keys can rotate (rotate-key re-encrypts
 // values whose key id is not the current one).
 //
-// The nonce is synthetic: HMAC-SHA256(key, context | 0x00 | plaintext) truncated to 12 bytes, so the same
-// plaintext in the same context (table.column) always gives the same ciphertext. That makes a row
-// get the same target value whichever path carried it (DESIGN.md invariant 5) and lets validate
-// compare checksums; the cost, stated in the README, is that equal plaintexts in one column are
-// visibly equal. A nonce is never reused for two different plaintexts. The context is also the
-// GCM additional authenticated data, so a value copied to another column fails to decrypt.
+// The nonce is synthetic: HMAC-SHA256(key, context | 0x00 | plaintext) truncated to 12 bytes, so
+// the same plaintext in the same context (table.column) always gives the same ciphertext. That
+// makes a row get the same target value whichever path carried it (DESIGN.md invariant 5) and lets
+// validate compare checksums; the cost, stated in the README, is that equal plaintexts in one
+// column are visibly equal. A nonce is never reused for two different plaintexts. The context is
+// also the GCM additional authenticated data, so a value copied to another column fails to decrypt.
 //
 // Thread safety: a Cipher is immutable and safe to share; each call makes its own EVP contexts.
 #pragma once

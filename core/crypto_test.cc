@@ -76,7 +76,8 @@ TEST(Base64Test, RejectsPaddingInTheMiddle) {
 
 TEST(CipherTest, RoundTrip) {
   Cipher c = MakeCipher();
-  for (const std::string& plain : std::vector<std::string>{"", "ada@example.com", "ünïcödé ✓", std::string(100000, 'x')}) {
+  for (const std::string& plain :
+       std::vector<std::string>{"", "ada@example.com", "ünïcödé ✓", std::string(100000, 'x')}) {
     StatusOr<std::string> ct = c.Encrypt(plain, "creators.payout_email");
     ASSERT_TRUE(ct.ok()) << ct.status().ToString();
     EXPECT_THAT(*ct, StartsWith("tsenc1:" + c.key_id() + ":"));

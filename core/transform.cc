@@ -1,13 +1,12 @@
 #include "core/transform.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace tenantsync {
@@ -46,8 +45,7 @@ std::string Canonical(std::string_view s) {
 }
 
 bool AllDigits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(),
-                                   [](char c) { return c >= '0' && c <= '9'; });
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // "name(args)" -> name, args (without parentheses); no parentheses -> args empty.
@@ -293,13 +291,13 @@ StatusOr<std::string> NormalizeCastType(std::string_view type) {
   };
   std::string_view name, args;
   if (!SplitModifier(t, &name, &args)) {
-    return InvalidArgument("unknown type '" + std::string(type.substr(0, 40)) +
-                           "'; use one of " + kKnownTypes);
+    return InvalidArgument("unknown type '" + std::string(type.substr(0, 40)) + "'; use one of " +
+                           kKnownTypes);
   }
   auto it = kAliases.find(name);
   if (it == kAliases.end()) {
-    return InvalidArgument("unknown type '" + std::string(type.substr(0, 40)) +
-                           "'; use one of " + kKnownTypes);
+    return InvalidArgument("unknown type '" + std::string(type.substr(0, 40)) + "'; use one of " +
+                           kKnownTypes);
   }
   const std::string& base = it->second;
   if (args.empty() && t.find('(') == std::string::npos) return base;
@@ -407,8 +405,7 @@ StatusOr<TableTransform> TableTransform::Build(const std::string& source_table,
   }
 
   std::set<std::string> names;
-  auto add_target = [&](TargetColumn col, ColumnRule rule,
-                        const std::string& context) -> Status {
+  auto add_target = [&](TargetColumn col, ColumnRule rule, const std::string& context) -> Status {
     if (!names.insert(col.name).second) {
       return InvalidArgument(where + ": two columns map to target column " + col.name +
                              "; rename one of them");
@@ -449,7 +446,8 @@ StatusOr<TableTransform> TableTransform::Build(const std::string& source_table,
     }
     if (rule.encrypt) {
       if (cipher == nullptr) {
-        return InvalidArgument(path + ": encrypt: true needs an encryption key; set "
+        return InvalidArgument(path +
+                               ": encrypt: true needs an encryption key; set "
                                "encryption.key or encryption.key_file");
       }
       if (!rule.type.empty()) {
@@ -492,7 +490,8 @@ StatusOr<TableTransform> TableTransform::Build(const std::string& source_table,
     }
   }
   if (t.target_columns_.empty()) {
-    return InvalidArgument(where + ": every column is dropped; keep at least the key, or set "
+    return InvalidArgument(where +
+                           ": every column is dropped; keep at least the key, or set "
                            "skip: true");
   }
   return t;
@@ -565,8 +564,8 @@ Status TableTransform::Apply(const Tuple& source, Tuple* target,
 StatusOr<std::string> TableTransform::DecryptTarget(int target_index,
                                                     const std::string& value) const {
   if (target_index < 0 || static_cast<size_t>(target_index) >= target_columns_.size()) {
-    return InvalidArgument(source_table_ + ": target column index " +
-                           std::to_string(target_index) + " is out of range");
+    return InvalidArgument(source_table_ + ": target column index " + std::to_string(target_index) +
+                           " is out of range");
   }
   if (!target_columns_[static_cast<size_t>(target_index)].encrypted) return value;
   return cipher_->Decrypt(value, contexts_[static_cast<size_t>(target_index)]);

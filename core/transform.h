@@ -96,7 +96,7 @@ class TableTransform {
   std::string source_table_;
   std::vector<TargetColumn> target_columns_;
   std::vector<int> target_index_of_source_;
-  std::vector<ColumnRule> rules_;  // per target column (empty rule = copy); types normalised
+  std::vector<ColumnRule> rules_;      // per target column (empty rule = copy); types normalised
   std::vector<std::string> contexts_;  // per target column: "<source_table>.<source_column>"
   const Cipher* cipher_ = nullptr;
   bool identity_ = true;

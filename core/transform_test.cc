@@ -121,7 +121,8 @@ TEST(CastTextTest, BigintOverflowFails) {
 TEST(CastTextTest, IntegerAndSmallintRanges) {
   EXPECT_EQ(CastOk("integer", "2147483647"), "2147483647");
   EXPECT_EQ(CastOk("integer", "-2147483648"), "-2147483648");
-  EXPECT_THAT(CastFails("integer", "2147483648").message(), HasSubstr("out of range for type integer"));
+  EXPECT_THAT(CastFails("integer", "2147483648").message(),
+              HasSubstr("out of range for type integer"));
   EXPECT_EQ(CastOk("smallint", "-32768"), "-32768");
   EXPECT_THAT(CastFails("smallint", "32768").message(), HasSubstr("smallint"));
 }
@@ -494,8 +495,7 @@ TEST_F(TransformTest, DroppingAKeyColumnIsRejected) {
   TableConfig tc;
   tc.columns["id"].drop = true;
   StatusOr<TableTransform> t = Build(&tc);
-  EXPECT_THAT(t.status().message(), AllOf(HasSubstr("tables.orders.columns.id"),
-                                          HasSubstr("key")));
+  EXPECT_THAT(t.status().message(), AllOf(HasSubstr("tables.orders.columns.id"), HasSubstr("key")));
 }
 
 TEST_F(TransformTest, DroppingEveryColumnIsRejected) {
@@ -552,8 +552,8 @@ TEST_F(TransformTest, EncryptWithoutCipherIsRejected) {
   tc.columns["email"].encrypt = true;
   StatusOr<TableTransform> t = TableTransform::Build("orders", &tc, OrderColumns(), nullptr);
   EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(t.status().message(), AllOf(HasSubstr("tables.orders.columns.email"),
-                                          HasSubstr("encryption key")));
+  EXPECT_THAT(t.status().message(),
+              AllOf(HasSubstr("tables.orders.columns.email"), HasSubstr("encryption key")));
 }
 
 TEST_F(TransformTest, EncryptWithTypeIsRejected) {
@@ -582,7 +582,8 @@ TEST_F(TransformTest, AddedColumnCollidingWithRenameIsRejected) {
   TableConfig tc;
   tc.columns["note"].rename = "migrated_at";
   tc.columns["migrated_at"].value = "now";
-  EXPECT_THAT(Build(&tc).status().message(), HasSubstr("two columns map to target column migrated_at"));
+  EXPECT_THAT(Build(&tc).status().message(),
+              HasSubstr("two columns map to target column migrated_at"));
 }
 
 TEST_F(TransformTest, UnknownCastTypeIsRejected) {
