@@ -1,0 +1,81 @@
+#include "ops/commands.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "ops/status.h"
+
+namespace tenantsync::ops {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+std::string LagLine(const StatusReport& r) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s  lag %.1f s  %llu bytes  applied %s  source %s  phase %s",
+                r.pipeline.c_str(), r.lag_seconds, static_cast<unsigned long long>(r.lag_bytes),
+                r.applied_lsn.ToString().c_str(), r.source_wal_lsn.ToString().c_str(),
+                r.phase.c_str());
+  return buf;
+}
+
+}  // namespace
+
+int StatusCommand(const Config& config, bool json) {
+  auto report = CollectStatus(config, nullptr);
+  if (!report.ok()) {
+    std::cerr << "tenantsync: " << report.status().ToString() << "\n";
+    return 1;
+  }
+  if (json) {
+    std::cout << ToJson(*report).dump(2) << "\n";
+  } else {
+    std::cout << ToText(*report);
+  }
+  return 0;
+}
+
+int LagCommand(const Config& config, bool watch, bool json) {
+  StatusCollector collector(config, nullptr, nullptr);
+  if (watch) {
+    std::signal(SIGINT, [](int) { g_stop.store(true); });
+    std::signal(SIGTERM, [](int) { g_stop.store(true); });
+  }
+  bool tty = isatty(STDOUT_FILENO) && !json;
+  do {
+    auto report = collector.Collect();
+    if (!report.ok()) {
+      std::cerr << "tenantsync: " << report.status().ToString() << "\n";
+      return 1;
+    }
+    if (json) {
+      nlohmann::json j = {{"pipeline", report->pipeline},
+                          {"lag_seconds", report->lag_seconds},
+                          {"lag_bytes", report->lag_bytes},
+                          {"applied_lsn", report->applied_lsn.ToString()},
+                          {"source_wal_lsn", report->source_wal_lsn.ToString()},
+                          {"phase", report->phase}};
+      std::cout << j.dump() << std::endl;
+    } else if (tty && watch) {
+      // Clear and redraw: a live view.
+      std::cout << "\033[H\033[2J" << ToText(*report) << "\n(refreshing every second; Ctrl-C quits)"
+                << std::endl;
+    } else {
+      std::cout << LagLine(*report) << std::endl;
+    }
+    if (!watch) break;
+    for (int i = 0; i < 10 && !g_stop.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  } while (!g_stop.load());
+  return 0;
+}
+
+}  // namespace tenantsync::ops
