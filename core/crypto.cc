@@ -28,7 +28,11 @@ struct MacDeleter {
 struct MacCtxDeleter {
   void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
 };
+struct EvpCipherDeleter {
+  void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
+};
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
+using EvpCipher = std::unique_ptr<EVP_CIPHER, EvpCipherDeleter>;
 using Mac = std::unique_ptr<EVP_MAC, MacDeleter>;
 using MacCtx = std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter>;
 
@@ -47,12 +51,23 @@ std::string HexPrefix(const unsigned char* bytes, size_t hex_digits) {
   return out;
 }
 
+// The algorithms, fetched once per process: an OpenSSL 3 fetch takes a lock and a lookup, which
+// costs more than encrypting a short value. Fetched objects are immutable and thread-safe.
+const EVP_MAC* HmacAlgorithm() {
+  static const Mac mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  return mac.get();
+}
+const EVP_CIPHER* AesGcmAlgorithm() {
+  static const EvpCipher cipher(EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr));
+  return cipher.get();
+}
+
 // HMAC-SHA256(key, context | 0x00 | plaintext)[:12]: the synthetic nonce.
 Status SyntheticNonce(const std::array<unsigned char, 32>& key, std::string_view context,
                       std::string_view plaintext, unsigned char* nonce) {
-  Mac mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-  if (!mac) return Fatal("crypto: HMAC is not available in this OpenSSL");
-  MacCtx ctx(EVP_MAC_CTX_new(mac.get()));
+  const EVP_MAC* mac = HmacAlgorithm();
+  if (mac == nullptr) return Fatal("crypto: HMAC is not available in this OpenSSL");
+  MacCtx ctx(EVP_MAC_CTX_new(const_cast<EVP_MAC*>(mac)));
   if (!ctx) return Fatal("crypto: out of memory creating an HMAC context");
   char digest_name[] = "SHA256";
   OSSL_PARAM params[] = {
@@ -194,11 +209,13 @@ StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext, std::string_vi
   auto* nonce = reinterpret_cast<unsigned char*>(blob.data());
   TS_RETURN_IF_ERROR(SyntheticNonce(key_, context, plaintext, nonce));
 
+  const EVP_CIPHER* aes = AesGcmAlgorithm();
+  if (aes == nullptr) return Fatal("crypto: AES-256-GCM is not available in this OpenSSL");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Fatal("crypto: out of memory creating a cipher context");
   int len = 0;
   auto* out = nonce + kNonceLen;
-  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+  if (EVP_EncryptInit_ex(ctx.get(), aes, nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
       EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(context), static_cast<int>(context.size())) !=
@@ -246,11 +263,13 @@ StatusOr<std::string> Cipher::Decrypt(std::string_view ciphertext, std::string_v
   std::string tag(blob->data() + kNonceLen + ct_len, kTagLen);
   std::string plain(ct_len, '\0');
 
+  const EVP_CIPHER* aes = AesGcmAlgorithm();
+  if (aes == nullptr) return Fatal("crypto: AES-256-GCM is not available in this OpenSSL");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Fatal("crypto: out of memory creating a cipher context");
   int len = 0;
   auto* out = reinterpret_cast<unsigned char*>(plain.data());
-  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+  if (EVP_DecryptInit_ex(ctx.get(), aes, nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, U(context), static_cast<int>(context.size())) !=
