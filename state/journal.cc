@@ -86,8 +86,8 @@ class RelationCache final : public RelationSource {
 // transaction is visible too. Memory: two iterators and one decoded change.
 class JournalReaderImpl final : public JournalReader {
  public:
-  JournalReaderImpl(const JournalImpl* journal, Lsn after)
-      : journal_(journal), db_(journal->db()), pos_(after), relations_(journal->db()) {}
+  JournalReaderImpl(std::shared_ptr<const JournalImpl> journal, Lsn after)
+      : journal_(std::move(journal)), db_(journal_->db()), pos_(after), relations_(db_) {}
 
   StatusOr<bool> NextTransaction(TransactionInfo* info) override {
     in_txn_ = false;
@@ -143,7 +143,7 @@ class JournalReaderImpl final : public JournalReader {
   }
 
  private:
-  const JournalImpl* journal_;
+  std::shared_ptr<const JournalImpl> journal_;  // keeps the database open
   const Db* db_;
   Lsn pos_;  // commit LSN of the last transaction returned (or `after`)
   std::unique_ptr<rocksdb::Iterator> txn_it_;
@@ -159,8 +159,9 @@ class JournalReaderImpl final : public JournalReader {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<JournalImpl>> JournalImpl::Open(Db* db, const StateOptions& options) {
-  std::unique_ptr<JournalImpl> j(new JournalImpl(db, options));
+StatusOr<std::shared_ptr<JournalImpl>> JournalImpl::Open(std::shared_ptr<Db> db,
+                                                         const StateOptions& options) {
+  std::shared_ptr<JournalImpl> j(new JournalImpl(db, options));
   TS_RETURN_IF_ERROR(j->LoadPositions());
   if (!db->read_only()) {
     TS_RETURN_IF_ERROR(j->DeleteOrphans());
@@ -488,7 +489,7 @@ Status JournalImpl::CheckRetained(Lsn after) const {
 
 StatusOr<std::unique_ptr<JournalReader>> JournalImpl::NewReader(Lsn after) const {
   TS_RETURN_IF_ERROR(CheckRetained(after));
-  return std::unique_ptr<JournalReader>(std::make_unique<JournalReaderImpl>(this, after));
+  return std::unique_ptr<JournalReader>(std::make_unique<JournalReaderImpl>(shared_from_this(), after));
 }
 
 // --- applied position, checkpoints, retention ---

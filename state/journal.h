@@ -19,6 +19,8 @@
 //   auto r = journal.NewReader(after);  while (r->NextTransaction(&info)) while (r->NextChange(&c)) ...
 //
 // Thread safety: writer calls from one thread; readers from any; the Lsn getters from any.
+// Lifetime: a JournalReader may outlive its StateStore; it then keeps the database open (and the
+// state directory locked) until it is destroyed.
 #pragma once
 
 #include <chrono>

@@ -16,8 +16,8 @@ using internal::JournalImpl;
 
 class StateStore::Impl {
  public:
-  std::unique_ptr<Db> db;
-  std::unique_ptr<JournalImpl> journal;  // destroyed before db (declared after it)
+  std::shared_ptr<Db> db;                // shared with the journal and its readers
+  std::shared_ptr<JournalImpl> journal;
   std::mutex dead_letter_mu;
   uint64_t next_dead_letter_id = 0;  // guarded by dead_letter_mu; 0 = not loaded yet
 
@@ -57,7 +57,7 @@ StateStore::~StateStore() = default;
 StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options) {
   auto impl = std::make_unique<Impl>();
   TS_ASSIGN_OR_RETURN(impl->db, Db::Open(options));
-  TS_ASSIGN_OR_RETURN(impl->journal, JournalImpl::Open(impl->db.get(), options));
+  TS_ASSIGN_OR_RETURN(impl->journal, JournalImpl::Open(impl->db, options));
   TS_ASSIGN_OR_RETURN(uint64_t last, impl->LastDeadLetterId());
   impl->next_dead_letter_id = last + 1;
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
@@ -68,7 +68,7 @@ StatusOr<std::unique_ptr<StateStore>> StateStore::OpenReadOnly(const std::string
   TS_ASSIGN_OR_RETURN(impl->db, Db::OpenReadOnly(dir));
   StateOptions options;
   options.dir = dir;
-  TS_ASSIGN_OR_RETURN(impl->journal, JournalImpl::Open(impl->db.get(), options));
+  TS_ASSIGN_OR_RETURN(impl->journal, JournalImpl::Open(impl->db, options));
   return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
 }
 

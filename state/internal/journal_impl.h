@@ -28,11 +28,13 @@
 
 namespace tenantsync::state::internal {
 
-class JournalImpl final : public Journal {
+class JournalImpl final : public Journal, public std::enable_shared_from_this<JournalImpl> {
  public:
-  // Loads the journal's positions from `db` (which must outlive it); for a writer also deletes
-  // orphaned spooled changes.
-  static StatusOr<std::unique_ptr<JournalImpl>> Open(Db* db, const StateOptions& options);
+  // Loads the journal's positions from `db`; for a writer also deletes orphaned spooled changes.
+  // Readers share ownership of the journal and its Db, so a reader that outlives its StateStore
+  // keeps the database open (and locked) until it is destroyed.
+  static StatusOr<std::shared_ptr<JournalImpl>> Open(std::shared_ptr<Db> db,
+                                                     const StateOptions& options);
 
   Status Begin(const TransactionInfo& info) override;
   Status Append(const Change& change) override;
@@ -55,10 +57,11 @@ class JournalImpl final : public Journal {
 
   // For readers: kNotFound when transactions after `after` were trimmed.
   Status CheckRetained(Lsn after) const;
-  const Db* db() const { return db_; }
+  const Db* db() const { return db_.get(); }
 
  private:
-  JournalImpl(Db* db, const StateOptions& options) : db_(db), options_(options) {}
+  JournalImpl(std::shared_ptr<Db> db, const StateOptions& options)
+      : db_(std::move(db)), options_(options) {}
   Status LoadPositions();
   Status DeleteOrphans();
   StatusOr<uint64_t> RelationFingerprint(const std::shared_ptr<const Relation>& rel);
@@ -69,7 +72,7 @@ class JournalImpl final : public Journal {
   Status LoadOldest();
   Lsn JournaledLsnLocked() const;
 
-  Db* db_;
+  std::shared_ptr<Db> db_;
   StateOptions options_;
 
   // --- writer thread only ---

@@ -1,0 +1,252 @@
+// Durability under SIGKILL, and memory bound for one huge transaction.
+//
+// The crash test runs the writer in a child process (this binary re-executed with
+// --gtest_filter=JournalCrashChild.*), which journals deterministic transactions and reports the
+// index of each one whose Commit returned OK down a pipe. The parent SIGKILLs it at a random
+// moment, reopens the journal and checks invariant 2's promise: every acknowledged transaction is
+// there exactly once, in commit order, complete, and nothing else but (at most) the transactions
+// that followed them, also complete.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "state/internal/test_util.h"
+#include "state/journal.h"
+#include "state/state_store.h"
+
+namespace tenantsync::state {
+namespace {
+
+using testing::MakeInsert;
+using testing::MakeRelation;
+using testing::RawDb;
+using testing::RssBytes;
+using testing::TempDir;
+
+constexpr char kDirEnv[] = "TENANTSYNC_CRASH_CHILD_DIR";
+constexpr char kFdEnv[] = "TENANTSYNC_CRASH_CHILD_FD";
+constexpr uint64_t kBaseLsn = 0x1000000;
+
+// Transaction `i` of the deterministic workload.
+TransactionInfo TxnFor(uint64_t i) {
+  TransactionInfo t;
+  t.xid = static_cast<uint32_t>(1000 + i);
+  t.commit_lsn = Lsn(kBaseLsn + i * 0x100);
+  t.end_lsn = Lsn(kBaseLsn + i * 0x100 + 0x30);
+  t.commit_time_us = 1700000000000000 + static_cast<int64_t>(i);
+  return t;
+}
+uint64_t ChangesFor(uint64_t i) { return i % 9 == 4 ? 20000 : 1 + i % 17; }
+std::string PayloadFor(uint64_t i, uint64_t k) {
+  return std::to_string(i) + ":" + std::to_string(k) + std::string(40 + (i + k) % 30, 'v');
+}
+
+StateOptions CrashOptions(const std::string& dir) {
+  StateOptions o;
+  o.dir = dir;
+  o.pipeline = "crash";
+  return o;
+}
+
+// The child: journals transactions forever from where the journal ends, re-sending the last two
+// first (as a reconnecting receiver may), and writes each committed index to the pipe.
+TEST(JournalCrashChild, Run) {
+  const char* dir = std::getenv(kDirEnv);
+  const char* fd_text = std::getenv(kFdEnv);
+  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only runs as the crash test's child";
+  int fd = std::atoi(fd_text);
+  auto store_or = StateStore::Open(CrashOptions(dir));
+  ASSERT_TRUE(store_or.ok()) << store_or.status().ToString();
+  Journal& j = (*store_or)->journal();
+  Lsn last = j.Stats().journaled_commit_lsn;
+  uint64_t next = last.valid() ? (last.value() - kBaseLsn) / 0x100 + 1 : 0;
+  auto rel = MakeRelation("orders");
+  for (uint64_t i = next >= 2 ? next - 2 : 0;; ++i) {
+    TransactionInfo t = TxnFor(i);
+    ASSERT_TRUE(j.Begin(t).ok());
+    ASSERT_EQ(j.IsSkipping(), i < next);
+    for (uint64_t k = 0; k < ChangesFor(i); ++k) {
+      ASSERT_TRUE(j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)),
+                                            Datum::Text(PayloadFor(i, k))}))
+                      .ok());
+    }
+    Status s = j.Commit(t);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    if (i >= next) {
+      ASSERT_EQ(::write(fd, &i, sizeof(i)), static_cast<ssize_t>(sizeof(i)));
+    }
+  }
+}
+
+// Reads acknowledged indexes from `fd` until `deadline`; returns the highest (or -1).
+int64_t ReadAcks(int fd, std::chrono::steady_clock::time_point deadline, bool* eof) {
+  int64_t max_ack = -1;
+  *eof = false;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    uint64_t buf[512];
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n <= 0) {
+      *eof = true;
+      break;
+    }
+    for (ssize_t k = 0; k < n / 8; ++k) max_ack = std::max<int64_t>(max_ack, buf[k]);
+  }
+  return max_ack;
+}
+
+TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartialOne) {
+  TempDir tmp;
+  std::mt19937 rng(std::random_device{}());
+  int64_t max_ack = -1;
+  int kills = 0;
+  uint64_t verified = 0;
+  for (int round = 0; round < 10; ++round) {
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(pipe_fds[0]);
+      ::setenv(kDirEnv, tmp.path().c_str(), 1);
+      ::setenv(kFdEnv, std::to_string(pipe_fds[1]).c_str(), 1);
+      ::execl("/proc/self/exe", "journal_crash_child", "--gtest_filter=JournalCrashChild.Run",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(pipe_fds[1]);
+    // Let it start (exec, open, replay) and run for a random while, then kill it.
+    int run_ms = 300 + static_cast<int>(rng() % 900);
+    bool eof = false;
+    int64_t acked = ReadAcks(pipe_fds[0], std::chrono::steady_clock::now() +
+                                              std::chrono::milliseconds(run_ms), &eof);
+    ASSERT_FALSE(eof) << "the child died by itself in round " << round;
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    ++kills;
+    // Acks already in the pipe were written after their Commit returned OK.
+    int64_t rest = ReadAcks(pipe_fds[0], std::chrono::steady_clock::now() +
+                                             std::chrono::seconds(5), &eof);
+    ::close(pipe_fds[0]);
+    max_ack = std::max({max_ack, acked, rest});
+
+    // Reopen: transactions 0..K-1, each complete, K-1 >= every acknowledgement.
+    auto store = StateStore::Open(CrashOptions(tmp.path()));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    Journal& j = (*store)->journal();
+    auto reader = j.NewReader(Lsn());
+    ASSERT_TRUE(reader.ok());
+    TransactionInfo info;
+    Change c;
+    uint64_t k = 0;
+    uint64_t total_changes = 0;
+    for (;; ++k) {
+      auto more = (*reader)->NextTransaction(&info);
+      ASSERT_TRUE(more.ok()) << more.status().ToString();
+      if (!*more) break;
+      TransactionInfo want = TxnFor(k);
+      ASSERT_EQ(info.commit_lsn, want.commit_lsn) << "round " << round << ": gap or duplicate";
+      ASSERT_EQ(info.end_lsn, want.end_lsn);
+      ASSERT_EQ(info.xid, want.xid);
+      uint64_t n = 0;
+      while (true) {
+        auto ch = (*reader)->NextChange(&c);
+        ASSERT_TRUE(ch.ok()) << ch.status().ToString();
+        if (!*ch) break;
+        ASSERT_EQ(c.new_tuple.at(1).text, PayloadFor(k, n));
+        ++n;
+      }
+      ASSERT_EQ(n, ChangesFor(k)) << "transaction " << k << " is partial";
+      total_changes += n;
+    }
+    ASSERT_GE(static_cast<int64_t>(k) - 1, max_ack) << "round " << round << " lost acked data";
+    EXPECT_EQ(j.Stats().transactions, k);
+    EXPECT_EQ(j.Stats().changes, total_changes);
+    EXPECT_EQ(j.JournaledLsn(), k == 0 ? Lsn() : TxnFor(k - 1).end_lsn);
+    verified = k;
+    reader->reset();
+    store->reset();
+    // No orphaned change survives the reopen.
+    RawDb raw(tmp.path());
+    EXPECT_EQ(raw.Count("journal_change"), total_changes);
+  }
+  EXPECT_EQ(kills, 10);
+  EXPECT_GT(max_ack, 10) << "the child made too little progress to test anything";
+  std::printf("crash test: %d kills, %llu transactions verified, highest ack %lld\n", kills,
+              static_cast<unsigned long long>(verified), static_cast<long long>(max_ack));
+}
+
+TEST(JournalBigTransactionTest, MillionChangesStreamThroughWithBoundedMemory) {
+  TempDir tmp;
+  auto store_or = StateStore::Open(CrashOptions(tmp.path()));
+  ASSERT_TRUE(store_or.ok());
+  Journal& j = (*store_or)->journal();
+  constexpr uint64_t kChanges = 1000000;
+  auto rel = MakeRelation("line_items", 4);
+  uint64_t rss_start = RssBytes();
+  uint64_t rss_peak = rss_start;
+  auto t0 = std::chrono::steady_clock::now();
+  TransactionInfo t = testing::MakeTxn(0x5000);
+  ASSERT_TRUE(j.Begin(t).ok());
+  Change c = MakeInsert(rel, {Datum::Null(), Datum::Text("line item"), Datum::Unchanged(),
+                              Datum::Text("1999")});
+  for (uint64_t i = 0; i < kChanges; ++i) {
+    c.new_tuple[0].kind = Datum::Kind::kText;
+    c.new_tuple[0].text = std::to_string(i);
+    Status s = j.Append(c);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    if (i % 50000 == 0) rss_peak = std::max(rss_peak, RssBytes());
+  }
+  ASSERT_TRUE(j.Commit(t).ok());
+  auto t1 = std::chrono::steady_clock::now();
+  rss_peak = std::max(rss_peak, RssBytes());
+
+  auto reader = j.NewReader(Lsn());
+  ASSERT_TRUE(reader.ok());
+  TransactionInfo info;
+  ASSERT_TRUE((*reader)->NextTransaction(&info).value());
+  uint64_t n = 0;
+  Change out;
+  while (true) {
+    auto more = (*reader)->NextChange(&out);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_EQ(out.new_tuple[0].text, std::to_string(n));
+    if (n % 50000 == 0) rss_peak = std::max(rss_peak, RssBytes());
+    ++n;
+  }
+  auto t2 = std::chrono::steady_clock::now();
+  EXPECT_EQ(n, kChanges);
+  uint64_t growth = rss_peak > rss_start ? rss_peak - rss_start : 0;
+  auto ms = [](auto d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  std::printf("1M-change transaction: journal %lld ms, read %lld ms, RSS start %llu MB, peak "
+              "%llu MB (growth %llu MB), journal %llu MB\n",
+              static_cast<long long>(ms(t1 - t0)), static_cast<long long>(ms(t2 - t1)),
+              static_cast<unsigned long long>(rss_start >> 20),
+              static_cast<unsigned long long>(rss_peak >> 20),
+              static_cast<unsigned long long>(growth >> 20),
+              static_cast<unsigned long long>(j.Stats().bytes >> 20));
+  EXPECT_LT(growth, 200ull << 20);
+}
+
+}  // namespace
+}  // namespace tenantsync::state
