@@ -70,7 +70,7 @@ std::string Pad(const std::string& s, size_t width) {
 
 std::string ValidationReport::ToText() const {
   std::ostringstream out;
-  const size_t w_check = 7, w_table = 24, w_value = 22, w_status = 10;
+  const size_t w_check = 6, w_table = 40, w_value = 20, w_status = 10;
   out << Pad("check", w_check) << "  " << Pad("table", w_table) << "  " << Pad("source", w_value)
       << "  " << Pad("target", w_value) << "  " << "status\n";
   out << std::string(w_check + w_table + 2 * w_value + w_status + 8, '-') << "\n";
