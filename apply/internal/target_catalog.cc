@@ -17,7 +17,8 @@ StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schem
                                           const std::string& table) {
   static const std::string kSql =
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-      "       coalesce(array_position(i.indkey::int2[], a.attnum), 0) "
+      "       coalesce((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY k(att, n) "
+      "                 WHERE k.att = a.attnum), 0) "
       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
       "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
       "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
