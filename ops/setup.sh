@@ -20,7 +20,9 @@ PKGS=(
   libspdlog-dev libfmt-dev  # logging and formatting
   nlohmann-json3-dev        # JSON reports and status output
   postgresql-15 postgresql-contrib postgresql-15-wal2json   # throwaway test clusters, pgbench
-  ccache sudo procps               # run test clusters as an unprivileged user; ps for RSS checks
+  ccache sudo procps        # faster rebuilds; run test clusters as an unprivileged user; RSS checks
+  prometheus                # promtool checks /metrics; a real Prometheus scrapes it in a test
+  chromium                  # headless browser test of the status page
 )
 
 need=()
