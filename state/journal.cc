@@ -109,6 +109,14 @@ class JournalReaderImpl final : public JournalReader {
     rocksdb::Slice v = txn_it_->value();
     TS_RETURN_IF_ERROR(DecodeTxn(std::string_view(k.data(), k.size()),
                                  std::string_view(v.data(), v.size()), &txn_));
+    if (txn_.commit_lsn > visible_) {
+      // Written but not yet durable (group commit) or Commit has not returned yet.
+      visible_ = journal_->DurableCommitLsn();
+      if (txn_.commit_lsn > visible_) {
+        at_end_ = true;
+        return false;
+      }
+    }
     pos_ = txn_.commit_lsn;
     info->xid = txn_.xid;
     info->commit_lsn = txn_.commit_lsn;
@@ -146,6 +154,7 @@ class JournalReaderImpl final : public JournalReader {
   std::shared_ptr<const JournalImpl> journal_;  // keeps the database open
   const Db* db_;
   Lsn pos_;  // commit LSN of the last transaction returned (or `after`)
+  Lsn visible_;  // durable commit LSN last seen
   std::unique_ptr<rocksdb::Iterator> txn_it_;
   std::unique_ptr<rocksdb::Iterator> change_it_;
   bool at_end_ = false;
@@ -171,6 +180,7 @@ StatusOr<std::shared_ptr<JournalImpl>> JournalImpl::Open(std::shared_ptr<Db> db,
       if (it->key().size() == 8) j->known_relations_.insert(DecodeFixed64BE(it->key().data()));
     }
     TS_RETURN_IF_ERROR(FromRocks(it->status(), db->dir(), "loading relations"));
+    if (!options.sync_each_commit) j->syncer_ = std::thread([raw = j.get()] { raw->SyncLoop(); });
   }
   return j;
 }
@@ -204,6 +214,7 @@ Status JournalImpl::LoadPositions() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = writer;
+    durable_ = writer;  // what survived is durable now
     trim_ = trim;
     applied_ = applied;
     idle_lsn_ = idle;
@@ -241,6 +252,47 @@ Status JournalImpl::LoadOldest() {
 }
 
 Status JournalImpl::Reload() { return LoadPositions(); }
+
+JournalImpl::~JournalImpl() { Shutdown(); }
+
+void JournalImpl::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_syncer_ = true;
+  }
+  sync_wanted_.notify_all();
+  if (syncer_.joinable()) syncer_.join();
+}
+
+void JournalImpl::SyncLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    sync_wanted_.wait(lock, [&] { return unsynced_ || stop_syncer_; });
+    if (!unsynced_) return;  // stopping with nothing pending
+    WriterState written = writer_;
+    unsynced_ = false;
+    lock.unlock();
+    // Everything Write() returned for before this point is in the WAL file; one fsync makes
+    // all of it durable (group commit).
+    Status s = FromRocks(db_->db()->SyncWAL(), db_->dir(), "syncing the journal");
+    lock.lock();
+    if (!s.ok()) {
+      sync_error_ = s;
+      unsynced_ = true;
+      if (stop_syncer_) return;
+      sync_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_syncer_; });
+      continue;
+    }
+    sync_error_ = Status::Ok();
+    if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;
+    advanced_.notify_all();
+  }
+}
+
+Lsn JournalImpl::DurableCommitLsn() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return durable_.last_commit_lsn;
+}
 
 Status JournalImpl::DeleteOrphans() {
   // Everything spooled after the last committed transaction belongs to a transaction that
@@ -374,6 +426,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   WriterState next;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!sync_error_.ok()) return sync_error_;
     next = writer_;
     next.received_lsn = std::max(received_lsn_, info.end_lsn);
   }
@@ -402,7 +455,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
   batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
-  Status s = db_->Write(&batch_, /*sync=*/true, "committing a transaction");
+  Status s = db_->Write(&batch_, options_.sync_each_commit, "committing a transaction");
   in_txn_ = false;
   if (!s.ok()) {
     // Whatever was spooled is an orphan now, deleted at the next Open.
@@ -416,8 +469,17 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     writer_ = next;
     received_lsn_ = next.received_lsn;
     if (!oldest_lsn_.valid()) oldest_lsn_ = rec.commit_lsn;
+    if (options_.sync_each_commit) {
+      durable_ = next;
+    } else {
+      unsynced_ = true;
+    }
   }
-  advanced_.notify_all();
+  if (options_.sync_each_commit) {
+    advanced_.notify_all();
+  } else {
+    sync_wanted_.notify_one();
+  }
   return Status::Ok();
 }
 
@@ -445,6 +507,13 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
     std::lock_guard<std::mutex> lock(mu_);
     if (lsn <= JournaledLsnLocked()) return Status::Ok();
   }
+  // Synced: it also makes every earlier (group-committed) write durable, so the idle position
+  // never runs ahead of an unsynced transaction.
+  WriterState written;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    written = writer_;
+  }
   rocksdb::WriteBatch b;
   b.Put(db_->cf(kCfJournalMeta), kIdleKey, AsSlice(EncodeLsnRecord(lsn)));
   TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/true, "recording an idle position"));
@@ -452,6 +521,7 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
     std::lock_guard<std::mutex> lock(mu_);
     idle_lsn_ = std::max(idle_lsn_, lsn);
     received_lsn_ = std::max(received_lsn_, lsn);
+    if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;
   }
   advanced_.notify_all();
   return Status::Ok();
@@ -462,7 +532,7 @@ void JournalImpl::NoteReceived(Lsn lsn) {
   received_lsn_ = std::max(received_lsn_, lsn);
 }
 
-Lsn JournalImpl::JournaledLsnLocked() const { return std::max(writer_.last_end_lsn, idle_lsn_); }
+Lsn JournalImpl::JournaledLsnLocked() const { return std::max(durable_.last_end_lsn, idle_lsn_); }
 
 Lsn JournalImpl::JournaledLsn() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -619,9 +689,9 @@ JournalStats JournalImpl::Stats() const {
   JournalStats s;
   s.received_lsn = std::max(received_lsn_, JournaledLsnLocked());
   s.journaled_lsn = JournaledLsnLocked();
-  s.journaled_commit_lsn = writer_.last_commit_lsn;
+  s.journaled_commit_lsn = durable_.last_commit_lsn;
   s.applied_lsn = applied_.lsn;
-  s.last_journaled_commit_time_us = writer_.last_commit_time_us;
+  s.last_journaled_commit_time_us = durable_.last_commit_time_us;
   s.last_applied_commit_time_us = applied_.commit_time_us;
   s.transactions = writer_.appended_txns - trim_.trimmed_txns;
   s.changes = writer_.appended_changes - trim_.trimmed_changes;

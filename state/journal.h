@@ -9,7 +9,9 @@
 // Append spools changes to RocksDB in bounded write batches, so memory does not grow with the
 // transaction (invariant 7). Nothing of a transaction is visible to readers until Commit returns;
 // Commit writes the transaction's commit record with sync=true, so when it returns OK the whole
-// transaction is durable and JournaledLsn() covers it. A transaction whose commit_lsn is not
+// transaction is durable and JournaledLsn() covers it. (With StateOptions::sync_each_commit =
+// false, group commit: the transaction becomes durable, visible and covered by JournaledLsn()
+// shortly after Commit returns, when the background fsync that includes it completes.) A transaction whose commit_lsn is not
 // greater than the last committed one is a duplicate (a resend after reconnect): Begin returns
 // OK and the journal ignores it through Commit (IsSkipping() is true), so the journal never holds
 // a transaction twice. Spooled changes of a transaction that was never committed (crash, Abort)

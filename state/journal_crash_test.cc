@@ -2,7 +2,8 @@
 //
 // The crash test runs the writer in a child process (this binary re-executed with
 // --gtest_filter=JournalCrashChild.*), which journals deterministic transactions and reports the
-// index of each one whose Commit returned OK down a pipe. The parent SIGKILLs it at a random
+// index of each one covered by JournaledLsn() down a pipe (every Commit that returned OK with
+// sync_each_commit; odd rounds use group commit). The parent SIGKILLs it at a random
 // moment, reopens the journal and checks invariant 2's promise: every acknowledged transaction is
 // there exactly once, in commit order, complete, and nothing else but (at most) the transactions
 // that followed them, also complete.
@@ -35,6 +36,7 @@ using testing::TempDir;
 
 constexpr char kDirEnv[] = "TENANTSYNC_CRASH_CHILD_DIR";
 constexpr char kFdEnv[] = "TENANTSYNC_CRASH_CHILD_FD";
+constexpr char kGroupEnv[] = "TENANTSYNC_CRASH_CHILD_GROUP";  // set: group commit
 constexpr uint64_t kBaseLsn = 0x1000000;
 
 // Transaction `i` of the deterministic workload.
@@ -65,12 +67,15 @@ TEST(JournalCrashChild, Run) {
   const char* fd_text = std::getenv(kFdEnv);
   if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only runs as the crash test's child";
   int fd = std::atoi(fd_text);
-  auto store_or = StateStore::Open(CrashOptions(dir));
+  StateOptions options = CrashOptions(dir);
+  options.sync_each_commit = std::getenv(kGroupEnv) == nullptr;
+  auto store_or = StateStore::Open(options);
   ASSERT_TRUE(store_or.ok()) << store_or.status().ToString();
   Journal& j = (*store_or)->journal();
   Lsn last = j.Stats().journaled_commit_lsn;
   uint64_t next = last.valid() ? (last.value() - kBaseLsn) / 0x100 + 1 : 0;
   auto rel = MakeRelation("orders");
+  Lsn acked = j.JournaledLsn();
   for (uint64_t i = next >= 2 ? next - 2 : 0;; ++i) {
     TransactionInfo t = TxnFor(i);
     ASSERT_TRUE(j.Begin(t).ok());
@@ -82,8 +87,18 @@ TEST(JournalCrashChild, Run) {
     }
     Status s = j.Commit(t);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    if (i >= next) {
-      ASSERT_EQ(::write(fd, &i, sizeof(i)), static_cast<ssize_t>(sizeof(i)));
+    // Acknowledge what JournaledLsn() covers, as the receiver does (invariant 2). With
+    // sync_each_commit that is this transaction.
+    Lsn durable = j.JournaledLsn();
+    if (durable.valid() && durable > acked) {
+      acked = durable;
+      uint64_t index = (durable.value() - kBaseLsn) / 0x100;
+      if (index >= next) {
+        ASSERT_EQ(::write(fd, &index, sizeof(index)), static_cast<ssize_t>(sizeof(index)));
+      }
+    }
+    if (options.sync_each_commit && i >= next) {
+      ASSERT_EQ(durable, t.end_lsn);
     }
   }
 }
@@ -125,6 +140,7 @@ TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartial
       ::close(pipe_fds[0]);
       ::setenv(kDirEnv, tmp.path().c_str(), 1);
       ::setenv(kFdEnv, std::to_string(pipe_fds[1]).c_str(), 1);
+      if (round % 2 == 1) ::setenv(kGroupEnv, "1", 1);
       ::execl("/proc/self/exe", "journal_crash_child", "--gtest_filter=JournalCrashChild.Run",
               static_cast<char*>(nullptr));
       ::_exit(127);

@@ -315,6 +315,66 @@ TEST_F(JournalTest, JournaledLsnAdvancesWithCommitAndIdleAndWakesWaiters) {
   EXPECT_EQ(st.last_journaled_commit_time_us, MakeTxn(100).commit_time_us);
 }
 
+TEST_F(JournalTest, GroupCommitMakesTransactionsDurableAndVisibleShortlyAfter) {
+  options_.sync_each_commit = false;
+  Reopen();
+  std::vector<uint64_t> want;
+  for (uint64_t lsn = 100; lsn <= 5000; lsn += 100) {
+    Commit(lsn, 2);
+    want.push_back(lsn);
+    EXPECT_LE(j().JournaledLsn(), Lsn(lsn + 8));  // never ahead of what is written
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (j().JournaledLsn() < Lsn(5008) && std::chrono::steady_clock::now() < deadline) {
+    j().WaitForNewer(j().JournaledLsn(), std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(j().JournaledLsn(), Lsn(5008));
+  EXPECT_EQ(j().Stats().journaled_commit_lsn, Lsn(5000));
+  EXPECT_EQ(ReadAll(), want);
+  // A resend is still recognised by what was written, durable or not.
+  ASSERT_TRUE(j().Begin(MakeTxn(5000)).ok());
+  EXPECT_TRUE(j().IsSkipping());
+  ASSERT_TRUE(j().Commit(MakeTxn(5000)).ok());
+  Commit(5100);
+  Reopen();  // the close syncs what is pending
+  EXPECT_EQ(j().JournaledLsn(), Lsn(5108));
+  want.push_back(5100);
+  EXPECT_EQ(ReadAll(), want);
+}
+
+TEST_F(JournalTest, ConcurrentReaderSeesEveryTransactionOnceInOrder) {
+  options_.sync_each_commit = false;
+  Reopen();
+  constexpr uint64_t kTxns = 400;
+  std::thread writer([this] {
+    for (uint64_t i = 1; i <= kTxns; ++i) Commit(i * 100, i % 50 == 0 ? 20000 : 3);
+  });
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  uint64_t expect = 1;
+  TransactionInfo info;
+  Change c;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (expect <= kTxns && std::chrono::steady_clock::now() < deadline) {
+    auto more = (*r)->NextTransaction(&info);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) {
+      j().WaitForNewer(info.end_lsn, std::chrono::milliseconds(50));
+      continue;
+    }
+    ASSERT_EQ(info.commit_lsn, Lsn(expect * 100));
+    uint64_t n = 0;
+    while ((*r)->NextChange(&c).value()) {
+      ASSERT_EQ(c.new_tuple[0].text, std::to_string(expect * 100));
+      ++n;
+    }
+    ASSERT_EQ(n, expect % 50 == 0 ? 20000u : 3u);
+    ++expect;
+  }
+  writer.join();
+  EXPECT_EQ(expect, kTxns + 1);
+}
+
 TEST_F(JournalTest, RetentionTrimsAppliedOldTransactionsAndReaderNamesTheWindow) {
   options_.retention_hours = 0;
   options_.trim_interval_seconds = 0;

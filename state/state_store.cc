@@ -52,7 +52,10 @@ rocksdb::Slice AsSlice(const std::string& s) { return rocksdb::Slice(s.data(), s
 }  // namespace
 
 StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-StateStore::~StateStore() = default;
+StateStore::~StateStore() {
+  // A last fsync of group-committed transactions; readers may keep the journal alive longer.
+  if (impl_ && impl_->journal) impl_->journal->Shutdown();
+}
 
 StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateOptions& options) {
   auto impl = std::make_unique<Impl>();

@@ -39,6 +39,13 @@ struct StateOptions {
   double checkpoint_interval_seconds = 60;
   // Journal::RecordApplied runs retention at most this often. 0: at every call (tests).
   double trim_interval_seconds = 1;
+  // true (default): every Journal::Commit fsyncs before it returns, so JournaledLsn() covers the
+  // transaction on return (~1 fsync per source transaction: a few hundred per second on slow
+  // disks). false: group commit. Commit returns after an unsynced write; a background thread
+  // fsyncs whatever is pending, back to back, and only then advances JournaledLsn() and makes
+  // the transactions visible to readers. Invariant 2 holds either way because the receiver acks
+  // JournaledLsn(); a crash loses at most unacknowledged transactions, which the source resends.
+  bool sync_each_commit = true;
 };
 
 struct DeadLetter {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -50,8 +51,15 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   StatusOr<std::vector<Checkpoint>> Checkpoints() const override;
   JournalStats Stats() const override;
 
+  ~JournalImpl() override;
+
+  // Stops the group-commit syncer after a last fsync of pending commits. Idempotent.
+  void Shutdown();
+
   // Read-only stores: re-reads positions after Db::CatchUp().
   Status Reload();
+  // Commit LSN of the newest durable transaction: readers show nothing beyond it.
+  Lsn DurableCommitLsn() const;
   // Runs retention now (what RecordApplied does on its interval).
   Status TrimNow() { return Trim(/*size_pressure=*/false); }
 
@@ -71,6 +79,7 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Status Trim(bool size_pressure);
   Status LoadOldest();
   Lsn JournaledLsnLocked() const;
+  void SyncLoop();  // group commit: fsyncs the WAL whenever commits are pending
 
   std::shared_ptr<Db> db_;
   StateOptions options_;
@@ -98,7 +107,13 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // --- shared ---
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
-  WriterState writer_;    // guarded by mu_
+  WriterState writer_;    // guarded by mu_; what is written (durable too in sync mode)
+  WriterState durable_;   // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  bool unsynced_ = false;       // guarded by mu_; group commit: writes await an fsync
+  bool stop_syncer_ = false;    // guarded by mu_
+  Status sync_error_;           // guarded by mu_; the group fsync's last error, returned by Commit
+  std::condition_variable sync_wanted_;
+  std::thread syncer_;
   TrimState trim_;        // guarded by mu_
   AppliedState applied_;  // guarded by mu_
   Lsn idle_lsn_;          // guarded by mu_
