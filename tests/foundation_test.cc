@@ -411,6 +411,8 @@ TEST_F(RawdogTest, WorkloadKeepsForeignKeysAndChangesEveryTable) {
   ASSERT_OK_AND_ASSIGN(std::string w, src().CreateDatabase("rawdog_work"));
   ASSERT_OK(LoadRawdog(src().Url(w), 1, kSeed));
   const auto before = TableDigests(src(), w);
+  // A decoding slot sees what CDC will see: test_decoding marks unchanged TOAST explicitly.
+  ASSERT_OK(src().Exec(w, "SELECT pg_create_logical_replication_slot('work', 'test_decoding')"));
 
   WorkloadOptions o;
   o.clients = 2;
@@ -438,6 +440,23 @@ TEST_F(RawdogTest, WorkloadKeepsForeignKeysAndChangesEveryTable) {
                                                              "SELECT count(*) FROM products WHERE "
                                                              "octet_length(description) > 8192"));
   EXPECT_GT(long_products, 0);
+  // The stream carries UPDATEs that leave an out-of-line value unchanged (DESIGN.md inv. 8),
+  // and old-row images of the table without a key.
+  ASSERT_OK_AND_ASSIGN(
+      int64_t unchanged_toast,
+      src().QueryInt(w,
+                     "SELECT count(*) FROM pg_logical_slot_peek_changes('work', NULL, NULL) "
+                     "WHERE data LIKE 'table public.products: UPDATE:%' AND data LIKE "
+                     "'%description[text]:unchanged-toast-datum%'"));
+  EXPECT_GT(unchanged_toast, 0);
+  ASSERT_OK_AND_ASSIGN(
+      int64_t full_old_rows,
+      src().QueryInt(w,
+                     "SELECT count(*) FROM pg_logical_slot_peek_changes('work', NULL, NULL) "
+                     "WHERE data LIKE 'table public.attribution_touchpoints: UPDATE: "
+                     "old-key: customer_id[bigint]:%new-tuple:%'"));
+  EXPECT_GT(full_old_rows, 0);
+  ASSERT_OK(src().Exec(w, "SELECT pg_drop_replication_slot('work')"));
   ASSERT_OK(src().DropDatabase(w));
 }
 
