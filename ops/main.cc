@@ -17,6 +17,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -25,11 +26,16 @@
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/pg.h"
+#include "core/pipeline_stats.h"
 #include "core/status.h"
+#include "ops/audit.h"
 #include "ops/commands.h"
 #include "snapshot/preflight.h"
 #include "snapshot/snapshot.h"
+#include "apply/pipeline.h"
+#include "ops/ops_service.h"
 #include "state/state_store.h"
+#include "validate/validate.h"
 
 #ifndef TENANTSYNC_VERSION
 #define TENANTSYNC_VERSION "0.0.0"
@@ -87,8 +93,12 @@ struct Command {
   Handler handler;
 };
 
+// The last error a handler reported, for the audit trail (ops/audit.h).
+std::string g_last_error;
+
 // Prints `status` as one line on stderr and returns the exit code for it.
 int ReportError(const Status& status) {
+  g_last_error = status.ToString();
   std::cerr << "tenantsync: " << status.ToString() << "\n";
   return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitFailed;
 }
@@ -161,12 +171,71 @@ int RunSnapshotCommand(const Config& config, const CommandArgs& args) {
   return kExitOk;
 }
 
+// --- stream, run (apply/pipeline.h) ------------------------------------------------------------
+// The ops HTTP service (metrics, status page) runs beside the pipeline; failing to bind its port
+// is a warning, not a reason to stop moving data.
+int RunPipelineCommand(const Config& config, bool with_snapshot) {
+  PipelineStats stats;
+  std::unique_ptr<ops::OpsService> service;
+  apply::PipelineOptions opts;
+  opts.snapshot = with_snapshot;
+  opts.stats = &stats;
+  opts.on_started = [&](state::StateStore* store, PipelineStats* live) -> Status {
+    auto started = ops::OpsService::Start(config, live, store);
+    if (started.ok()) {
+      service = std::move(started).value();
+    } else {
+      std::cerr << "tenantsync: warning: ops HTTP service not started: "
+                << started.status().ToString() << "\n";
+    }
+    return Status::Ok();
+  };
+  Status st = apply::RunPipeline(config, opts);
+  if (service) service->Stop();
+  if (st.code() == StatusCode::kCancelled) {
+    std::cerr << "tenantsync: stopped during the snapshot; run again to resume it\n";
+    return kExitOk;
+  }
+  return st.ok() ? kExitOk : ReportError(st);
+}
+int RunStreamCommand(const Config& config, const CommandArgs&) {
+  return RunPipelineCommand(config, false);
+}
+int RunRunCommand(const Config& config, const CommandArgs&) {
+  return RunPipelineCommand(config, true);
+}
+
 // --- status, lag (ops/commands.h) ---------------------------------------------------------------
 int RunStatus(const Config& config, const CommandArgs& args) {
   return ops::StatusCommand(config, args.json);
 }
 int RunLag(const Config& config, const CommandArgs& args) {
   return ops::LagCommand(config, args.watch, args.json);
+}
+int RunHistory(const Config& config, const CommandArgs& args) {
+  return ops::HistoryCommand(config, args.json);
+}
+
+// --- validate ----------------------------------------------------------------------------------
+int RunValidateCommand(const Config& config, const CommandArgs& args) {
+  validate::ValidateOptions opts;
+  opts.full = args.full;
+  opts.sample_size = args.sample;
+  opts.json_path = args.json_path;
+  for (size_t start = 0; start < args.tables.size();) {
+    size_t comma = args.tables.find(',', start);
+    if (comma == std::string::npos) comma = args.tables.size();
+    if (comma > start) opts.tables.push_back(args.tables.substr(start, comma - start));
+    start = comma + 1;
+  }
+  StatusOr<validate::ValidationReport> report = validate::Validate(config, opts);
+  if (!report.ok()) return ReportError(report.status());
+  std::cout << report->ToText();
+  if (!report->passed()) {
+    g_last_error = std::to_string(report->failures()) + " checks failed, " +
+                   std::to_string(report->unverified()) + " unverified";
+  }
+  return report->ExitCode() == 0 ? kExitOk : kExitFailed;
 }
 
 // --- flags per command -------------------------------------------------------------------------
@@ -214,19 +283,20 @@ const std::vector<Command>& Commands() {
        RunCheck},
       {"snapshot", "Create the slot and copy every table into the tenant schema", SnapshotFlags,
        RunSnapshotCommand},
-      {"stream", "Receive changes from the slot into the local journal", nullptr, nullptr},
+      {"stream", "Stream changes from the slot into the journal and apply them (no snapshot)",
+       nullptr, RunStreamCommand},
       {"run", "Snapshot if needed, then stream and apply continuously (the main job)", nullptr,
-       nullptr},
+       RunRunCommand},
       {"status", "Show phase, lag, throughput and errors of the pipeline", StatusFlags, RunStatus},
       {"lag", "Show replication lag (--watch for a live view)", LagFlags, RunLag},
       {"validate", "Compare source and target: counts, sums, samples, FK orphans, --full diff",
-       ValidateFlags, nullptr},
+       ValidateFlags, RunValidateCommand},
       {"cutover", "Catch up, validate and hand over to the new database", CutoverFlags, nullptr},
       {"replay", "Re-apply the journal from a checkpoint or LSN", ReplayFlags, nullptr},
       {"checkpoints", "List retained checkpoints", JsonFlag, nullptr},
       {"rollback", "Drop what tenantsync created (only with --confirm)", RollbackFlags, nullptr},
       {"dead-letters", "List rows that could not be transformed or applied", JsonFlag, nullptr},
-      {"history", "List past runs with their outcome", JsonFlag, nullptr},
+      {"history", "List past runs with their outcome", JsonFlag, RunHistory},
       {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key", nullptr,
        nullptr},
   };
@@ -302,7 +372,28 @@ int Main(int argc, char** argv) {
     std::cerr << "tenantsync: '" << chosen->name << "' is not available yet in this build\n";
     return kExitNotAvailable;
   }
-  return chosen->handler(*config, args);
+  // The audit trail: who ran what, when, and how it ended (ops/audit.h). A dry run changes
+  // nothing and is not recorded.
+  if (!ops::IsAudited(chosen->name) || args.dry_run) return chosen->handler(*config, args);
+  ops::AuditRecord record = ops::BeginAudit(chosen->name, argc, argv);
+  if (Status st = ops::WriteAudit(*config, record); !st.ok()) {
+    spdlog::warn("audit: {}", st.ToString());
+  }
+  int rc = chosen->handler(*config, args);
+  record.finished_us = NowMicros();
+  record.exit_code = rc;
+  record.outcome = rc == kExitOk ? "ok" : "failed";
+  record.error = rc == kExitOk ? "" : g_last_error;
+  for (const std::string& path : {args.report_path, args.json_path}) {
+    if (path.empty()) continue;
+    std::ifstream in(path);
+    auto report = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (!report.is_discarded()) record.report = std::move(report);
+  }
+  if (Status st = ops::WriteAudit(*config, record); !st.ok()) {
+    spdlog::warn("audit: {}", st.ToString());
+  }
+  return rc;
 }
 
 }  // namespace
