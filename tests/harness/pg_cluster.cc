@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -414,7 +413,9 @@ Status PgCluster::Init() {
     std::ofstream owner(base_dir_ + "/owner.tmp");
     owner << getpid() << ' ' << ProcessStartTime(getpid()) << '\n';
   }
-  fs::rename(base_dir_ + "/owner.tmp", base_dir_ + "/owner");
+  std::error_code ec;
+  fs::rename(base_dir_ + "/owner.tmp", base_dir_ + "/owner", ec);
+  if (ec) return Fatal("cannot write " + base_dir_ + "/owner: " + ec.message());
   if (chown(base_dir_.c_str(), uid, gid) != 0) {
     return Fatal("chown " + base_dir_ + ": " + std::strerror(errno));
   }
@@ -497,6 +498,7 @@ Status PgCluster::Launch() {
       SleepMs(20);
     }
     if (!exited) {
+      for (pid_t grandchild : ChildrenOf(child_pid_)) kill(grandchild, SIGKILL);  // runuser's
       kill(child_pid_, SIGKILL);
       waitpid(child_pid_, nullptr, 0);
     }
@@ -539,6 +541,9 @@ Status PgCluster::WaitForExit(int timeout_seconds) {
 }
 
 Status PgCluster::Stop(StopMode mode) {
+  if (running() && g_child[slot_].load() == 0) {
+    child_pid_ = postmaster_pid_ = -1;  // already stopped and reaped by the signal handler
+  }
   if (!running()) return Status();
   int sig = mode == StopMode::kSmart ? SIGTERM : mode == StopMode::kFast ? SIGINT : SIGQUIT;
   kill(postmaster_pid_, sig);
