@@ -7,14 +7,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <mutex>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
-#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 
 namespace tenantsync::state::internal {
@@ -108,6 +112,53 @@ std::vector<std::string> ForeignEntries(const std::string& dir) {
   return names;
 }
 
+// RocksDB's diagnostic LOG, written with stdio and every error ignored. RocksDB's own file logger
+// goes through a WritableFileWriter that, in assert-enabled builds of librocksdb (Debian's),
+// aborts the process on the next message after a failed write, i.e. as soon as the state
+// directory's disk is full (issue 9 wants a clear stop there, not an abort). Rotates at 8 MB.
+class StateLogger final : public rocksdb::Logger {
+ public:
+  explicit StateLogger(std::string path)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), path_(std::move(path)) {
+    file_ = std::fopen(path_.c_str(), "ae");
+  }
+  ~StateLogger() override {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[2048];
+    int n = std::vsnprintf(buf, sizeof(buf), format, ap);
+    if (n < 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (file_ == nullptr) return;
+    auto now = std::chrono::system_clock::now();
+    std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm {};
+    ::gmtime_r(&t, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ ", &tm);
+    std::fputs(stamp, file_);
+    std::fputs(buf, file_);
+    std::fputc('\n', file_);
+    std::fflush(file_);  // errors (disk full) ignored: this is diagnostics only
+    written_ += static_cast<size_t>(n) + 22;
+    if (written_ > (8u << 20)) {
+      std::fclose(file_);
+      std::rename(path_.c_str(), (path_ + ".old").c_str());
+      file_ = std::fopen(path_.c_str(), "ae");
+      written_ = 0;
+    }
+  }
+
+ private:
+  std::string path_;
+  std::mutex mu_;
+  std::FILE* file_ = nullptr;  // guarded by mu_
+  size_t written_ = 0;         // guarded by mu_
+};
+
 std::shared_ptr<rocksdb::Cache> SharedBlockCache() {
   static std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(32 << 20);
   return cache;
@@ -153,9 +204,9 @@ rocksdb::DBOptions MakeDbOptions(bool create) {
   // which keeps "changes before their commit record" true (see journal.cc).
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   o.paranoid_checks = true;
-  // Lets RocksDB recover by itself from a disk-full error in flush or compaction once space
-  // is freed.
-  o.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  // No preallocation of WAL files (1.1 x the largest write buffer, ~35 MB each): on a nearly
+  // full disk it is what fails first, also right after a restart that should make progress.
+  o.allow_fallocate = false;
   return o;
 }
 
@@ -233,6 +284,8 @@ StatusOr<std::unique_ptr<Db>> Db::OpenReadOnly(const std::string& dir) {
 Status Db::OpenDb(bool fresh, bool read_only) {
   rocksdb::DBOptions db_options = MakeDbOptions(fresh);
   if (read_only) db_options.max_open_files = -1;  // required by secondary instances
+  db_options.info_log = std::make_shared<StateLogger>(
+      (read_only ? secondary_dir_ : dir_) + "/LOG");
   std::vector<std::string> existing;
   if (!fresh) {
     rocksdb::Status s =
@@ -356,9 +409,14 @@ Status Db::Write(rocksdb::WriteBatch* batch, bool sync, std::string_view what) {
     return FailedPrecondition("state directory " + dir_ + " is open read-only");
   }
   if (needs_resume_.load(std::memory_order_relaxed)) {
+    // Clears RocksDB's background error (e.g. disk full) by flushing what is pending; fails
+    // again, as disk full, while there is still no space. Busy: RocksDB's own recovery from
+    // disk full is running (its SstFileManager polls for free space every few seconds); the
+    // write below then either succeeds (recovered) or returns the disk-full error again.
     rocksdb::Status r = db_->Resume();
-    if (!r.ok()) return FromRocks(r, dir_, std::string(what) + " (resuming after an error)");
-    needs_resume_.store(false, std::memory_order_relaxed);
+    if (!r.ok() && !r.IsBusy()) {
+      return FromRocks(r, dir_, std::string(what) + " (resuming after an error)");
+    }
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
@@ -367,6 +425,7 @@ Status Db::Write(rocksdb::WriteBatch* batch, bool sync, std::string_view what) {
     needs_resume_.store(true, std::memory_order_relaxed);
     return FromRocks(s, dir_, what);
   }
+  needs_resume_.store(false, std::memory_order_relaxed);
   return Status::Ok();
 }
 
