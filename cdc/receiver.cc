@@ -145,8 +145,10 @@ class Receiver::Session {
     Status s = Stream(streamed);
     // Whatever ended the session, a partial transaction is not kept: it is resent in full
     // on the next start (its commit is after JournaledLsn()).
-    if (in_txn_) {
-      in_txn_ = false;
+    bool journal_open = journal_open_;
+    in_txn_ = false;
+    journal_open_ = false;
+    if (journal_open) {
       Status a = r_.journal_.Abort();
       if (!a.ok()) return a.WithContext("aborting the partial transaction");
     }
@@ -478,12 +480,19 @@ class Receiver::Session {
     if (auto* b = std::get_if<BeginTxn>(&ev)) {
       if (in_txn_) return Corruption("Begin of " + b->final_lsn.ToString() + " inside a transaction");
       txn_ = TransactionInfo{b->xid, b->final_lsn, Lsn(), b->commit_time_us};
-      TS_RETURN_IF_ERROR(j.Begin(txn_));
       in_txn_ = true;
+      // The journal transaction starts with the first change: empty transactions (wal2json
+      // sends Begin/Commit for every transaction of the database, pgoutput skips them) are
+      // not journaled, so both plugins journal the same transactions.
+      journal_open_ = false;
       return Status::Ok();
     }
     if (auto* c = std::get_if<Change>(&ev)) {
       if (!in_txn_) return Corruption("change outside a transaction");
+      if (!journal_open_) {
+        TS_RETURN_IF_ERROR(j.Begin(txn_));
+        journal_open_ = true;
+      }
       TS_RETURN_IF_ERROR(j.Append(*c));
       r_.counters_.changes.fetch_add(1);
       return Status::Ok();
@@ -496,11 +505,19 @@ class Receiver::Session {
       }
       txn_.end_lsn = c->end_lsn;
       txn_.commit_time_us = c->commit_time_us;
+      if (!journal_open_) {
+        // Empty: nothing to journal, and everything before it is journaled, so its end is an
+        // idle position (acknowledged once journaled by MaybeAdvanceIdle).
+        in_txn_ = false;
+        if (c->end_lsn > pending_idle_) pending_idle_ = c->end_lsn;
+        return Status::Ok();
+      }
       // Kill point "cdc.before_journal_commit": the transaction is spooled, not committed;
       // a restart must receive it again in full and journal it once.
       KillPoint("cdc.before_journal_commit");
       TS_RETURN_IF_ERROR(j.Commit(txn_));
       in_txn_ = false;
+      journal_open_ = false;
       // Kill point "cdc.after_journal_commit": durable but not acknowledged; the resend after
       // a restart must be dropped as a duplicate.
       KillPoint("cdc.after_journal_commit");
@@ -574,7 +591,8 @@ class Receiver::Session {
   Lsn received_;
   Lsn pending_idle_;  // keepalive position seen with no transaction open, not yet journaled
   Clock::time_point last_idle_advance_;
-  bool in_txn_ = false;
+  bool in_txn_ = false;       // between Begin and Commit on the wire
+  bool journal_open_ = false;  // a journal transaction is open (the current one has changes)
   TransactionInfo txn_;
   std::chrono::milliseconds status_interval_{1000};
   Clock::time_point last_status_;
