@@ -144,8 +144,8 @@ class JournalReaderImpl final : public JournalReader {
                         std::to_string(txn_.changes) + " (key " + HexKey(expected_key_) + ")");
     }
     rocksdb::Slice v = change_it_->value();
-    TS_RETURN_IF_ERROR(DecodeChange(expected_key_, std::string_view(v.data(), v.size()),
-                                    &relations_, change));
+    TS_RETURN_IF_ERROR(
+        DecodeChange(expected_key_, std::string_view(v.data(), v.size()), &relations_, change));
     ++change_index_;
     return true;
   }
@@ -153,7 +153,7 @@ class JournalReaderImpl final : public JournalReader {
  private:
   std::shared_ptr<const JournalImpl> journal_;  // keeps the database open
   const Db* db_;
-  Lsn pos_;  // commit LSN of the last transaction returned (or `after`)
+  Lsn pos_;      // commit LSN of the last transaction returned (or `after`)
   Lsn visible_;  // durable commit LSN last seen
   std::unique_ptr<rocksdb::Iterator> txn_it_;
   std::unique_ptr<rocksdb::Iterator> change_it_;
@@ -406,9 +406,10 @@ Status JournalImpl::CheckLimit(uint64_t extra_bytes) {
   uint64_t held = writer_.appended_bytes - trim_.trimmed_bytes;
   return ResourceExhausted(
       "journal at " + FormatBytes(held + spool_bytes_ + extra_bytes) +
-      " exceeds journal.max_bytes=" + FormatBytes(static_cast<uint64_t>(options_.max_journal_bytes)) +
-      " in " + db_->dir() + " (journaled up to " + writer_.last_commit_lsn.ToString() +
-      ", applied up to " + applied_.lsn.ToString() +
+      " exceeds journal.max_bytes=" +
+      FormatBytes(static_cast<uint64_t>(options_.max_journal_bytes)) + " in " + db_->dir() +
+      " (journaled up to " + writer_.last_commit_lsn.ToString() + ", applied up to " +
+      applied_.lsn.ToString() +
       "); the target is probably not applying: check the apply side and its errors, or raise "
       "journal.max_bytes if the disk has room");
 }
@@ -500,8 +501,9 @@ Status JournalImpl::Abort() {
 Status JournalImpl::AdvanceIdle(Lsn lsn) {
   if (db_->read_only()) return FailedPrecondition("the journal is open read-only");
   if (in_txn_ && !skipping_) {
-    return FailedPrecondition("Journal::AdvanceIdle while transaction is open; an idle "
-                              "position is only safe with nothing pending");
+    return FailedPrecondition(
+        "Journal::AdvanceIdle while transaction is open; an idle "
+        "position is only safe with nothing pending");
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -559,7 +561,8 @@ Status JournalImpl::CheckRetained(Lsn after) const {
 
 StatusOr<std::unique_ptr<JournalReader>> JournalImpl::NewReader(Lsn after) const {
   TS_RETURN_IF_ERROR(CheckRetained(after));
-  return std::unique_ptr<JournalReader>(std::make_unique<JournalReaderImpl>(shared_from_this(), after));
+  return std::unique_ptr<JournalReader>(
+      std::make_unique<JournalReaderImpl>(shared_from_this(), after));
 }
 
 // --- applied position, checkpoints, retention ---
@@ -624,8 +627,8 @@ Status JournalImpl::Trim(bool size_pressure) {
   }
   if (!applied.valid() || applied <= trim.trimmed_through) return Status::Ok();
   const int64_t cutoff_us = NowUs() - static_cast<int64_t>(options_.retention_hours * 3600e6);
-  const uint64_t target_bytes = static_cast<uint64_t>(
-      kSizeTrimTarget * static_cast<double>(options_.max_journal_bytes));
+  const uint64_t target_bytes =
+      static_cast<uint64_t>(kSizeTrimTarget * static_cast<double>(options_.max_journal_bytes));
 
   rocksdb::ReadOptions ro;
   std::string upper = Key64(applied.value() + 1);  // never past the applied position
@@ -635,8 +638,8 @@ Status JournalImpl::Trim(bool size_pressure) {
   TrimState next = trim;
   uint64_t count = 0;
   TxnRecord rec;
-  for (it->Seek(AsSlice(Key64(trim.trimmed_through.value() + 1))); it->Valid() &&
-       count < kMaxTrimPerPass; it->Next()) {
+  for (it->Seek(AsSlice(Key64(trim.trimmed_through.value() + 1)));
+       it->Valid() && count < kMaxTrimPerPass; it->Next()) {
     TS_RETURN_IF_ERROR(DecodeTxn(std::string_view(it->key().data(), it->key().size()),
                                  std::string_view(it->value().data(), it->value().size()), &rec));
     bool old_enough = rec.journaled_at_us <= cutoff_us;

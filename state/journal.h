@@ -11,14 +11,15 @@
 // Commit writes the transaction's commit record with sync=true, so when it returns OK the whole
 // transaction is durable and JournaledLsn() covers it. (With StateOptions::sync_each_commit =
 // false, group commit: the transaction becomes durable, visible and covered by JournaledLsn()
-// shortly after Commit returns, when the background fsync that includes it completes.) A transaction whose commit_lsn is not
-// greater than the last committed one is a duplicate (a resend after reconnect): Begin returns
-// OK and the journal ignores it through Commit (IsSkipping() is true), so the journal never holds
-// a transaction twice. Spooled changes of a transaction that was never committed (crash, Abort)
-// are deleted on the next Open/Begin.
+// shortly after Commit returns, when the background fsync that includes it completes.) A
+// transaction whose commit_lsn is not greater than the last committed one is a duplicate (a resend
+// after reconnect): Begin returns OK and the journal ignores it through Commit (IsSkipping() is
+// true), so the journal never holds a transaction twice. Spooled changes of a transaction that was
+// never committed (crash, Abort) are deleted on the next Open/Begin.
 //
 // Reader protocol (any thread, e.g. the applier; several readers may coexist with the writer):
-//   auto r = journal.NewReader(after);  while (r->NextTransaction(&info)) while (r->NextChange(&c)) ...
+//   auto r = journal.NewReader(after);
+//   while (r->NextTransaction(&info)) while (r->NextChange(&c)) ...
 //
 // Thread safety: writer calls from one thread; readers from any; the Lsn getters from any.
 // Lifetime: a JournalReader may outlive its StateStore; it then keeps the database open (and the
@@ -44,16 +45,16 @@ struct Checkpoint {
 };
 
 struct JournalStats {
-  Lsn received_lsn;           // highest LSN seen from the server (may be ahead of journaled)
-  Lsn journaled_lsn;          // end LSN of the last durable transaction: what may be acked
-  Lsn journaled_commit_lsn;   // commit LSN of the last durable transaction
-  Lsn applied_lsn;            // commit LSN of the last transaction applied in the target
+  Lsn received_lsn;          // highest LSN seen from the server (may be ahead of journaled)
+  Lsn journaled_lsn;         // end LSN of the last durable transaction: what may be acked
+  Lsn journaled_commit_lsn;  // commit LSN of the last durable transaction
+  Lsn applied_lsn;           // commit LSN of the last transaction applied in the target
   int64_t last_journaled_commit_time_us = 0;
   int64_t last_applied_commit_time_us = 0;
   uint64_t transactions = 0;  // transactions currently held
   uint64_t changes = 0;
-  Lsn oldest_lsn;             // commit LSN of the oldest retained transaction
-  uint64_t bytes = 0;         // encoded bytes held: what StateOptions::max_journal_bytes limits
+  Lsn oldest_lsn;      // commit LSN of the oldest retained transaction
+  uint64_t bytes = 0;  // encoded bytes held: what StateOptions::max_journal_bytes limits
 };
 
 class JournalReader {

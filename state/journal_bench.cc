@@ -2,13 +2,13 @@
 // back; and the throughput of spooling one large transaction.
 //
 //   state_journal_bench [transactions=20000] [group|sync] [dir=<tmp>]
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-
-#include <unistd.h>
 
 #include "state/journal.h"
 #include "state/state_store.h"
@@ -77,8 +77,11 @@ int Run(int argc, char** argv) {
       Change c;
       c.op = ChangeOp::kInsert;
       c.relation = history;
-      c.new_tuple = {Datum::Text("1"), Datum::Text("2"), Datum::Text(std::to_string(i)),
-                     Datum::Text("-4321"), Datum::Text("2024-05-01 12:00:00.123456+00"),
+      c.new_tuple = {Datum::Text("1"),
+                     Datum::Text("2"),
+                     Datum::Text(std::to_string(i)),
+                     Datum::Text("-4321"),
+                     Datum::Text("2024-05-01 12:00:00.123456+00"),
                      Datum::Null()};
       s = j.Append(c);
     }
@@ -111,8 +114,12 @@ int Run(int argc, char** argv) {
   Change ins;
   ins.op = ChangeOp::kInsert;
   ins.relation = history;
-  ins.new_tuple = {Datum::Text("1"), Datum::Text("2"), Datum::Text("3"), Datum::Text("-4321"),
-                   Datum::Text("2024-05-01 12:00:00.123456+00"), Datum::Null()};
+  ins.new_tuple = {Datum::Text("1"),
+                   Datum::Text("2"),
+                   Datum::Text("3"),
+                   Datum::Text("-4321"),
+                   Datum::Text("2024-05-01 12:00:00.123456+00"),
+                   Datum::Null()};
   for (long i = 0; i < big; ++i) {
     ins.new_tuple[2].text = std::to_string(i);
     if (!j.Append(ins).ok()) return 1;
@@ -120,9 +127,11 @@ int Run(int argc, char** argv) {
   if (!j.Commit(t).ok()) return 1;
   auto t3 = std::chrono::steady_clock::now();
 
-  std::printf("journal %ld pgbench-like transactions (4 changes each, %s): %.2f s, "
-              "%.0f txn/s, %.0f changes/s\n",
-              txns, group ? "group commit" : "fsync per commit", Seconds(t1 - t0), txns / Seconds(t1 - t0), 4 * txns / Seconds(t1 - t0));
+  std::printf(
+      "journal %ld pgbench-like transactions (4 changes each, %s): %.2f s, "
+      "%.0f txn/s, %.0f changes/s\n",
+      txns, group ? "group commit" : "fsync per commit", Seconds(t1 - t0), txns / Seconds(t1 - t0),
+      4 * txns / Seconds(t1 - t0));
   std::printf("read back %llu transactions / %llu changes: %.2f s, %.0f txn/s\n",
               static_cast<unsigned long long>(read_txns),
               static_cast<unsigned long long>(read_changes), Seconds(t2 - t1),

@@ -8,6 +8,8 @@
 // there exactly once, in commit order, complete, and nothing else but (at most) the transactions
 // that followed them, also complete.
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -15,14 +17,11 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "state/internal/test_util.h"
 #include "state/journal.h"
@@ -84,9 +83,9 @@ TEST(JournalCrashChild, Run) {
     ASSERT_TRUE(j.Begin(t).ok());
     ASSERT_EQ(j.IsSkipping(), i < next);
     for (uint64_t k = 0; k < ChangesFor(i); ++k) {
-      ASSERT_TRUE(j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)),
-                                            Datum::Text(PayloadFor(i, k))}))
-                      .ok());
+      ASSERT_TRUE(
+          j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Text(PayloadFor(i, k))}))
+              .ok());
     }
     Status s = j.Commit(t);
     ASSERT_TRUE(s.ok()) << s.ToString();
@@ -152,8 +151,8 @@ TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartial
     // Let it start (exec, open, replay) and run for a random while, then kill it.
     int run_ms = 300 + static_cast<int>(rng() % 900);
     bool eof = false;
-    int64_t acked = ReadAcks(pipe_fds[0], std::chrono::steady_clock::now() +
-                                              std::chrono::milliseconds(run_ms), &eof);
+    int64_t acked = ReadAcks(
+        pipe_fds[0], std::chrono::steady_clock::now() + std::chrono::milliseconds(run_ms), &eof);
     ASSERT_FALSE(eof) << "the child died by itself in round " << round;
     ::kill(pid, SIGKILL);
     int status = 0;
@@ -161,8 +160,8 @@ TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartial
     ASSERT_TRUE(WIFSIGNALED(status));
     ++kills;
     // Acks already in the pipe were written after their Commit returned OK.
-    int64_t rest = ReadAcks(pipe_fds[0], std::chrono::steady_clock::now() +
-                                             std::chrono::seconds(5), &eof);
+    int64_t rest =
+        ReadAcks(pipe_fds[0], std::chrono::steady_clock::now() + std::chrono::seconds(5), &eof);
     ::close(pipe_fds[0]);
     max_ack = std::max({max_ack, acked, rest});
 
@@ -258,8 +257,8 @@ TEST(JournalDiskFullTest, DiskFullIsResourceExhaustedAndRecoversOnceSpaceIsFreed
     uint64_t i = 1;
     for (; i < 2000 && s.ok(); ++i) s = commit(i);
     ASSERT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
-    EXPECT_THAT(s.message(), ::testing::HasSubstr("state directory " + dir +
-                                                  " is out of disk space"));
+    EXPECT_THAT(s.message(),
+                ::testing::HasSubstr("state directory " + dir + " is out of disk space"));
     // Still refused while the disk is full; no crash, no partial transaction.
     EXPECT_FALSE(commit(i++).ok());
     std::filesystem::remove(mnt + "/filler");
@@ -288,8 +287,8 @@ TEST(JournalDiskFullTest, DiskFullIsResourceExhaustedAndRecoversOnceSpaceIsFreed
       TransactionInfo t = TxnFor(i);
       ASSERT_TRUE(j.Begin(t).ok());
       for (int k = 0; k < 30; ++k) {
-        ASSERT_TRUE(j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Text(payload)}))
-                        .ok());
+        ASSERT_TRUE(
+            j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Text(payload)})).ok());
       }
       Status s = j.Commit(t);
       ASSERT_TRUE(s.ok()) << s.ToString();
@@ -326,8 +325,8 @@ TEST(JournalBigTransactionTest, MillionChangesStreamThroughWithBoundedMemory) {
   auto t0 = std::chrono::steady_clock::now();
   TransactionInfo t = testing::MakeTxn(0x5000);
   ASSERT_TRUE(j.Begin(t).ok());
-  Change c = MakeInsert(rel, {Datum::Null(), Datum::Text("line item"), Datum::Unchanged(),
-                              Datum::Text("1999")});
+  Change c = MakeInsert(
+      rel, {Datum::Null(), Datum::Text("line item"), Datum::Unchanged(), Datum::Text("1999")});
   for (uint64_t i = 0; i < kChanges; ++i) {
     c.new_tuple[0].kind = Datum::Kind::kText;
     c.new_tuple[0].text = std::to_string(i);
@@ -356,16 +355,15 @@ TEST(JournalBigTransactionTest, MillionChangesStreamThroughWithBoundedMemory) {
   auto t2 = std::chrono::steady_clock::now();
   EXPECT_EQ(n, kChanges);
   uint64_t growth = rss_peak > rss_start ? rss_peak - rss_start : 0;
-  auto ms = [](auto d) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  };
-  std::printf("1M-change transaction: journal %lld ms, read %lld ms, RSS start %llu MB, peak "
-              "%llu MB (growth %llu MB), journal %llu MB\n",
-              static_cast<long long>(ms(t1 - t0)), static_cast<long long>(ms(t2 - t1)),
-              static_cast<unsigned long long>(rss_start >> 20),
-              static_cast<unsigned long long>(rss_peak >> 20),
-              static_cast<unsigned long long>(growth >> 20),
-              static_cast<unsigned long long>(j.Stats().bytes >> 20));
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::printf(
+      "1M-change transaction: journal %lld ms, read %lld ms, RSS start %llu MB, peak "
+      "%llu MB (growth %llu MB), journal %llu MB\n",
+      static_cast<long long>(ms(t1 - t0)), static_cast<long long>(ms(t2 - t1)),
+      static_cast<unsigned long long>(rss_start >> 20),
+      static_cast<unsigned long long>(rss_peak >> 20),
+      static_cast<unsigned long long>(growth >> 20),
+      static_cast<unsigned long long>(j.Stats().bytes >> 20));
   EXPECT_LT(growth, 200ull << 20);
 }
 

@@ -1,9 +1,9 @@
 #include "state/journal.h"
 
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "state/internal/codec.h"
 #include "state/internal/test_util.h"
@@ -87,8 +87,8 @@ TEST_F(JournalTest, RoundTripsEveryChangeKindAndDatumKind) {
   std::string big(1 << 20, 'z');
   std::string binary("a\0b\xff\x01", 5);
   std::vector<Change> in;
-  in.push_back(MakeInsert(customers, {Datum::Text("1"), Datum::Text("Zoë 🦊 ü"), Datum::Null(),
-                                      Datum::Text("")}));
+  in.push_back(MakeInsert(
+      customers, {Datum::Text("1"), Datum::Text("Zoë 🦊 ü"), Datum::Null(), Datum::Text("")}));
   {
     Change c;
     c.op = ChangeOp::kUpdate;
@@ -127,7 +127,9 @@ TEST_F(JournalTest, RoundTripsEveryChangeKindAndDatumKind) {
     c.message_transactional = false;
     in.push_back(c);
   }
-  TransactionInfo txn{.xid = 4242, .commit_lsn = Lsn(0x16B374D848), .end_lsn = Lsn(0x16B374D878),
+  TransactionInfo txn{.xid = 4242,
+                      .commit_lsn = Lsn(0x16B374D848),
+                      .end_lsn = Lsn(0x16B374D878),
                       .commit_time_us = 1712345678901234};
   ASSERT_TRUE(j().Begin(txn).ok());
   for (const Change& c : in) ASSERT_TRUE(j().Append(c).ok());
@@ -243,8 +245,7 @@ TEST_F(JournalTest, ResentTransactionsAreSkippedExactlyOnce) {
 }
 
 TEST_F(JournalTest, WriterProtocolMisuseIsAnError) {
-  EXPECT_EQ(j().Append(MakeInsert(MakeRelation("t"), {})).code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(j().Append(MakeInsert(MakeRelation("t"), {})).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(j().Commit(MakeTxn(100)).code(), StatusCode::kFailedPrecondition);
   ASSERT_TRUE(j().Begin(TransactionInfo{}).ok());
   EXPECT_EQ(j().Commit(TransactionInfo{}).code(), StatusCode::kInvalidArgument);
@@ -554,8 +555,10 @@ TEST_F(JournalTest, CorruptOrMissingRecordsAreCorruption) {
     RawDb raw(tmp_.path());
     raw.Put("journal_txn", internal::Key64(100), "\x01garbage");
     // Drop a change of 200 and damage the relation of orders.
-    ASSERT_TRUE(raw.db()->Delete(rocksdb::WriteOptions(), raw.cf("journal_change"),
-                                 internal::Key64x2(2, 1)).ok());
+    ASSERT_TRUE(
+        raw.db()
+            ->Delete(rocksdb::WriteOptions(), raw.cf("journal_change"), internal::Key64x2(2, 1))
+            .ok());
   }
   Reopen();
   auto r = j().NewReader(Lsn());
@@ -563,7 +566,8 @@ TEST_F(JournalTest, CorruptOrMissingRecordsAreCorruption) {
   auto t = (*r)->NextTransaction(&info);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kCorruption);
-  EXPECT_THAT(t.status().message(), HasSubstr("journal_txn " + internal::HexKey(internal::Key64(100))));
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("journal_txn " + internal::HexKey(internal::Key64(100))));
 
   r = j().NewReader(Lsn(100));
   ASSERT_TRUE((*r)->NextTransaction(&info).value());

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 
 #include "state/internal/codec.h"
@@ -16,7 +17,7 @@ using internal::JournalImpl;
 
 class StateStore::Impl {
  public:
-  std::shared_ptr<Db> db;                // shared with the journal and its readers
+  std::shared_ptr<Db> db;  // shared with the journal and its readers
   std::shared_ptr<JournalImpl> journal;
   std::mutex dead_letter_mu;
   uint64_t next_dead_letter_id = 0;  // guarded by dead_letter_mu; 0 = not loaded yet
@@ -109,7 +110,8 @@ StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::ScanMeta(
        it->Next()) {
     out.emplace_back(it->key().ToString(), it->value().ToString());
   }
-  TS_RETURN_IF_ERROR(internal::FromRocks(it->status(), impl_->db->dir(), "scanning meta " + prefix));
+  TS_RETURN_IF_ERROR(
+      internal::FromRocks(it->status(), impl_->db->dir(), "scanning meta " + prefix));
   return out;
 }
 
@@ -129,13 +131,18 @@ Status StateStore::AddDeadLetter(DeadLetter letter) {
 }
 
 StatusOr<std::vector<DeadLetter>> StateStore::DeadLetters() const {
+  return DeadLetters(0, std::numeric_limits<size_t>::max());
+}
+
+StatusOr<std::vector<DeadLetter>> StateStore::DeadLetters(uint64_t after_id, size_t limit) const {
   std::vector<DeadLetter> out;
   auto it = impl_->db->NewIterator(internal::kCfDeadLetters);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  std::string from = internal::Key64(after_id + 1);
+  for (it->Seek(AsSlice(from)); it->Valid() && out.size() < limit; it->Next()) {
     DeadLetter d;
-    TS_RETURN_IF_ERROR(internal::DecodeDeadLetter(
-        std::string_view(it->key().data(), it->key().size()),
-        std::string_view(it->value().data(), it->value().size()), &d));
+    TS_RETURN_IF_ERROR(
+        internal::DecodeDeadLetter(std::string_view(it->key().data(), it->key().size()),
+                                   std::string_view(it->value().data(), it->value().size()), &d));
     out.push_back(std::move(d));
   }
   TS_RETURN_IF_ERROR(internal::FromRocks(it->status(), impl_->db->dir(), "reading dead letters"));

@@ -25,11 +25,11 @@ namespace tenantsync::state {
 class Journal;
 
 struct StateOptions {
-  std::string dir;                 // created 0700 if missing
-  std::string pipeline;            // recorded at creation; a mismatch later is kFailedPrecondition
-                                   // (empty on either side: not checked)
-  double retention_hours = 168;    // applied journal kept this long (replay window), counted from
-                                   // when a transaction was journaled
+  std::string dir;               // created 0700 if missing
+  std::string pipeline;          // recorded at creation; a mismatch later is kFailedPrecondition
+                                 // (empty on either side: not checked)
+  double retention_hours = 168;  // applied journal kept this long (replay window), counted from
+                                 // when a transaction was journaled
   // Receiver stops with kResourceExhausted beyond (journal.max_bytes). Counts the encoded bytes
   // of held transactions plus the open one. Applied transactions younger than the retention are
   // trimmed early (oldest first) when the journal nears this limit, so only unapplied data can
@@ -50,11 +50,11 @@ struct StateOptions {
 
 struct DeadLetter {
   uint64_t id = 0;
-  std::string table;     // source table
-  std::string key;       // the row's key columns as text, "id=42"; never secret columns' values
-  std::string reason;    // one line, never the secret values
-  std::string phase;     // "snapshot" or "apply"
-  Lsn lsn;               // source commit LSN for apply; the slot LSN for snapshot
+  std::string table;   // source table
+  std::string key;     // the row's key columns as text, "id=42"; never secret columns' values
+  std::string reason;  // one line, never the secret values
+  std::string phase;   // "snapshot" or "apply"
+  Lsn lsn;             // source commit LSN for apply; the slot LSN for snapshot
   int64_t time_us = 0;
 };
 
@@ -71,10 +71,13 @@ class StateStore {
   StatusOr<std::optional<std::string>> GetMeta(const std::string& key) const;
   Status DeleteMeta(const std::string& key, bool sync = true);
   // Every meta key starting with `prefix`, in key order (snapshot chunk progress, audit runs).
-  StatusOr<std::vector<std::pair<std::string, std::string>>> ScanMeta(const std::string& prefix) const;
+  StatusOr<std::vector<std::pair<std::string, std::string>>> ScanMeta(
+      const std::string& prefix) const;
 
   Status AddDeadLetter(DeadLetter letter);  // assigns id and time; durable on return
   StatusOr<std::vector<DeadLetter>> DeadLetters() const;
+  // At most `limit` dead letters with id > `after_id`, in id order (paging for ops).
+  StatusOr<std::vector<DeadLetter>> DeadLetters(uint64_t after_id, size_t limit) const;
   StatusOr<uint64_t> DeadLetterCount() const;
 
   // Read-only stores: catches up with the writer (RocksDB secondary) and re-reads the journal's
@@ -88,6 +91,7 @@ class StateStore {
   uint64_t DiskBytes() const;
 
   class Impl;
+
  private:
   explicit StateStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

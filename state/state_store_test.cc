@@ -1,12 +1,11 @@
 #include "state/state_store.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "state/internal/codec.h"
 #include "state/internal/records.h"
@@ -40,9 +39,9 @@ void CommitOne(Journal& j, uint64_t commit, int changes = 1) {
   auto rel = MakeRelation("customers");
   ASSERT_TRUE(j.Begin(MakeTxn(commit)).ok());
   for (int i = 0; i < changes; ++i) {
-    ASSERT_TRUE(j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Null(),
-                                          Datum::Text("x")}))
-                    .ok());
+    ASSERT_TRUE(
+        j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Null(), Datum::Text("x")}))
+            .ok());
   }
   Status s = j.Commit(MakeTxn(commit));
   ASSERT_TRUE(s.ok()) << s.ToString();
@@ -111,7 +110,8 @@ TEST(StateStoreTest, ForeignRocksDbIsRefused) {
   auto s = StateStore::Open(Options(tmp.path()));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kCorruption);
-  EXPECT_THAT(s.status().message(), HasSubstr("holds a RocksDB database that tenantsync did not write"));
+  EXPECT_THAT(s.status().message(),
+              HasSubstr("holds a RocksDB database that tenantsync did not write"));
   auto ro = StateStore::OpenReadOnly(tmp.path());
   ASSERT_FALSE(ro.ok());
   EXPECT_EQ(ro.status().code(), StatusCode::kCorruption);
@@ -125,8 +125,8 @@ TEST(StateStoreTest, MissingFormatMarkerWithDataIsRefused) {
   }
   {
     RawDb raw(tmp.path());
-    ASSERT_TRUE(raw.db()->Delete(rocksdb::WriteOptions(), raw.cf("default"),
-                                 internal::kFormatKey).ok());
+    ASSERT_TRUE(
+        raw.db()->Delete(rocksdb::WriteOptions(), raw.cf("default"), internal::kFormatKey).ok());
   }
   auto s = StateStore::Open(Options(tmp.path()));
   ASSERT_FALSE(s.ok());
@@ -272,6 +272,52 @@ TEST(StateStoreTest, DeadLettersGetIdsTimesAndSurviveReopen) {
   auto n = store->DeadLetterCount();
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 3u);
+  auto page = store->DeadLetters(/*after_id=*/1, /*limit=*/1);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, 2u);
+}
+
+TEST(StateStoreTest, LeftoverLogOfAFailedCreationIsNotForeign) {
+  TempDir tmp;
+  { std::ofstream(tmp.Sub("LOG")) << "2026-01-01 creation failed: disk full\n"; }
+  EXPECT_NE(MustOpen(Options(tmp.path())), nullptr);
+}
+
+TEST(StateStoreTest, ReadOnlyOpenOfAStoppedPipelineWorks) {
+  TempDir tmp;
+  {
+    auto store = MustOpen(Options(tmp.path()));
+    CommitOne(store->journal(), 100, 2);
+    ASSERT_TRUE(store->journal().AdvanceIdle(Lsn(5000)).ok());
+  }
+  auto ro = StateStore::OpenReadOnly(tmp.path());
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->journal().JournaledLsn(), Lsn(5000));
+  EXPECT_EQ((*ro)->journal().Stats().changes, 2u);
+  // A read-only store does not lock: the pipeline can start meanwhile.
+  EXPECT_NE(MustOpen(Options(tmp.path())), nullptr);
+}
+
+TEST(StateStoreTest, ReaderMayOutliveItsStore) {
+  TempDir tmp;
+  auto store = MustOpen(Options(tmp.path()));
+  CommitOne(store->journal(), 100, 2);
+  CommitOne(store->journal(), 200, 1);
+  auto reader = store->journal().NewReader(Lsn());
+  ASSERT_TRUE(reader.ok());
+  store.reset();
+  TransactionInfo info;
+  ASSERT_TRUE((*reader)->NextTransaction(&info).value());
+  ASSERT_TRUE((*reader)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(200));
+  Change c;
+  ASSERT_TRUE((*reader)->NextChange(&c).value());
+  EXPECT_FALSE((*reader)->NextTransaction(&info).value());
+  // The directory stays locked until the reader goes.
+  EXPECT_EQ(StateStore::Open(Options(tmp.path())).status().code(), StatusCode::kFailedPrecondition);
+  reader->reset();
+  EXPECT_NE(MustOpen(Options(tmp.path())), nullptr);
 }
 
 TEST(StateStoreTest, ReadOnlyOpenBesideWriterSeesDurableStateAndCatchesUp) {

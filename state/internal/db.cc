@@ -1,25 +1,24 @@
 #include "state/internal/db.h"
 
 #include <fcntl.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/env.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
-#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
-
-#include <rocksdb/cache.h>
-#include <rocksdb/convenience.h>
-#include <rocksdb/env.h>
-#include <rocksdb/options.h>
-#include <rocksdb/table.h>
 
 namespace tenantsync::state::internal {
 
@@ -29,12 +28,7 @@ namespace fs = std::filesystem;
 
 const char* const kCfNames[kNumCfs] = {
     "default",  // rocksdb::kDefaultColumnFamilyName, spelled out: no static-init order issue
-    "meta",
-    "journal_txn",
-    "journal_change",
-    "relations",
-    "dead_letters",
-    "journal_meta",
+    "meta",    "journal_txn", "journal_change", "relations", "dead_letters", "journal_meta",
 };
 
 int64_t NowUs() {
@@ -61,8 +55,8 @@ Status MakeDirs(const std::string& dir) {
         return ResourceExhausted("cannot create state directory " + it->string() +
                                  ": no space left on device");
       }
-      return FailedPrecondition("cannot create state directory " + it->string() + ": " +
-                                Errno(e) + "; check the path and permissions of state_dir");
+      return FailedPrecondition("cannot create state directory " + it->string() + ": " + Errno(e) +
+                                "; check the path and permissions of state_dir");
     }
   }
   if (!fs::is_directory(p, ec)) {
@@ -99,13 +93,17 @@ StatusOr<int> LockDir(const std::string& dir) {
   return fd;
 }
 
-// Entries of `dir` other than our lock file and a mount point's lost+found.
+// Entries of `dir` that tenantsync did not put there before RocksDB's CURRENT exists.
 std::vector<std::string> ForeignEntries(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     std::string name = e.path().filename().string();
-    if (name == kPidFileName || name == "lost+found") continue;
+    // Our lock file, our diagnostics LOG (written before RocksDB creates CURRENT, so a creation
+    // that failed leaves it behind) and a mount point's lost+found are not foreign.
+    if (name == kPidFileName || name == "LOG" || name == "LOG.old" || name == "lost+found") {
+      continue;
+    }
     names.push_back(name);
   }
   std::sort(names.begin(), names.end());
@@ -135,7 +133,7 @@ class StateLogger final : public rocksdb::Logger {
     if (file_ == nullptr) return;
     auto now = std::chrono::system_clock::now();
     std::time_t t = std::chrono::system_clock::to_time_t(now);
-    std::tm tm {};
+    std::tm tm{};
     ::gmtime_r(&t, &tm);
     char stamp[32];
     std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ ", &tm);
@@ -229,7 +227,8 @@ Status FromRocks(const rocksdb::Status& s, const std::string& dir, std::string_v
 }
 
 StatusOr<std::unique_ptr<Db>> Db::Open(const StateOptions& options) {
-  if (options.dir.empty()) return InvalidArgument("state_dir is empty; set state_dir in the config");
+  if (options.dir.empty())
+    return InvalidArgument("state_dir is empty; set state_dir in the config");
   std::unique_ptr<Db> db(new Db());
   db->dir_ = options.dir;
   while (db->dir_.size() > 1 && db->dir_.back() == '/') db->dir_.pop_back();
@@ -272,8 +271,7 @@ StatusOr<std::unique_ptr<Db>> Db::OpenReadOnly(const std::string& dir) {
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) {
-    return Fatal("cannot create a scratch directory for reading " + db->dir_ + ": " +
-                 Errno(errno));
+    return Fatal("cannot create a scratch directory for reading " + db->dir_ + ": " + Errno(errno));
   }
   db->secondary_dir_ = buf.data();
   TS_RETURN_IF_ERROR(db->OpenDb(/*fresh=*/false, /*read_only=*/true));
@@ -284,12 +282,10 @@ StatusOr<std::unique_ptr<Db>> Db::OpenReadOnly(const std::string& dir) {
 Status Db::OpenDb(bool fresh, bool read_only) {
   rocksdb::DBOptions db_options = MakeDbOptions(fresh);
   if (read_only) db_options.max_open_files = -1;  // required by secondary instances
-  db_options.info_log = std::make_shared<StateLogger>(
-      (read_only ? secondary_dir_ : dir_) + "/LOG");
+  db_options.info_log = std::make_shared<StateLogger>((read_only ? secondary_dir_ : dir_) + "/LOG");
   std::vector<std::string> existing;
   if (!fresh) {
-    rocksdb::Status s =
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_, &existing);
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir_, &existing);
     if (!s.ok()) {
       if (s.IsCorruption() || s.IsIOError() || s.IsInvalidArgument()) {
         return Corruption("state directory " + dir_ +
@@ -302,7 +298,8 @@ Status Db::OpenDb(bool fresh, bool read_only) {
       if (std::find(existing.begin(), existing.end(), kCfNames[c]) == existing.end()) {
         return Corruption("state directory " + dir_ +
                           " holds a RocksDB database that tenantsync did not write (no column "
-                          "family '" + std::string(kCfNames[c]) +
+                          "family '" +
+                          std::string(kCfNames[c]) +
                           "'); point state_dir at an empty or new directory");
       }
     }
@@ -317,16 +314,14 @@ Status Db::OpenDb(bool fresh, bool read_only) {
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::Status s;
   if (read_only) {
-    s = rocksdb::DB::OpenAsSecondary(db_options, dir_, secondary_dir_, descriptors, &handles,
-                                     &db_);
+    s = rocksdb::DB::OpenAsSecondary(db_options, dir_, secondary_dir_, descriptors, &handles, &db_);
   } else {
     s = rocksdb::DB::Open(db_options, dir_, descriptors, &handles, &db_);
   }
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-      return FailedPrecondition("state directory " + dir_ +
-                                " is in use by another process (" + s.ToString() +
-                                "); stop it or use another state_dir");
+      return FailedPrecondition("state directory " + dir_ + " is in use by another process (" +
+                                s.ToString() + "); stop it or use another state_dir");
     }
     return FromRocks(s, dir_, read_only ? "opening read-only" : "opening");
   }
@@ -371,10 +366,11 @@ Status Db::CheckMarker(bool fresh, const std::string& pipeline) {
                       st.message() + "); it was not written by this tenantsync");
   }
   if (marker_.format_version > kFormatVersion) {
-    return Corruption("state directory " + dir_ + " was written by a newer tenantsync (state "
-                      "format " + std::to_string(marker_.format_version) +
-                      "; this binary reads format " + std::to_string(kFormatVersion) +
-                      "); run the newer tenantsync");
+    return Corruption("state directory " + dir_ +
+                      " was written by a newer tenantsync (state "
+                      "format " +
+                      std::to_string(marker_.format_version) + "; this binary reads format " +
+                      std::to_string(kFormatVersion) + "); run the newer tenantsync");
   }
   if (!pipeline.empty() && !marker_.pipeline.empty() && pipeline != marker_.pipeline) {
     return FailedPrecondition("state directory " + dir_ + " belongs to pipeline '" +
@@ -433,8 +429,7 @@ StatusOr<std::optional<std::string>> Db::Get(Cf c, std::string_view key,
                                              std::string_view what) const {
   std::string value;
   rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), handles_[c], rocksdb::Slice(key.data(), key.size()),
-               &value);
+      db_->Get(rocksdb::ReadOptions(), handles_[c], rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return FromRocks(s, dir_, what);
   return std::optional<std::string>(std::move(value));

@@ -7,15 +7,15 @@
 // holds every acknowledged write).
 #pragma once
 
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
 #include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
 
 #include "core/status.h"
 #include "state/internal/records.h"
@@ -64,8 +64,7 @@ class Db {
   // asks it to resume, so the pipeline continues once space is freed.
   Status Write(rocksdb::WriteBatch* batch, bool sync, std::string_view what);
   StatusOr<std::optional<std::string>> Get(Cf c, std::string_view key, std::string_view what) const;
-  std::unique_ptr<rocksdb::Iterator> NewIterator(Cf c,
-                                                 const rocksdb::ReadOptions& ro = {}) const;
+  std::unique_ptr<rocksdb::Iterator> NewIterator(Cf c, const rocksdb::ReadOptions& ro = {}) const;
 
  private:
   Db() = default;
@@ -74,8 +73,8 @@ class Db {
 
   std::string dir_;
   bool read_only_ = false;
-  rocksdb::DB* db_ = nullptr;  // owned; deleted after the handles in ~Db
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;        // ours, indexed by Cf
+  rocksdb::DB* db_ = nullptr;                          // owned; deleted after the handles in ~Db
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // ours, indexed by Cf
   std::vector<rocksdb::ColumnFamilyHandle*> extra_handles_;  // unknown CFs (a newer version's)
   int lock_fd_ = -1;
   std::string secondary_dir_;  // read-only scratch dir, removed in ~Db

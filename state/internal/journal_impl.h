@@ -10,6 +10,8 @@
 //  - Retention deletes (DeleteRange) whole transactions and rewrites the trim state in one batch.
 #pragma once
 
+#include <rocksdb/write_batch.h>
+
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -19,8 +21,6 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
-
-#include <rocksdb/write_batch.h>
 
 #include "state/internal/db.h"
 #include "state/internal/records.h"
@@ -107,20 +107,20 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // --- shared ---
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
-  WriterState writer_;    // guarded by mu_; what is written (durable too in sync mode)
-  WriterState durable_;   // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
-  bool unsynced_ = false;       // guarded by mu_; group commit: writes await an fsync
-  bool stop_syncer_ = false;    // guarded by mu_
-  Status sync_error_;           // guarded by mu_; the group fsync's last error, returned by Commit
+  WriterState writer_;        // guarded by mu_; what is written (durable too in sync mode)
+  WriterState durable_;       // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  bool unsynced_ = false;     // guarded by mu_; group commit: writes await an fsync
+  bool stop_syncer_ = false;  // guarded by mu_
+  Status sync_error_;         // guarded by mu_; the group fsync's last error, returned by Commit
   std::condition_variable sync_wanted_;
   std::thread syncer_;
-  TrimState trim_;        // guarded by mu_
-  AppliedState applied_;  // guarded by mu_
-  Lsn idle_lsn_;          // guarded by mu_
-  Lsn received_lsn_;      // guarded by mu_
-  Lsn oldest_lsn_;        // guarded by mu_
-  std::deque<Checkpoint> checkpoints_;  // guarded by mu_
-  uint64_t next_checkpoint_id_ = 1;     // guarded by mu_
+  TrimState trim_;                        // guarded by mu_
+  AppliedState applied_;                  // guarded by mu_
+  Lsn idle_lsn_;                          // guarded by mu_
+  Lsn received_lsn_;                      // guarded by mu_
+  Lsn oldest_lsn_;                        // guarded by mu_
+  std::deque<Checkpoint> checkpoints_;    // guarded by mu_
+  uint64_t next_checkpoint_id_ = 1;       // guarded by mu_
   uint64_t txns_at_last_checkpoint_ = 0;  // guarded by mu_
   int64_t last_trim_us_ = 0;              // applier thread
   std::mutex trim_mu_;  // one retention pass at a time (applier, or writer near the size limit)

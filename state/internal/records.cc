@@ -24,8 +24,8 @@ Status ReadVersion(ByteReader* r, std::string_view what, std::string_view key) {
   if (!r->ReadU8(&v)) return Bad(what, key, "empty");
   if (v != kRecordVersion) {
     return Bad(what, key,
-               "record version " + std::to_string(v) + " is not " +
-                   std::to_string(kRecordVersion) + " (written by another tenantsync version?)");
+               "record version " + std::to_string(v) + " is not " + std::to_string(kRecordVersion) +
+                   " (written by another tenantsync version?)");
   }
   return Status::Ok();
 }
@@ -367,8 +367,9 @@ Status DecodeRelation(std::string_view key, std::string_view value, Relation* re
   }
   TS_RETURN_IF_ERROR(CheckDone(r, kWhat, key));
   if (rel->Fingerprint() != DecodeFixed64BE(key.data())) {
-    return Bad(kWhat, key, "definition of " + rel->schema + "." + rel->name +
-                               " does not match its fingerprint");
+    return Bad(
+        kWhat, key,
+        "definition of " + rel->schema + "." + rel->name + " does not match its fingerprint");
   }
   return Status::Ok();
 }

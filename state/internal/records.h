@@ -24,8 +24,8 @@
 #include "core/change.h"
 #include "core/lsn.h"
 #include "core/status.h"
-#include "state/state_store.h"
 #include "state/journal.h"
+#include "state/state_store.h"
 
 namespace tenantsync::state::internal {
 
@@ -45,9 +45,9 @@ struct TxnRecord {
   Lsn commit_lsn;
   Lsn end_lsn;
   int64_t commit_time_us = 0;
-  uint64_t seq = 0;          // key prefix of its changes in journal_change
+  uint64_t seq = 0;  // key prefix of its changes in journal_change
   uint64_t changes = 0;
-  uint64_t bytes = 0;        // encoded bytes of its changes and this record (size accounting)
+  uint64_t bytes = 0;           // encoded bytes of its changes and this record (size accounting)
   int64_t journaled_at_us = 0;  // local wall time of Commit; retention age counts from here
 };
 
@@ -56,8 +56,8 @@ struct WriterState {
   Lsn last_commit_lsn;
   Lsn last_end_lsn;
   int64_t last_commit_time_us = 0;
-  uint64_t last_seq = 0;         // seq of the last committed transaction
-  uint64_t appended_txns = 0;    // totals ever committed (held = appended - trimmed)
+  uint64_t last_seq = 0;       // seq of the last committed transaction
+  uint64_t appended_txns = 0;  // totals ever committed (held = appended - trimmed)
   uint64_t appended_changes = 0;
   uint64_t appended_bytes = 0;
   Lsn received_lsn;
@@ -65,7 +65,7 @@ struct WriterState {
 
 // What retention has deleted so far, rewritten in every trim's batch.
 struct TrimState {
-  Lsn trimmed_through;           // commit LSN of the newest trimmed transaction
+  Lsn trimmed_through;  // commit LSN of the newest trimmed transaction
   uint64_t trimmed_seq_through = 0;
   uint64_t trimmed_txns = 0;
   uint64_t trimmed_changes = 0;

@@ -1,9 +1,9 @@
 #include "state/internal/records.h"
 
-#include <random>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "state/internal/codec.h"
 #include "state/internal/test_util.h"
@@ -142,8 +142,14 @@ TEST_F(ChangeRecordTest, RandomByteFlipsNeverCrash) {
 }
 
 TEST(RecordsTest, OtherRecordsRoundTripAndRejectTruncation) {
-  TxnRecord t{.xid = 9, .commit_lsn = Lsn(500), .end_lsn = Lsn(520), .commit_time_us = -5,
-              .seq = 77, .changes = 3, .bytes = 999, .journaled_at_us = 123};
+  TxnRecord t{.xid = 9,
+              .commit_lsn = Lsn(500),
+              .end_lsn = Lsn(520),
+              .commit_time_us = -5,
+              .seq = 77,
+              .changes = 3,
+              .bytes = 999,
+              .journaled_at_us = 123};
   std::string tv = EncodeTxn(t);
   TxnRecord t2;
   ASSERT_TRUE(DecodeTxn(Key64(500), tv, &t2).ok());
@@ -167,8 +173,13 @@ TEST(RecordsTest, OtherRecordsRoundTripAndRejectTruncation) {
               StatusCode::kCorruption);
   }
 
-  DeadLetter d{.id = 0, .table = "orders", .key = "id=1", .reason = "bad", .phase = "apply",
-               .lsn = Lsn(7), .time_us = 8};
+  DeadLetter d{.id = 0,
+               .table = "orders",
+               .key = "id=1",
+               .reason = "bad",
+               .phase = "apply",
+               .lsn = Lsn(7),
+               .time_us = 8};
   std::string dv = EncodeDeadLetter(d);
   DeadLetter d2;
   ASSERT_TRUE(DecodeDeadLetter(Key64(5), dv, &d2).ok());
@@ -184,8 +195,13 @@ TEST(RecordsTest, OtherRecordsRoundTripAndRejectTruncation) {
   ASSERT_TRUE(DecodeCheckpoint("ckpt", cv, &c2).ok());
   EXPECT_EQ(c2.transactions, 12u);
 
-  WriterState w{.last_commit_lsn = Lsn(1), .last_end_lsn = Lsn(2), .last_commit_time_us = 3,
-                .last_seq = 4, .appended_txns = 5, .appended_changes = 6, .appended_bytes = 7,
+  WriterState w{.last_commit_lsn = Lsn(1),
+                .last_end_lsn = Lsn(2),
+                .last_commit_time_us = 3,
+                .last_seq = 4,
+                .appended_txns = 5,
+                .appended_changes = 6,
+                .appended_bytes = 7,
                 .received_lsn = Lsn(8)};
   WriterState w2;
   ASSERT_TRUE(DecodeWriterState(EncodeWriterState(w), &w2).ok());
@@ -196,7 +212,11 @@ TEST(RecordsTest, OtherRecordsRoundTripAndRejectTruncation) {
   FormatMarker m2;
   ASSERT_TRUE(DecodeFormatMarker(EncodeFormatMarker(m), &m2).ok());
   EXPECT_EQ(m2.pipeline, "rawdog");
-  EXPECT_EQ(DecodeFormatMarker("\x01\x03" "abc", &m2).code(), StatusCode::kCorruption);
+  EXPECT_EQ(DecodeFormatMarker("\x01\x03"
+                               "abc",
+                               &m2)
+                .code(),
+            StatusCode::kCorruption);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Helpers for state/ tests only (not part of the library).
 #pragma once
 
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -8,9 +10,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <rocksdb/db.h>
 
 #include "core/change.h"
 #include "state/internal/db.h"
