@@ -35,7 +35,8 @@ constexpr const char* kMetaCreatedPrefix = "snapshot/created/";
 // the transform engine, whatever the servers' defaults are.
 constexpr const char* kSessionSettings =
     "SET datestyle = 'ISO, YMD'; SET intervalstyle = 'postgres'; SET extra_float_digits = 3; "
-    "SET client_encoding = 'UTF8'; SET bytea_output = 'hex'; SET TimeZone = 'UTC'";
+    "SET client_encoding = 'UTF8'; SET bytea_output = 'hex'; SET TimeZone = 'UTC'; "
+    "SET client_min_messages = warning";
 
 constexpr const char* kControlDdl = R"SQL(
 CREATE SCHEMA IF NOT EXISTS _tenantsync;
@@ -556,6 +557,9 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   result->consistent_lsn = handoff.lsn;
   result->slot = config.source.slot;
   result->resumed = handoff.resumed;
+  if (!handoff.resumed && options.after_slot_created) {
+    options.after_slot_created(handoff.snapshot_name, handoff.lsn);
+  }
 
   // Chunks, minus those whose marker is committed in the target.
   TS_ASSIGN_OR_RETURN(std::vector<Chunk> chunks, ChunkPlan(config, *plan, state));

@@ -39,6 +39,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -81,6 +82,11 @@ struct SnapshotOptions {
   PipelineStats* stats = nullptr;
   // Where the dry-run plan and the summary table go (stdout by default).
   FILE* out = stdout;
+  // Test seam (SyncPoint-style): called once a new slot exists and its exported snapshot is
+  // still importable, before any worker starts. Tests read the source "as of the consistent
+  // point" through the snapshot name here, then write to the source to prove those writes do not
+  // reach the copy. Not called when resuming. Empty in production.
+  std::function<void(const std::string& snapshot_name, Lsn consistent_lsn)> after_slot_created;
 };
 
 struct TableResult {

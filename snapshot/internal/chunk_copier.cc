@@ -113,6 +113,7 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
   std::string buf;
   buf.reserve(kFlushBytes + 4096);
   int64_t unreported = 0;
+  int64_t reported = 0;  // rows added to the progress counters so far
   bool put_failed = false;
   auto put = [&](const char* data, size_t n) {
     if (!put_failed && PQputCopyData(dst, data, static_cast<int>(n)) != 1) put_failed = true;
@@ -146,6 +147,7 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
     if (++unreported >= kProgressEveryRows) {
       progress->rows.fetch_add(unreported);
       if (env_.stats) env_.stats->snapshot_rows_done.fetch_add(unreported);
+      reported += unreported;
       unreported = 0;
       if (IsCancelled(env_.cancel)) {
         PQputCopyEnd(dst, "cancelled");
@@ -153,8 +155,6 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
       }
     }
   }
-  progress->rows.fetch_add(unreported);
-  if (env_.stats) env_.stats->snapshot_rows_done.fetch_add(unreported);
   // The source COPY's own result.
   {
     PgResult r(PQgetResult(src));
@@ -181,6 +181,9 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
     if (tuples && *tuples) pass->rows = std::atoll(tuples);
   }
   while (PGresult* extra = PQgetResult(dst)) PQclear(extra);
+  // The counters now show exactly pass->rows (binary messages were counted as rows in flight).
+  progress->rows.fetch_add(pass->rows - reported);
+  if (env_.stats) env_.stats->snapshot_rows_done.fetch_add(pass->rows - reported);
   if (put_failed && !pass->target_failed) {
     return ConnectionError("lost the target connection while copying " + plan.source->name);
   }

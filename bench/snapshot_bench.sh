@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Snapshot benchmark: times, on the same data and the same two throwaway clusters,
+#   1. tenantsync snapshot (transforms included for RAWDOG; identity for pgbench)
+#   2. the raw COPY pipe, binary and text, one table at a time and two at a time, schema first,
+#      indexes and keys built afterwards (pg_dump --section=pre-data / post-data)
+#   3. pgcopydb clone (if installed: apt-get install pgcopydb)
+#   4. a native subscription's initial sync (then post-data)
+# and reports wall time and peak RSS (/usr/bin/time -v) of each.
+#
+#   bench/snapshot_bench.sh [--pgbench-scale N] [--rawdog-scale N] [--workers N]
+# Defaults: pgbench scale 50 (~5M accounts), RAWDOG scale 50 (~850k rows), workers = cores.
+# Needs a built tree (BUILD=build by default) and runs clusters as user postgres when root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=${BUILD:-build}
+bin=$root/$build/ops/tenantsync
+rawdog=$root/$build/tests/rawdog
+pgbin=/usr/lib/postgresql/15/bin
+pgscale=50 rdscale=50 workers=$(nproc)
+while (($#)); do
+  case "$1" in
+    --pgbench-scale) pgscale=$2; shift 2 ;;
+    --rawdog-scale) rdscale=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "snapshot_bench: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ -x $bin && -x $rawdog ]] || { echo "build first: cmake --build $build --target tenantsync rawdog" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/tenantsync-bench-XXXXXX)
+chmod 755 "$work"
+as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+cleanup() {
+  for c in source target; do
+    [[ -d $work/$c ]] && as_pg "$pgbin/pg_ctl" -D "$work/$c" -m immediate stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_cluster() {  # name port
+  mkdir -p "$work/$1"; chown postgres "$work/$1" 2>/dev/null || true
+  as_pg "$pgbin/initdb" -D "$work/$1" -U postgres -A trust --no-sync >/dev/null
+  cat >>"$work/$1/postgresql.conf" <<CONF
+port = $2
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$work/$1'
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+fsync = off
+max_wal_size = '4GB'
+shared_buffers = '256MB'
+maintenance_work_mem = '256MB'
+CONF
+  as_pg "$pgbin/pg_ctl" -D "$work/$1" -l "$work/$1.log" -w start >/dev/null
+}
+sport=$(free_port); start_cluster source "$sport"
+tport=$(free_port); start_cluster target "$tport"
+S="postgresql://postgres@127.0.0.1:$sport"
+T="postgresql://postgres@127.0.0.1:$tport"
+psql() { "$pgbin/../bin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+PSQL=/usr/lib/postgresql/15/bin/psql
+[[ -x $PSQL ]] || PSQL=psql
+psql() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+results=$work/results.txt
+: >"$results"
+# measure LABEL CMD...: wall seconds and peak RSS of CMD (and its children, max of them)
+measure() {
+  local label=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -v -o "$work/time.txt" "$@" >"$work/out.txt" 2>&1 || { echo "FAILED: $label"; tail -20 "$work/out.txt"; return 1; }
+  t1=$(date +%s.%N)
+  local rss; rss=$(awk '/Maximum resident/ {print $6}' "$work/time.txt")
+  printf "%-52s %8.1f s %8.0f MB\n" "$label" "$(echo "$t1 - $t0" | bc)" "$(echo "$rss / 1024" | bc)" | tee -a "$results"
+}
+fresh_target() { psql "$T/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
+
+pipe_tables() {  # srcdb dstdb format parallel tables...
+  local sdb=$1 ddb=$2 fmt=$3 par=$4; shift 4
+  printf '%s\n' "$@" | xargs -P "$par" -I{} bash -c \
+    "'$PSQL' -X -q -v ON_ERROR_STOP=1 '$S/$sdb' -c 'COPY {} TO STDOUT (FORMAT $fmt)' | '$PSQL' -X -q -v ON_ERROR_STOP=1 '$T/$ddb' -c 'COPY {} FROM STDIN (FORMAT $fmt)'"
+}
+pipe_run() {  # srcdb dstdb format parallel
+  local sdb=$1 ddb=$2 fmt=$3 par=$4
+  local tables; tables=$(psql "$S/$sdb" -At -c "SELECT string_agg(quote_ident(tablename), ' ') FROM pg_tables WHERE schemaname = 'public'")
+  /usr/lib/postgresql/15/bin/pg_dump --section=pre-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+  # shellcheck disable=SC2086
+  pipe_tables "$sdb" "$ddb" "$fmt" "$par" $tables
+  /usr/lib/postgresql/15/bin/pg_dump --section=post-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+}
+export -f pipe_tables pipe_run psql 2>/dev/null || true
+export S T PSQL
+
+subscription_run() {  # srcdb dstdb
+  local sdb=$1 ddb=$2
+  /usr/lib/postgresql/15/bin/pg_dump --section=pre-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+  psql "$S/$sdb" -c "DROP PUBLICATION IF EXISTS bench_pub" -c "CREATE PUBLICATION bench_pub FOR ALL TABLES"
+  psql "$T/$ddb" -c "CREATE SUBSCRIPTION bench_sub CONNECTION '$S/$sdb' PUBLICATION bench_pub"
+  until [[ $(psql "$T/$ddb" -At -c "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate NOT IN ('r', 's')") == 0 ]]; do
+    sleep 0.2
+  done
+  /usr/lib/postgresql/15/bin/pg_dump --section=post-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+  psql "$T/$ddb" -c "ALTER SUBSCRIPTION bench_sub DISABLE" -c "ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)" -c "DROP SUBSCRIPTION bench_sub"
+  psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('bench_sub')" >/dev/null
+}
+export -f subscription_run
+
+tenantsync_run() {  # srcdb dstdb pipeline
+  local dir=$work/ts-$3
+  mkdir -p "$dir"
+  {
+    echo "pipeline: $3"
+    echo "source: {url: \"$S/$1\", schema: public}"
+    echo "target: {url: \"$T/$2\", schema: tenant_$3}"
+    echo "tenant: {slug: $3, name: Bench}"
+    echo "state_dir: $dir/state"
+    echo "encryption: {key: \"$(head -c 32 /dev/urandom | base64)\"}"
+    echo "snapshot: {workers: $workers}"
+    # RAWDOG: every rule of examples/rawdog.yaml (pgbench has none of these tables).
+    if [[ $1 == rawdog ]]; then sed -n '/^tables:/,$p' "$root/examples/rawdog.yaml"; fi
+  } >"$dir/config.yaml"
+  "$bin" -c "$dir/config.yaml" snapshot --report "$dir/report.json"
+}
+export -f tenantsync_run
+export bin work root workers
+
+bench_dataset() {  # name srcdb
+  local name=$1 sdb=$2
+  echo "== $name: $(psql "$S/$sdb" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")" | tee -a "$results"
+  fresh_target ts_$name
+  measure "$name: tenantsync snapshot ($workers workers)" bash -c "tenantsync_run $sdb ts_$name b$name"
+  psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
+  for fmt in binary text; do
+    for par in 1 2; do
+      fresh_target p_${fmt}_${par}_$name
+      measure "$name: COPY pipe $fmt, $par table(s) at a time" bash -c "pipe_run $sdb p_${fmt}_${par}_$name $fmt $par"
+    done
+  done
+  if command -v pgcopydb >/dev/null; then
+    fresh_target cp_$name
+    measure "$name: pgcopydb clone (2 table jobs, 2 index jobs)" pgcopydb clone --source "$S/$sdb" --target "$T/cp_$name" --table-jobs 2 --index-jobs 2 --dir "$work/pgcopydb-$name" --no-owner --no-acl
+  else
+    echo "$name: pgcopydb not installed (apt-get install pgcopydb)" | tee -a "$results"
+  fi
+  fresh_target sub_$name
+  measure "$name: native subscription initial sync (+ post-data)" bash -c "subscription_run $sdb sub_$name"
+}
+
+echo "loading pgbench scale $pgscale ..."
+psql "$S/postgres" -c "CREATE DATABASE pgb"
+t0=$(date +%s)
+"$pgbin/pgbench" -i -q -s "$pgscale" --foreign-keys "$S/pgb" >/dev/null 2>&1
+echo "pgbench -i -s $pgscale took $(( $(date +%s) - t0 )) s"
+bench_dataset pgbench pgb
+
+echo "loading RAWDOG scale $rdscale ..."
+psql "$S/postgres" -c "CREATE DATABASE rawdog"
+"$rawdog" load --url "$S/rawdog" --scale "$rdscale" >/dev/null
+bench_dataset rawdog rawdog
+
+echo
+echo "Results (machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+cat "$results"
