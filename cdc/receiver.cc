@@ -249,7 +249,8 @@ class Receiver::Session {
                    : o.start_lsn.valid() ? o.start_lsn
                                          : slot->confirmed_flush;
       if (!slot->active_pid) return Status::Ok();
-      if (Clock::now() >= deadline || r_.stop_requested_.load()) {
+      if (r_.stop_requested_.load()) return Cancelled("stopped while waiting for the slot");
+      if (Clock::now() >= deadline) {
         return FailedPrecondition("replication slot " + o.slot + " is in use by PID " +
                                   std::to_string(*slot->active_pid) +
                                   " on SOURCE (another tenantsync stream?); stop it first, or "
@@ -633,7 +634,7 @@ Status Receiver::Run() {
     auto started = Clock::now();
     bool streamed = false;
     Status s = RunSession(&streamed);
-    if (s.ok()) return s;  // stopped
+    if (s.ok() || s.code() == StatusCode::kCancelled) return Status::Ok();  // stopped
     if (!s.IsRetryable()) return s;
     if (streamed && Clock::now() - started > options_.reconnect_max) {
       backoff = options_.reconnect_initial;

@@ -2,7 +2,7 @@
 // need the receiver in its own process (kill -9, peak RSS).
 //
 //   cdc_stream_child --url URL --slot S --plugin pgoutput|wal2json [--publication P]
-//                    --state DIR [--until-lsn X/Y] [--start-lsn X/Y]
+//                    --state DIR [--until-lsn X/Y] [--start-lsn X/Y] [--status-ms N]
 //
 // Stops cleanly on SIGTERM/SIGINT (asio::signal_set -> Receiver::Stop()), or once the journal
 // holds everything up to --until-lsn. Prints "transactions=N changes=M journaled=X/Y" on
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     else if (k == "--plugin") o.plugin = v;
     else if (k == "--publication") o.publication = v;
     else if (k == "--state") state_dir = v;
+    else if (k == "--status-ms") o.status_interval = std::chrono::milliseconds(std::stoi(v));
     else if (k == "--until-lsn" || k == "--start-lsn") {
       auto lsn = Lsn::Parse(v);
       if (!lsn.ok()) {
