@@ -157,7 +157,8 @@ struct ValidationReport {
   int failures() const;
   int unverified() const;
   bool passed() const { return failures() == 0 && unverified() == 0; }
-  // 0 every check passed; 1 a check failed; 2 nothing failed but some difference stayed unverified.
+  // The process exit code: 0 when every check passed, else 1 (failed or unverified checks; the
+  // report says which).
   int ExitCode() const;
 
   // Human summary: a table of check, table, source, target, status, then the differing rows.

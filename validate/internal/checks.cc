@@ -237,7 +237,11 @@ StatusOr<std::vector<CheckResult>> CountAndSumChecks(CheckContext& ctx, const Ta
     sum.source = s[2 + k].value_or("0");
     sum.target = t[2 + k].value_or("0");
     sum.status = verdict == Verdict::kSame ? CheckStatus::kPass : status_of(sum.source == sum.target);
-    if (sum.status == CheckStatus::kFail) sum.details = "sums differ";
+    if (sum.status == CheckStatus::kFail) {
+      sum.details = "sums differ";
+    } else if (sum.status == CheckStatus::kUnverified) {
+      sum.details = "sums differed and the source kept changing; not confirmed";
+    }
     out.push_back(sum);
   }
   return out;
