@@ -21,6 +21,7 @@ PKGS=(
   nlohmann-json3-dev        # JSON reports and status output
   postgresql-15 postgresql-contrib postgresql-15-wal2json   # throwaway test clusters, pgbench
   ccache sudo procps        # faster rebuilds; run test clusters as an unprivileged user; RSS checks
+  clang libclang-rt-14-dev xxd bc   # cdc fuzzers (cdc/fuzz/run.sh); bench/stream_bench.sh
   prometheus                # promtool checks /metrics; a real Prometheus scrapes it in a test
   chromium                  # headless browser test of the status page
 )
