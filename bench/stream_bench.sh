@@ -35,7 +35,7 @@ psql() { as_pg "$bin/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U 
 
 as_pg "$bin/pgbench" -q -i -s 10 -h "$dir" -p "$port" -U postgres postgres >/dev/null 2>&1
 psql -c "CREATE PUBLICATION pub FOR ALL TABLES" >/dev/null
-for s in recv_p ts_p; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
+for s in warm recv_p ts_p; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
 for s in recv_w ts_w; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'wal2json')" >/dev/null; done
 start=$(psql -c "SELECT pg_current_wal_lsn()")
 as_pg "$bin/pgbench" -n -t "$n" -c "$clients" -j 2 -h "$dir" -p "$port" -U postgres postgres >/dev/null 2>&1
@@ -63,6 +63,9 @@ run_tenantsync() {  # slot, plugin
   local t; t=$(echo "$(now) - $t0" | bc)
   echo "$t $(du -sm "$state" | cut -f1) $(grep -o 'transactions=[0-9]*' "$dir/child.out")"
 }
+# Warm-up read of the whole backlog, so no consumer pays for reading WAL from disk.
+as_pg "$bin/pg_recvlogical" -h "$dir" -p "$port" -U postgres -d postgres -S warm --start \
+  --no-loop -E "$end" -f /dev/null -o proto_version=1 -o publication_names=pub
 printf '%-9s %-16s %10s %12s %8s\n' plugin consumer seconds txn/s ratio
 for plugin in pgoutput wal2json; do
   if [[ $plugin == pgoutput ]]; then

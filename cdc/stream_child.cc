@@ -3,6 +3,7 @@
 //
 //   cdc_stream_child --url URL --slot S --plugin pgoutput|wal2json [--publication P]
 //                    --state DIR [--until-lsn X/Y] [--start-lsn X/Y] [--status-ms N]
+//                    [--sync-each-commit 0|1]   (default 0: group commit)
 //
 // Stops cleanly on SIGTERM/SIGINT (asio::signal_set -> Receiver::Stop()), or once the journal
 // holds everything up to --until-lsn. Prints "transactions=N changes=M journaled=X/Y" on
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   cdc::StreamOptions o;
   std::string state_dir;
   Lsn until;
+  bool sync_each_commit = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--url") o.source_url = v;
@@ -33,6 +35,7 @@ int main(int argc, char** argv) {
     else if (k == "--publication") o.publication = v;
     else if (k == "--state") state_dir = v;
     else if (k == "--status-ms") o.status_interval = std::chrono::milliseconds(std::stoi(v));
+    else if (k == "--sync-each-commit") sync_each_commit = v == "1";
     else if (k == "--until-lsn" || k == "--start-lsn") {
       auto lsn = Lsn::Parse(v);
       if (!lsn.ok()) {
@@ -48,6 +51,9 @@ int main(int argc, char** argv) {
   state::StateOptions so;
   so.dir = state_dir;
   so.pipeline = "stream_child";
+  // Group commit by default: one fsync covers many transactions; the receiver acknowledges
+  // only JournaledLsn(), which advances after the fsync (invariant 2 either way).
+  so.sync_each_commit = sync_each_commit;
   auto store = state::StateStore::Open(so);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
