@@ -583,8 +583,8 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
               TableChecksum(refc, "tenant_rawdog", t, except))
         << t;
   }
-  ExpectForeignKeysValid(refc, dst);
   PgConn src = MustConnect(source_url);
+  ExpectForeignKeysValid(src, dst);
   DropSlot(src, "slot_reference");
   DropSlot(src, "slot_killed");
 }
