@@ -42,6 +42,15 @@ std::string Quote(std::string_view raw) {
   return "'" + s + "'";
 }
 
+// Messages are one line (DESIGN.md invariant 10): control characters that came from the file (a
+// quoted key with a newline, yaml-cpp quoting a bad escape) are shown as '?'.
+std::string OneLine(std::string s) {
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return s;
+}
+
 std::string ToLower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -55,7 +64,7 @@ class Parser {
   explicit Parser(std::string origin) : origin_(std::move(origin)) {}
 
   Status Error(const std::string& path, const std::string& what) const {
-    return InvalidArgument(origin_ + ": " + (path.empty() ? "" : path + ": ") + what);
+    return InvalidArgument(OneLine(origin_ + ": " + (path.empty() ? "" : path + ": ") + what));
   }
 
   // The node must be a mapping (or null/absent, meaning empty) whose keys are all in `allowed`.
@@ -641,9 +650,9 @@ StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& or
     return Parse(p, root, std::move(c));
   } catch (const YAML::Exception& e) {
     // e.msg is yaml-cpp's description of the syntax error; it quotes no values.
-    return InvalidArgument(origin + ": line " + std::to_string(e.mark.line + 1) + ", column " +
-                           std::to_string(e.mark.column + 1) + ": invalid YAML: " + e.msg +
-                           "; fix the syntax");
+    return InvalidArgument(OneLine(origin + ": line " + std::to_string(e.mark.line + 1) +
+                                   ", column " + std::to_string(e.mark.column + 1) +
+                                   ": invalid YAML: " + e.msg + "; fix the syntax"));
   }
 }
 

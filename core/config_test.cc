@@ -522,6 +522,13 @@ TEST_F(ConfigTest, InvalidYamlNamesTheLine) {
   EXPECT_THAT(s.message(), AllOf(HasSubstr("invalid YAML"), HasSubstr("line ")));
 }
 
+TEST_F(ConfigTest, ControlCharactersInMessagesAreReplaced) {
+  Status s = Fails(Minimal("\"bad\\nkey\": 1\n"));
+  EXPECT_THAT(s.message(), HasSubstr("unknown key 'bad?key'"));
+  s = Fails("pipeline: \"\\q\"\n");  // yaml-cpp quotes the bad escape character
+  EXPECT_THAT(s.message(), HasSubstr("invalid YAML"));
+}
+
 TEST_F(ConfigTest, EmptyFile) {
   Status s = Fails("");
   EXPECT_THAT(s.message(), HasSubstr("the file is empty"));
