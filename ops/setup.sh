@@ -20,6 +20,7 @@ PKGS=(
   libspdlog-dev libfmt-dev  # logging and formatting
   nlohmann-json3-dev        # JSON reports and status output
   postgresql-15 postgresql-contrib postgresql-15-wal2json   # throwaway test clusters, pgbench
+  pgcopydb                  # bench/snapshot_bench.sh compares against pgcopydb clone
   ccache sudo procps        # faster rebuilds; run test clusters as an unprivileged user; RSS checks
   clang libclang-rt-14-dev xxd bc   # cdc fuzzers (cdc/fuzz/run.sh); bench/stream_bench.sh
   prometheus                # promtool checks /metrics; a real Prometheus scrapes it in a test
