@@ -62,23 +62,16 @@ const EVP_CIPHER* AesGcmAlgorithm() {
   return cipher.get();
 }
 
-// HMAC-SHA256(key, context | 0x00 | plaintext)[:12]: the synthetic nonce.
-Status SyntheticNonce(const std::array<unsigned char, 32>& key, std::string_view context,
+// HMAC-SHA256(key, context | 0x00 | plaintext)[:12]: the synthetic nonce. `keyed` is an HMAC
+// context already initialised with the key.
+Status SyntheticNonce(const EVP_MAC_CTX* keyed, std::string_view context,
                       std::string_view plaintext, unsigned char* nonce) {
-  const EVP_MAC* mac = HmacAlgorithm();
-  if (mac == nullptr) return Fatal("crypto: HMAC is not available in this OpenSSL");
-  MacCtx ctx(EVP_MAC_CTX_new(const_cast<EVP_MAC*>(mac)));
+  MacCtx ctx(EVP_MAC_CTX_dup(keyed));
   if (!ctx) return Fatal("crypto: out of memory creating an HMAC context");
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-      OSSL_PARAM_construct_end(),
-  };
   const unsigned char zero = 0;
   unsigned char out[EVP_MAX_MD_SIZE];
   size_t out_len = 0;
-  if (EVP_MAC_init(ctx.get(), key.data(), key.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), U(context), context.size()) != 1 ||
+  if (EVP_MAC_update(ctx.get(), U(context), context.size()) != 1 ||
       EVP_MAC_update(ctx.get(), &zero, 1) != 1 ||
       EVP_MAC_update(ctx.get(), U(plaintext), plaintext.size()) != 1 ||
       EVP_MAC_final(ctx.get(), out, &out_len, sizeof(out)) != 1 || out_len < kNonceLen) {
@@ -102,6 +95,14 @@ std::string TrimWhitespace(std::string s) {
 }
 
 }  // namespace
+
+// The per-key part of the work (HMAC key pads, AES key schedule) done once in FromBase64Key.
+// Encrypt/Decrypt duplicate these templates and never modify them, so one Cipher (and its
+// copies) can be used from many threads at once.
+struct Cipher::KeyedContexts {
+  MacCtx hmac;    // HMAC-SHA256 initialised with the key
+  CipherCtx aes;  // AES-256-GCM initialised with the key, 12-byte IV length, no IV yet
+};
 
 std::string Base64Encode(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
@@ -158,6 +159,28 @@ StatusOr<Cipher> Cipher::FromBase64Key(std::string_view base64_key) {
     return Fatal("crypto: SHA-256 failed");
   }
   c.key_id_ = HexPrefix(digest, kKeyIdLen);
+
+  const EVP_MAC* mac = HmacAlgorithm();
+  const EVP_CIPHER* aes = AesGcmAlgorithm();
+  if (mac == nullptr || aes == nullptr) {
+    return Fatal("crypto: HMAC-SHA256 or AES-256-GCM is not available in this OpenSSL");
+  }
+  auto keyed = std::make_shared<KeyedContexts>();
+  keyed->hmac.reset(EVP_MAC_CTX_new(const_cast<EVP_MAC*>(mac)));
+  keyed->aes.reset(EVP_CIPHER_CTX_new());
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (!keyed->hmac || !keyed->aes ||
+      EVP_MAC_init(keyed->hmac.get(), c.key_.data(), c.key_.size(), params) != 1 ||
+      EVP_EncryptInit_ex(keyed->aes.get(), aes, nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(keyed->aes.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
+      EVP_EncryptInit_ex(keyed->aes.get(), nullptr, nullptr, c.key_.data(), nullptr) != 1) {
+    return Fatal("crypto: can not set up HMAC-SHA256 / AES-256-GCM with the key");
+  }
+  c.keyed_ = std::move(keyed);
   return c;
 }
 
@@ -207,17 +230,15 @@ bool Cipher::LooksEncrypted(std::string_view text) {
 StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext, std::string_view context) const {
   std::string blob(kNonceLen + plaintext.size() + kTagLen, '\0');
   auto* nonce = reinterpret_cast<unsigned char*>(blob.data());
-  TS_RETURN_IF_ERROR(SyntheticNonce(key_, context, plaintext, nonce));
+  if (!keyed_) return Fatal("crypto: Cipher used before FromBase64Key; this is a bug");
+  TS_RETURN_IF_ERROR(SyntheticNonce(keyed_->hmac.get(), context, plaintext, nonce));
 
-  const EVP_CIPHER* aes = AesGcmAlgorithm();
-  if (aes == nullptr) return Fatal("crypto: AES-256-GCM is not available in this OpenSSL");
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Fatal("crypto: out of memory creating a cipher context");
   int len = 0;
   auto* out = nonce + kNonceLen;
-  if (EVP_EncryptInit_ex(ctx.get(), aes, nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceLen, nullptr) != 1 ||
-      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key_.data(), nonce) != 1 ||
+  if (EVP_CIPHER_CTX_copy(ctx.get(), keyed_->aes.get()) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, nullptr, nonce) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(context), static_cast<int>(context.size())) !=
           1 ||
       EVP_EncryptUpdate(ctx.get(), out, &len, U(plaintext), static_cast<int>(plaintext.size())) !=

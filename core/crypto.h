@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -51,8 +52,10 @@ class Cipher {
   static bool LooksEncrypted(std::string_view text);
 
  private:
+  struct KeyedContexts;  // HMAC and AES contexts keyed once, duplicated per call (crypto.cc)
   std::array<unsigned char, 32> key_{};
   std::string key_id_;
+  std::shared_ptr<const KeyedContexts> keyed_;  // shared by copies; only read after FromBase64Key
 };
 
 // Standard alphabet with '=' padding, no line breaks.
