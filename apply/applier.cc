@@ -10,6 +10,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
 #include "apply/internal/pipelined_session.h"
 #include "apply/internal/sql_builder.h"
 #include "apply/internal/target_catalog.h"
@@ -267,8 +269,7 @@ Status Applier::Impl::Run(bool until_idle) {
       std::lock_guard<std::mutex> l(mu_);
       ++counters_.reconnects;
     }
-    std::fprintf(stderr, "tenantsync: apply: %s; reconnecting in %lld ms\n", s.ToString().c_str(),
-                 static_cast<long long>(backoff.count()));
+    spdlog::warn("apply: {}; reconnecting in {} ms", s.ToString(), backoff.count());
     auto until = std::chrono::steady_clock::now() + backoff;
     while (!stop_.load() && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -939,8 +940,7 @@ Status Applier::Impl::ApplyTruncate(const Change& c) {
   if (targets.empty()) return Status::Ok();
   switch (options_.truncate) {
     case TruncatePolicy::kIgnore:
-      std::fprintf(stderr, "tenantsync: apply: ignored a source TRUNCATE of %s (apply.truncate: ignore)\n",
-                   names.c_str());
+      spdlog::warn("apply: ignored a source TRUNCATE of {} (apply.truncate: ignore)", names);
       return Status::Ok();
     case TruncatePolicy::kStop:
       return FailedPrecondition("the source truncated " + names +
@@ -1046,6 +1046,7 @@ Status Applier::Impl::FlushRun() {
   }
   TS_RETURN_IF_ERROR(copy_status);
   std::string stage = internal::StageTableName(e->id);
+  const auto started = std::chrono::steady_clock::now();
   std::string sql;
   switch (run.op) {
     case ChangeOp::kInsert: sql = internal::BulkInsertSql(e->shape, stage, run.cols); break;
@@ -1061,6 +1062,11 @@ Status Applier::Impl::FlushRun() {
     }
   }
   TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
+  if (run.seq >= 10000) {
+    spdlog::info("apply: bulk {} of {} rows into {} in {:.1f} s", OpName(run.op), run.seq,
+                 e->target_table,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
   batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
   batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
   return Status::Ok();

@@ -105,6 +105,13 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
   auto stop_requested = [&] { return stop.load() || (options.stop && options.stop->load()); };
 
   if (options.on_started) TS_RETURN_IF_ERROR(options.on_started(store.get(), stats));
+  // Declared after `store`, so it runs before the store closes on every return below.
+  struct OnStopping {
+    const std::function<void()>& f;
+    ~OnStopping() {
+      if (f) f();
+    }
+  } on_stopping{options.on_stopping};
 
   // --- snapshot (run only) ---
   TS_ASSIGN_OR_RETURN(std::optional<std::string> snap_state, store->GetMeta(snapshot::kMetaState));

@@ -41,6 +41,9 @@ struct PipelineOptions {
   // Called once the state store is open, before the snapshot or stream starts (main starts the
   // ops HTTP service here). A non-OK status stops the pipeline before anything runs.
   std::function<Status(state::StateStore*, PipelineStats*)> on_started;
+  // Called once on the way out, before the state store closes, whenever on_started was called
+  // (main stops the ops HTTP service here: its sampler reads the store).
+  std::function<void()> on_stopping;
   // SIGINT and SIGTERM stop the pipeline cleanly (asio::signal_set). Tests set this false and
   // use `stop` instead.
   bool handle_signals = true;

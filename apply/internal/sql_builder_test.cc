@@ -1,0 +1,114 @@
+#include "apply/internal/sql_builder.h"
+
+#include <gtest/gtest.h>
+
+#include "apply/internal/target_catalog.h"
+
+namespace tenantsync::apply::internal {
+namespace {
+
+// items(id, name, "Qty ""x""", migrated_at) with key (id); migrated_at is an added column.
+TableShape Items() {
+  TableShape t;
+  t.qualified = "\"tenant_rawdog\".\"items\"";
+  t.columns = {"id", "name", "Qty \"x\"", "migrated_at"};
+  t.types = {"bigint", "json", "integer", "timestamp with time zone"};
+  t.key = {0};
+  t.added = {false, false, false, true};
+  return t;
+}
+
+TEST(SqlBuilder, InsertUpsertsNonKeyNonAddedColumns) {
+  EXPECT_EQ(InsertSql(Items(), {0, 1, 2, 3}),
+            "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"name\", \"Qty \"\"x\"\"\", "
+            "\"migrated_at\") VALUES ($1, $2, $3, $4) ON CONFLICT (\"id\") DO UPDATE SET "
+            "\"name\" = EXCLUDED.\"name\", \"Qty \"\"x\"\"\" = EXCLUDED.\"Qty \"\"x\"\"\"");
+}
+
+TEST(SqlBuilder, InsertOfOnlyKeyColumnsDoesNothingOnConflict) {
+  EXPECT_EQ(InsertSql(Items(), {0}),
+            "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\") VALUES ($1) ON CONFLICT (\"id\") "
+            "DO NOTHING");
+}
+
+TEST(SqlBuilder, InsertWithoutKeyHasNoConflictClause) {
+  TableShape t = Items();
+  t.key.clear();
+  EXPECT_EQ(InsertSql(t, {0, 1}),
+            "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"name\") VALUES ($1, $2)");
+}
+
+TEST(SqlBuilder, UpdateByKeyPutsKeyParametersLast) {
+  EXPECT_EQ(UpdateByKeySql(Items(), {0, 2}),
+            "UPDATE \"tenant_rawdog\".\"items\" SET \"id\" = $1, \"Qty \"\"x\"\"\" = $2 "
+            "WHERE \"id\" = $3");
+}
+
+TEST(SqlBuilder, MatchWithoutKeyIsNullSafeAndComparesJsonAsJsonb) {
+  EXPECT_EQ(UpdateByMatchSql(Items(), {2}, {1, 2}),
+            "UPDATE \"tenant_rawdog\".\"items\" SET \"Qty \"\"x\"\"\" = $1 WHERE ctid = (SELECT "
+            "ctid FROM \"tenant_rawdog\".\"items\" WHERE \"name\"::jsonb IS NOT DISTINCT FROM "
+            "$2::jsonb AND \"Qty \"\"x\"\"\" IS NOT DISTINCT FROM $3 LIMIT 1)");
+  EXPECT_EQ(DeleteByMatchSql(Items(), {}),
+            "DELETE FROM \"tenant_rawdog\".\"items\" WHERE ctid = (SELECT ctid FROM "
+            "\"tenant_rawdog\".\"items\" WHERE true LIMIT 1)");
+}
+
+TEST(SqlBuilder, DeleteByKey) {
+  TableShape t = Items();
+  t.key = {0, 2};
+  EXPECT_EQ(DeleteByKeySql(t),
+            "DELETE FROM \"tenant_rawdog\".\"items\" WHERE \"id\" = $1 AND \"Qty \"\"x\"\"\" = $2");
+}
+
+TEST(SqlBuilder, TruncateNeverCascades) {
+  EXPECT_EQ(TruncateSql({"\"s\".\"a\"", "\"s\".\"b\""}, false), "TRUNCATE \"s\".\"a\", \"s\".\"b\"");
+  EXPECT_EQ(TruncateSql({"\"s\".\"a\""}, true), "TRUNCATE \"s\".\"a\" RESTART IDENTITY");
+}
+
+TEST(SqlBuilder, BulkStatementsUseTheLastStagedRowPerKey) {
+  TableShape t = Items();
+  EXPECT_EQ(CreateStageSql(t, "ts_stage_3"),
+            "CREATE TEMP TABLE IF NOT EXISTS \"ts_stage_3\" (ts_seq bigint, \"id\" bigint, "
+            "\"name\" json, \"Qty \"\"x\"\"\" integer, \"migrated_at\" timestamp with time zone) "
+            "ON COMMIT DELETE ROWS");
+  EXPECT_EQ(CopyIntoStageSql(t, "ts_stage_3", {0, 2}),
+            "COPY \"ts_stage_3\" (ts_seq, \"id\", \"Qty \"\"x\"\"\") FROM STDIN");
+  EXPECT_EQ(BulkUpdateSql(t, "ts_stage_3", {0, 2}),
+            "UPDATE \"tenant_rawdog\".\"items\" t SET \"Qty \"\"x\"\"\" = s.\"Qty \"\"x\"\"\" FROM "
+            "(SELECT DISTINCT ON (\"id\") * FROM \"ts_stage_3\" ORDER BY \"id\", ts_seq DESC) s "
+            "WHERE t.\"id\" = s.\"id\"");
+  EXPECT_EQ(BulkDeleteSql(t, "ts_stage_3"),
+            "DELETE FROM \"tenant_rawdog\".\"items\" t USING \"ts_stage_3\" s WHERE t.\"id\" = "
+            "s.\"id\"");
+  EXPECT_EQ(BulkInsertSql(t, "ts_stage_3", {0, 2}),
+            "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"Qty \"\"x\"\"\") SELECT \"id\", "
+            "\"Qty \"\"x\"\"\" FROM (SELECT DISTINCT ON (\"id\") * FROM \"ts_stage_3\" ORDER BY "
+            "\"id\", ts_seq DESC) s ON CONFLICT (\"id\") DO UPDATE SET \"Qty \"\"x\"\"\" = "
+            "EXCLUDED.\"Qty \"\"x\"\"\"");
+}
+
+TEST(SqlBuilder, CopyTextEscapesSeparatorsAndNull) {
+  std::string out;
+  AppendCopyText(Datum::Text("a\tb\nc\\d\re"), &out);
+  out += '|';
+  AppendCopyText(Datum::Null(), &out);
+  out += '|';
+  AppendCopyText(Datum::Text(""), &out);
+  EXPECT_EQ(out, "a\\tb\\nc\\\\d\\re|\\N|");
+}
+
+TEST(TargetCatalog, CanonicalTypeMatchesAliasesAndQualifiedNames) {
+  EXPECT_EQ(CanonicalType("int8"), CanonicalType("bigint"));
+  EXPECT_EQ(CanonicalType("timestamptz"), CanonicalType("timestamp with time zone"));
+  EXPECT_EQ(CanonicalType("varchar(20)"), CanonicalType("character varying(20)"));
+  EXPECT_EQ(CanonicalType("tenant_rawdog.mood"), CanonicalType("mood"));
+  EXPECT_EQ(CanonicalType("\"public\".\"Mood\""), CanonicalType("mood"));
+  EXPECT_EQ(CanonicalType("numeric(20,6)"), "numeric(20,6)");
+  EXPECT_NE(CanonicalType("varchar(20)"), CanonicalType("varchar(30)"));
+  EXPECT_NE(CanonicalType("integer"), CanonicalType("bigint"));
+  EXPECT_EQ(CanonicalType("int4[]"), "integer[]");
+}
+
+}  // namespace
+}  // namespace tenantsync::apply::internal
