@@ -13,6 +13,7 @@
 // CommandArgs (add the fields you need below).
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -36,6 +38,9 @@
 #include "ops/ops_service.h"
 #include "state/state_store.h"
 #include "validate/validate.h"
+#include "cutover/cutover.h"
+#include "cutover/replay.h"
+#include "cutover/rollback.h"
 
 #ifndef TENANTSYNC_VERSION
 #define TENANTSYNC_VERSION "0.0.0"
@@ -74,6 +79,8 @@ struct CommandArgs {
   // cutover
   double quiet_for_seconds = 0;  // --quiet-for S
   bool finish = false;           // --finish: stop streaming, drop slot and publication
+  double timeout_seconds = 600;  // --timeout S: longest wait for the barrier
+  int64_t sequence_margin = 0;   // --sequence-margin N
   // replay
   std::string from;          // --from ID|LSN
   std::string to;            // --to LSN
@@ -238,6 +245,58 @@ int RunValidateCommand(const Config& config, const CommandArgs& args) {
   return report->ExitCode() == 0 ? kExitOk : kExitFailed;
 }
 
+// --- cutover, checkpoints, replay, rollback (cutover/) -------------------------------------------
+int RunCutoverCommand(const Config& config, const CommandArgs& args) {
+  if (args.finish) {
+    cutover::FinishOptions fo;
+    fo.confirm = args.confirm;
+    if (isatty(STDIN_FILENO)) {
+      fo.confirm_prompt = [](const std::string& question) {
+        std::cout << question << " [yes/no] " << std::flush;
+        std::string answer;
+        std::getline(std::cin, answer);
+        return answer == "yes";
+      };
+    }
+    Status st = cutover::FinishCutover(config, fo);
+    return st.ok() ? kExitOk : ReportError(st);
+  }
+  cutover::CutoverOptions co;
+  co.quiet_for_seconds = args.quiet_for_seconds;
+  co.barrier_timeout_seconds = args.timeout_seconds;
+  co.sequence_margin = args.sequence_margin;
+  co.full = args.full;
+  co.report_path = args.report_path;
+  StatusOr<cutover::CutoverReport> report = cutover::RunCutover(config, co);
+  if (!report.ok()) return ReportError(report.status());
+  std::cout << report->ToText();
+  if (!report->go) {
+    g_last_error = "cutover: no-go (see " + report->report_path + ")";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+int RunCheckpointsCommand(const Config& config, const CommandArgs& args) {
+  auto checkpoints = cutover::ListCheckpoints(config);
+  if (!checkpoints.ok()) return ReportError(checkpoints.status());
+  std::cout << (args.json ? cutover::CheckpointsJson(*checkpoints) + "\n"
+                          : cutover::CheckpointsText(*checkpoints));
+  return kExitOk;
+}
+int RunReplayCommand(const Config& config, const CommandArgs& args) {
+  cutover::ReplayOptions ro;
+  ro.from = args.from;
+  ro.to = args.to;
+  auto result = cutover::Replay(config, ro);
+  return result.ok() ? kExitOk : ReportError(result.status());
+}
+int RunRollbackCommand(const Config& config, const CommandArgs& args) {
+  cutover::RollbackOptions ro;
+  ro.confirm = args.confirm;
+  Status st = cutover::Rollback(config, ro);
+  return st.ok() ? kExitOk : ReportError(st);
+}
+
 // --- flags per command -------------------------------------------------------------------------
 void SnapshotFlags(CLI::App* cmd, CommandArgs* a) {
   cmd->add_flag("--dry-run", a->dry_run, "Print the plan (tables, sizes, chunks) and write nothing");
@@ -264,6 +323,13 @@ void CutoverFlags(CLI::App* cmd, CommandArgs* a) {
   cmd->add_flag("--full", a->full, "Run the full checksum validation");
   cmd->add_flag("--finish", a->finish, "Stop streaming and drop the slot and publication");
   cmd->add_flag("--confirm", a->confirm, "Do not ask before --finish");
+  cmd->add_option("--report", a->report_path,
+                  "Write the go/no-go report as JSON to FILE (default <state_dir>/cutover-report.json)");
+  cmd->add_option("--timeout", a->timeout_seconds, "Longest wait for the barrier, in seconds")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--sequence-margin", a->sequence_margin,
+                  "Add N to every source sequence position set in the target")
+      ->check(CLI::NonNegativeNumber);
 }
 void ReplayFlags(CLI::App* cmd, CommandArgs* a) {
   cmd->add_option("--from", a->from, "Checkpoint id or LSN to replay from")->required();
@@ -291,10 +357,13 @@ const std::vector<Command>& Commands() {
       {"lag", "Show replication lag (--watch for a live view)", LagFlags, RunLag},
       {"validate", "Compare source and target: counts, sums, samples, FK orphans, --full diff",
        ValidateFlags, RunValidateCommand},
-      {"cutover", "Catch up, validate and hand over to the new database", CutoverFlags, nullptr},
-      {"replay", "Re-apply the journal from a checkpoint or LSN", ReplayFlags, nullptr},
-      {"checkpoints", "List retained checkpoints", JsonFlag, nullptr},
-      {"rollback", "Drop what tenantsync created (only with --confirm)", RollbackFlags, nullptr},
+      {"cutover", "Catch up, validate and hand over to the new database", CutoverFlags,
+       RunCutoverCommand},
+      {"replay", "Re-apply the journal from a checkpoint or LSN", ReplayFlags,
+       RunReplayCommand},
+      {"checkpoints", "List retained checkpoints", JsonFlag, RunCheckpointsCommand},
+      {"rollback", "Drop what tenantsync created (only with --confirm)", RollbackFlags,
+       RunRollbackCommand},
       {"dead-letters", "List rows that could not be transformed or applied", JsonFlag, nullptr},
       {"history", "List past runs with their outcome", JsonFlag, RunHistory},
       {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key", nullptr,
@@ -380,6 +449,9 @@ int Main(int argc, char** argv) {
     spdlog::warn("audit: {}", st.ToString());
   }
   int rc = chosen->handler(*config, args);
+  // A confirmed rollback removed _tenantsync and the state directory: recording its end would
+  // create them again. Its start record went with them; its output is the record.
+  if (std::string_view(chosen->name) == "rollback" && args.confirm && rc == kExitOk) return rc;
   record.finished_us = NowMicros();
   record.exit_code = rc;
   record.outcome = rc == kExitOk ? "ok" : "failed";

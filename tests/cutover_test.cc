@@ -395,8 +395,12 @@ TEST_F(CutoverTest, AfterTheWorkloadStopsTheCutoverIsGoAndSequencesContinue) {
       "LIMIT 1 RETURNING id");
   EXPECT_GT(order_id, SourceInt("SELECT max(id) FROM public.orders"));
   for (const auto& s : report.sequences) {
-    if (s.table == "orders") EXPECT_EQ(order_id, s.target_next_after);
-    if (s.table == "line_items") EXPECT_EQ(item_id, s.target_next_after);
+    if (s.table == "orders") {
+      EXPECT_EQ(order_id, s.target_next_after);
+    }
+    if (s.table == "line_items") {
+      EXPECT_EQ(item_id, s.target_next_after);
+    }
   }
 
   // --finish refuses while `run` streams, then drops slot and publication once it stopped.
