@@ -364,7 +364,12 @@ TEST(JournalBigTransactionTest, MillionChangesStreamThroughWithBoundedMemory) {
       static_cast<unsigned long long>(rss_peak >> 20),
       static_cast<unsigned long long>(growth >> 20),
       static_cast<unsigned long long>(j.Stats().bytes >> 20));
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's quarantine keeps up to 256 MB of freed memory resident: RSS says nothing here.
+  std::printf("ASan build: RSS bound not checked\n");
+#else
   EXPECT_LT(growth, 200ull << 20);
+#endif
 }
 
 }  // namespace
