@@ -103,9 +103,10 @@ namespace {
 
 // Source aggregate: count, the xmin fingerprint, then one sum per column. A cast column's sum is
 // the SQL cast of the values certain to cast alike plus the engine's CastText of the others.
-StatusOr<Values> ReadSourceAggregates(Session& source, const TablePlan& plan,
-                                      const std::vector<int>& sums) {
-  std::string sql = "SELECT count(*)::text, sum(xmin::text::bigint)::text";
+std::string SourceAggregateSql(const TablePlan& plan, const std::vector<int>& sums,
+                               bool with_xmin) {
+  std::string sql = with_xmin ? "SELECT count(*)::text, sum(xmin::text::bigint)::text"
+                              : "SELECT count(*)::text, NULL";
   for (int j : sums) {
     const ColumnPlan& c = plan.columns[j];
     std::string sq = c.source_index >= 0 ? QuoteIdent(plan.source.columns[c.source_index].name)
@@ -119,10 +120,25 @@ StatusOr<Values> ReadSourceAggregates(Session& source, const TablePlan& plan,
       sql += ", sum(" + sq + ")::text";
     }
   }
-  sql += " FROM " + plan.SourceQualified();
-  TS_ASSIGN_OR_RETURN(PgResult r, source.Query(sql));
+  return sql + " FROM " + plan.SourceQualified();
+}
+
+std::string TargetAggregateSql(const TablePlan& plan, const std::vector<int>& sums) {
+  std::string sql = "SELECT count(*)::text, NULL";
+  for (int j : sums) sql += ", sum(" + QuoteIdent(plan.columns[j].name) + ")::text";
+  return sql + " FROM " + plan.TargetQualified();
+}
+
+Values ToValues(const PgResult& r) {
   Values out;
   for (int i = 0; i < r.columns(); ++i) out.push_back(r.GetOptional(0, i));
+  return out;
+}
+
+// Adds the engine's value of every uncertain value of cast sum columns to the SQL sums in `out`.
+Status AddUncertainCastValues(Session& source, const TablePlan& plan,
+                              const std::vector<int>& sums, Values* values) {
+  Values& out = *values;
   for (size_t k = 0; k < sums.size(); ++k) {
     const ColumnPlan& c = plan.columns[sums[k]];
     if (c.kind != ColumnKind::kCast) continue;
@@ -149,18 +165,21 @@ StatusOr<Values> ReadSourceAggregates(Session& source, const TablePlan& plan,
                                      {out[2 + k], TextArrayLiteral(values)}));
     out[2 + k] = add.GetOptional(0, 0);
   }
+  return Status::Ok();
+}
+
+StatusOr<Values> ReadSourceAggregates(Session& source, const TablePlan& plan,
+                                      const std::vector<int>& sums, bool with_xmin) {
+  TS_ASSIGN_OR_RETURN(PgResult r, source.Query(SourceAggregateSql(plan, sums, with_xmin)));
+  Values out = ToValues(r);
+  TS_RETURN_IF_ERROR(AddUncertainCastValues(source, plan, sums, &out));
   return out;
 }
 
 StatusOr<Values> ReadTargetAggregates(Session& target, const TablePlan& plan,
                                       const std::vector<int>& sums) {
-  std::string sql = "SELECT count(*)::text, NULL";
-  for (int j : sums) sql += ", sum(" + QuoteIdent(plan.columns[j].name) + ")::text";
-  sql += " FROM " + plan.TargetQualified();
-  TS_ASSIGN_OR_RETURN(PgResult r, target.Query(sql));
-  Values out;
-  for (int i = 0; i < r.columns(); ++i) out.push_back(r.GetOptional(0, i));
-  return out;
+  TS_ASSIGN_OR_RETURN(PgResult r, target.Query(TargetAggregateSql(plan, sums)));
+  return ToValues(r);
 }
 
 bool AggregatesEqual(const Values& s, const Values& t) {
@@ -180,11 +199,11 @@ StatusOr<std::vector<CheckResult>> CountAndSumChecks(CheckContext& ctx, const Ta
                                                      const std::vector<int>& sums,
                                                      int64_t* source_rows, int64_t* target_rows) {
   std::vector<CheckResult> out;
-  TS_ASSIGN_OR_RETURN(Values s, ReadSourceAggregates(*ctx.source, plan, sums));
   CheckResult count = NewResult("count", plan);
-  *source_rows = std::stoll(s[0].value_or("0"));
   *target_rows = 0;
   if (!plan.target_exists) {
+    TS_ASSIGN_OR_RETURN(Values s, ReadSourceAggregates(*ctx.source, plan, sums, false));
+    *source_rows = std::stoll(s[0].value_or("0"));
     count.source = s[0].value_or("0");
     count.target = "no table";
     count.status = CheckStatus::kFail;
@@ -192,12 +211,18 @@ StatusOr<std::vector<CheckResult>> CountAndSumChecks(CheckContext& ctx, const Ta
     out.push_back(count);
     return out;
   }
-  TS_ASSIGN_OR_RETURN(Values t, ReadTargetAggregates(*ctx.target, plan, sums));
+  // Both servers count at once; the xmin fingerprint only when rechecks may need it.
+  const bool live = ctx.gate->active();
+  TS_ASSIGN_OR_RETURN(auto both, RunBoth(*ctx.source, SourceAggregateSql(plan, sums, live), {},
+                                         *ctx.target, TargetAggregateSql(plan, sums), {}));
+  Values s = ToValues(both.source);
+  Values t = ToValues(both.target);
+  TS_RETURN_IF_ERROR(AddUncertainCastValues(*ctx.source, plan, sums, &s));
   Verdict verdict = Verdict::kSame;
   if (!AggregatesEqual(s, t)) {
     ConfirmFns<int, Values, Values> fns;
     fns.read_source = [&](const std::vector<int>&) -> StatusOr<std::map<int, Values>> {
-      TS_ASSIGN_OR_RETURN(Values v, ReadSourceAggregates(*ctx.source, plan, sums));
+      TS_ASSIGN_OR_RETURN(Values v, ReadSourceAggregates(*ctx.source, plan, sums, true));
       return std::map<int, Values>{{0, std::move(v)}};
     };
     fns.read_target = [&](const std::vector<int>&) -> StatusOr<std::map<int, Values>> {
@@ -245,6 +270,15 @@ StatusOr<std::vector<CheckResult>> CountAndSumChecks(CheckContext& ctx, const Ta
     out.push_back(sum);
   }
   return out;
+}
+
+StatusOr<int64_t> EstimateSourceRows(Session& source, const TablePlan& plan) {
+  TS_ASSIGN_OR_RETURN(PgResult r,
+                      source.Query("SELECT greatest(reltuples, 0)::bigint::text FROM pg_class "
+                                   "WHERE oid = $1::regclass",
+                                   {plan.SourceQualified()}));
+  if (r.rows() == 0) return int64_t{0};
+  return r.GetInt(0, 0);
 }
 
 StatusOr<CheckResult> SampleCheck(CheckContext& ctx, const TablePlan& plan, int64_t source_rows) {

@@ -36,7 +36,12 @@ StatusOr<CheckResult> SampleCheck(CheckContext& ctx, const TablePlan& plan, int6
 StatusOr<CheckResult> ForeignKeyCheck(CheckContext& ctx, const std::string& schema,
                                       const ForeignKeyInfo& fk, const TablePlan* child);
 // The checksum diff (validate.h, "Full diff").
-StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, int64_t rows);
+// `rows`: about how many rows the table has (sizes the first pass). Sets the row counts the
+// whole-table pass saw on each side.
+StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, int64_t rows,
+                                    int64_t* source_rows, int64_t* target_rows);
+// pg_class.reltuples of the source table (0 when never analyzed): a free size estimate.
+StatusOr<int64_t> EstimateSourceRows(Session& source, const TablePlan& plan);
 
 // Turns a row-level Confirm outcome into the check's status and listed rows.
 void AddRowVerdict(CheckResult* result, const RowDifference& diff, Verdict verdict,

@@ -40,7 +40,7 @@ int64_t RangeHi(int64_t bucket, int shift) {
 std::string From(const TablePlan& plan, bool source, const std::vector<int64_t>* parents,
                  int parent_shift) {
   std::string table = source ? plan.SourceQualified() : plan.TargetQualified();
-  if (!parents) return " FROM " + table + " t";
+  if (!parents || parent_shift >= 64) return " FROM " + table + " t";
   if (plan.mode == PositionMode::kIntegerKey) {
     std::vector<int64_t> lo, hi;
     for (int64_t p : *parents) {
@@ -57,14 +57,26 @@ std::string From(const TablePlan& plan, bool source, const std::vector<int64_t>*
          ") = ANY(" + BigintArray(*parents) + ")";
 }
 
+// The range of `pos` at `shift`; shift 64 is the whole table (range 0).
+std::string Bucket(const std::string& pos, int shift) {
+  if (shift >= 64) return "0";
+  return "(" + pos + " >> " + std::to_string(shift) + ")";
+}
+
+// `with_xmin`: also sum the source rows' xmin, the fingerprint live rechecks compare (it costs a
+// text conversion per row, so the first pass leaves it out; a range that differs there is
+// simply observed once more).
 std::string AggSql(const TablePlan& plan, bool source, int shift,
-                   const std::vector<int64_t>* parents, int parent_shift) {
+                   const std::vector<int64_t>* parents, int parent_shift, bool with_xmin) {
   std::string pos = source ? plan.SourcePosition() : plan.TargetPosition();
   std::string hash = source ? plan.SourceRowHash() : plan.TargetRowHash();
-  return "SELECT (x.v >> " + std::to_string(shift) +
-         ")::text, count(*)::text, sum(x.h)::text, sum(x.xm)::text FROM (SELECT " + pos +
-         " AS v, " + hash + " AS h, " + (source ? "t.xmin::text::bigint" : "0::bigint") +
-         " AS xm" + From(plan, source, parents, parent_shift) + ") x GROUP BY 1";
+  // shift 64: the whole table as one range, without the cost of grouping.
+  bool whole = shift >= 64;
+  return "SELECT " + Bucket("x.v", shift) +
+         "::text, count(*)::text, sum(x.h)::text, sum(x.xm)::text FROM (SELECT " +
+         (whole ? std::string("0") : pos) + " AS v, " + hash + " AS h, " +
+         (source && with_xmin ? "t.xmin::text::bigint" : "0::bigint") + " AS xm" +
+         From(plan, source, parents, parent_shift) + ") x" + (whole ? "" : " GROUP BY 1");
 }
 
 StatusOr<Aggs> ParseAggs(const PgResult& r) {
@@ -98,11 +110,11 @@ Status ResolveKeyedLeaves(DiffState& st, const std::vector<int64_t>& buckets, in
   const TablePlan& plan = *st.plan;
   CheckContext& ctx = *st.ctx;
   std::string s_sql = "SELECT " + plan.SourceKeyList() + ", " + plan.SourceRowHash() +
-                      "::text, (" + plan.SourcePosition() + " >> " + std::to_string(shift) +
-                      ")::text" + From(plan, true, &buckets, shift);
+                      "::text, " + Bucket(plan.SourcePosition(), shift) + "::text" +
+                      From(plan, true, &buckets, shift);
   std::string t_sql = "SELECT " + plan.TargetKeyList() + ", " + plan.TargetRowHash() +
-                      "::text, (" + plan.TargetPosition() + " >> " + std::to_string(shift) +
-                      ")::text" + From(plan, false, &buckets, shift);
+                      "::text, " + Bucket(plan.TargetPosition(), shift) + "::text" +
+                      From(plan, false, &buckets, shift);
   TS_ASSIGN_OR_RETURN(auto both, RunBoth(*ctx.source, s_sql, {}, *ctx.target, t_sql, {}));
   const int nk = static_cast<int>(plan.key_source.size());
   auto read = [&](const PgResult& r, std::map<Key, std::pair<std::string, int64_t>>* out) -> Status {
@@ -176,9 +188,9 @@ Status ResolveKeylessLeaves(DiffState& st, const std::vector<int64_t>& buckets, 
   CheckContext& ctx = *st.ctx;
   auto sql = [&](bool source) {
     std::string hash = source ? plan.SourceRowHash() : plan.TargetRowHash();
-    return "SELECT " + hash + "::text, count(*)::text, (array_agg(t.ctid::text))[1], (" + hash +
-           " >> " + std::to_string(shift) + ")::text" + From(plan, source, &buckets, shift) +
-           " GROUP BY " + hash;
+    return "SELECT " + hash + "::text, count(*)::text, (array_agg(t.ctid::text))[1], " +
+           Bucket(hash, shift) + "::text" + From(plan, source, &buckets, shift) + " GROUP BY " +
+           hash;
   };
   TS_ASSIGN_OR_RETURN(auto both, RunBoth(*ctx.source, sql(true), {}, *ctx.target, sql(false), {}));
   struct Copies {
@@ -220,7 +232,10 @@ Status ResolveKeylessLeaves(DiffState& st, const std::vector<int64_t>& buckets, 
 
 }  // namespace
 
-StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, int64_t rows) {
+StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, int64_t rows,
+                                    int64_t* source_rows, int64_t* target_rows) {
+  *source_rows = 0;
+  *target_rows = 0;
   CheckResult r;
   r.check = "full";
   r.table = plan.target_table;
@@ -269,15 +284,19 @@ StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, in
   DiffState st{&ctx, &plan, &r};
   int64_t source_total = 0, target_total = 0;
   std::vector<int64_t> parents;
+  // Level 0 is the whole table (one aggregate per server: the whole cost when nothing differs);
+  // level 1 the 2^full_first_bits ranges of `shift`; then the fan-out.
+  const int first_shift = shift;
+  shift = 64;
   bool first = true;
   int parent_shift = shift;
   while (true) {
-    std::string s_sql = AggSql(plan, true, shift, first ? nullptr : &parents, parent_shift);
-    std::string t_sql = AggSql(plan, false, shift, first ? nullptr : &parents, parent_shift);
+    std::string s_sql = AggSql(plan, true, shift, first ? nullptr : &parents, parent_shift, false);
+    std::string t_sql = AggSql(plan, false, shift, first ? nullptr : &parents, parent_shift, false);
     TS_ASSIGN_OR_RETURN(auto both, RunBoth(*ctx.source, s_sql, {}, *ctx.target, t_sql, {}));
     TS_ASSIGN_OR_RETURN(Aggs s, ParseAggs(both.source));
     TS_ASSIGN_OR_RETURN(Aggs t, ParseAggs(both.target));
-    if (first) {
+    if (shift == 64) {
       for (const auto& [b, a] : s) source_total += a.count;
       for (const auto& [b, a] : t) target_total += a.count;
     }
@@ -296,7 +315,7 @@ StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, in
     auto reader = [&, cur_shift](bool source) {
       return [&, source, cur_shift](const std::vector<int64_t>& ids) -> StatusOr<Aggs> {
         Session& sess = source ? *ctx.source : *ctx.target;
-        TS_ASSIGN_OR_RETURN(PgResult res, sess.Query(AggSql(plan, source, cur_shift, &ids, cur_shift)));
+        TS_ASSIGN_OR_RETURN(PgResult res, sess.Query(AggSql(plan, source, cur_shift, &ids, cur_shift, true)));
         return ParseAggs(res);
       };
     };
@@ -331,11 +350,21 @@ StatusOr<CheckResult> FullDiffCheck(CheckContext& ctx, const TablePlan& plan, in
       if (r.status == CheckStatus::kPass) r.status = CheckStatus::kFail;
       break;
     }
+    if (shift == 64) {
+      // The whole table differs: level 1 covers it again, grouped (no filter needed).
+      shift = first_shift;
+      parent_shift = first_shift;
+      parents.clear();
+      first = true;
+      continue;
+    }
     parents = std::move(refine);
     parent_shift = shift;
     shift = std::max(0, shift - std::max(1, opt.full_fanout_bits));
     first = false;
   }
+  *source_rows = source_total;
+  *target_rows = target_total;
   r.source = std::to_string(source_total) + " rows";
   r.target = std::to_string(target_total) + " rows";
   r.details = std::to_string(st.ranges) + " ranges compared, " + std::to_string(st.leaf_rows) +

@@ -68,19 +68,74 @@ std::string TablePlan::TargetQualified() const {
 
 namespace {
 
+// XOR of per-column hashes with distinct seeds: a value moved to another column or another row
+// changes the row's hash, and the bucket sum of row hashes.
 std::string RowHash(const std::vector<ColumnPlan>& columns, bool source) {
   std::string row;
+  int seed = 0;
   for (const ColumnPlan& c : columns) {
+    ++seed;
     const std::string& e = source ? c.source_hash_expr : c.target_hash_expr;
     if (e.empty()) continue;
-    if (!row.empty()) row += ", ";
-    row += e;
+    if (!row.empty()) row += " # ";
+    row += HashExpression(c.hash_type, e, seed);
   }
-  if (row.empty()) row = "0";
-  return "hashtextextended(ROW(" + row + ")::text, 0)";
+  if (row.empty()) return "0::bigint";
+  return "(" + row + ")";
 }
 
 }  // namespace
+
+std::string HashExpression(const std::string& type, const std::string& expr, int seed) {
+  std::string t = Lower(type);
+  std::string s = std::to_string(seed);
+  std::string fn;
+  std::string arg = expr;
+  if (t == "smallint") {
+    fn = "hashint2extended";
+  } else if (t == "integer") {
+    fn = "hashint4extended";
+  } else if (t == "bigint") {
+    fn = "hashint8extended";
+  } else if (t == "text") {
+    fn = "hashtextextended";
+  } else if (t.rfind("character varying", 0) == 0) {
+    fn = "hashtextextended";
+    arg = "(" + expr + ")::text";
+  } else if (t.rfind("character", 0) == 0) {
+    fn = "hashbpcharextended";
+  } else if (t == "boolean") {
+    fn = "hashint4extended";
+    arg = "(" + expr + ")::integer";
+  } else if (t == "uuid") {
+    fn = "uuid_hash_extended";
+  } else if (t.rfind("numeric", 0) == 0) {
+    fn = "hash_numeric_extended";
+  } else if (t == "double precision") {
+    fn = "hashfloat8extended";
+  } else if (t == "real") {
+    fn = "hashfloat4extended";
+  } else if (t == "timestamp with time zone" || t == "timestamp without time zone") {
+    // timestamptz converts to timestamp at the pinned UTC: one to one.
+    fn = "timestamp_hash_extended";
+    if (t == "timestamp with time zone") arg = "(" + expr + ")::timestamp without time zone";
+  } else if (t == "date") {
+    fn = "hashint4extended";
+    arg = "((" + expr + ") - DATE '2000-01-01')";
+  } else if (t == "jsonb") {
+    fn = "jsonb_hash_extended";
+  } else if (t == "bytea") {
+    fn = "hashvarlenaextended";
+  } else if (t == "text[]" || t == "integer[]" || t == "bigint[]" || t == "uuid[]") {
+    fn = "hash_array_extended";
+  } else {
+    fn = "hashtextextended";
+    arg = "(" + expr + ")::text";
+  }
+  // NULL hashes to a seed-specific constant, so NULL vs a value still differs.
+  return "coalesce(" + fn + "(" + arg + ", " + s + "), " + std::to_string(0x5bd1e995LL * seed) +
+         ")";
+}
 
 std::string TablePlan::SourceRowHash() const { return RowHash(columns, true); }
 std::string TablePlan::TargetRowHash() const { return RowHash(columns, false); }
@@ -109,11 +164,13 @@ std::string TablePlan::SourcePosition() const {
       return QuoteIdent(source.columns[key_source[0]].name) + "::bigint";
     case PositionMode::kHashedKey: {
       std::string row;
+      int seed = 100;
       for (int i : key_source) {
-        if (!row.empty()) row += ", ";
-        row += QuoteIdent(source.columns[i].name);
+        if (!row.empty()) row += " # ";
+        const ColumnPlan& c = columns[transform.TargetIndexOf(i)];
+        row += HashExpression(c.hash_type, c.source_hash_expr, ++seed);
       }
-      return "hashtextextended(ROW(" + row + ")::text, 1)";
+      return "(" + row + ")";
     }
     case PositionMode::kNoKey:
       return SourceRowHash();
@@ -127,11 +184,13 @@ std::string TablePlan::TargetPosition() const {
       return QuoteIdent(key_target[0]) + "::bigint";
     case PositionMode::kHashedKey: {
       std::string row;
-      for (const std::string& k : key_target) {
-        if (!row.empty()) row += ", ";
-        row += QuoteIdent(k);
+      int seed = 100;
+      for (int i : key_source) {
+        if (!row.empty()) row += " # ";
+        const ColumnPlan& c = columns[transform.TargetIndexOf(i)];
+        row += HashExpression(c.hash_type, c.target_hash_expr, ++seed);
       }
-      return "hashtextextended(ROW(" + row + ")::text, 1)";
+      return "(" + row + ")";
     }
     case PositionMode::kNoKey:
       return TargetRowHash();
@@ -195,6 +254,7 @@ StatusOr<TablePlan> BuildTablePlan(const Config& config, const TableInfo& source
               c.value ? QuoteLiteral(*c.value) + "::" + tc.type : "NULL::" + tc.type;
           if (!same_type) c.source_hash_expr += "::text";
           c.target_hash_expr = target_expr;
+          c.hash_type = same_type ? tc.type : "text";
         }
       }
     } else {
@@ -207,6 +267,7 @@ StatusOr<TablePlan> BuildTablePlan(const Config& config, const TableInfo& source
           bool copy_same = Lower(c.target_type) == Lower(stype);
           c.source_hash_expr = copy_same ? sq : sq + "::text";
           c.target_hash_expr = copy_same ? tq : tq + "::text";
+          c.hash_type = copy_same ? stype : "text";
         }
       } else {
         c.kind = ColumnKind::kCast;
@@ -222,6 +283,7 @@ StatusOr<TablePlan> BuildTablePlan(const Config& config, const TableInfo& source
                                *pred + " THEN " + cast_expr + " ELSE " + fallback + " END)";
           if (!same_type) c.source_hash_expr += "::text";
           c.target_hash_expr = target_expr;
+          c.hash_type = same_type ? tc.type : "text";
         }
       }
     }
