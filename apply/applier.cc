@@ -18,6 +18,7 @@
 #include "core/kill_point.h"
 #include "core/pg.h"
 #include "core/transform.h"
+#include "snapshot/preflight.h"
 #include "state/journal.h"
 
 namespace tenantsync::apply {
@@ -699,7 +700,12 @@ Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableI
       if (it != tc->columns.end() && !it->second.type.empty()) continue;
     }
     if (col.type.empty()) continue;
-    if (internal::CanonicalType(col.type) == internal::CanonicalType(info.types[ti])) continue;
+    // Same type, or one the target column holds without loss (the snapshot's rule: a text
+    // target takes anything, numeric widening, json into jsonb): not drift.
+    if (internal::CanonicalType(col.type) == internal::CanonicalType(info.types[ti]) ||
+        snapshot::CompatibleTypes(col.type, info.types[ti])) {
+      continue;
+    }
     if (!add) {
       return SchemaChanged("source column " + rel.name + "." + col.name + " is now " + col.type +
                            ", target column " + where + "." + col.name + " is " + info.types[ti] +

@@ -327,7 +327,10 @@ TEST_P(E2ePluginTest, RunSnapshotsAndStreamsAWorkloadIntoEqualTables) {
   bridge_->Start();
   auto result = Workload(150, testing::WorkloadMix::kBalanced);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  // A source column added mid-stream (schema_drift: add): the next changes carry it over.
+  ASSERT_TRUE(WaitCaughtUp(240));
+  // A source column added mid-stream (schema_drift: add): the next changes carry it over. (After
+  // the catch-up, so that the snapshot is done: a column added before the slot exists is the
+  // snapshot's business.)
   ASSERT_TRUE(testing::Clusters().source().Exec(
       src_db_, "ALTER TABLE products ADD COLUMN e2e_badge text; "
                "UPDATE products SET e2e_badge = 'new-' || id WHERE id % 7 = 0").ok());
