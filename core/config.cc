@@ -468,7 +468,12 @@ Status Validate(const Parser& p, Config* c) {
   }
   if (!c->encryption.key.empty()) {
     StatusOr<Cipher> cipher = Cipher::FromBase64Key(c->encryption.key);
-    if (!cipher.ok()) return p.Error("encryption.key", cipher.status().message());
+    if (!cipher.ok()) {
+      std::string why = cipher.status().message();
+      constexpr std::string_view kPrefix = "encryption key: ";
+      if (why.rfind(kPrefix, 0) == 0) why = why.substr(kPrefix.size());
+      return p.Error("encryption.key", why);
+    }
   } else if (!c->encryption.key_file.empty()) {
     StatusOr<Cipher> cipher = Cipher::FromKeyFile(c->encryption.key_file);
     if (!cipher.ok()) return p.Error("encryption.key_file", cipher.status().message());
