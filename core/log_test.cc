@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace tenantsync {
