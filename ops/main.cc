@@ -197,6 +197,9 @@ int RunPipelineCommand(const Config& config, bool with_snapshot) {
     }
     return Status::Ok();
   };
+  opts.on_stopping = [&] {
+    if (service) service->Stop();
+  };
   Status st = apply::RunPipeline(config, opts);
   if (service) service->Stop();
   if (st.code() == StatusCode::kCancelled) {

@@ -1,0 +1,368 @@
+// ops end to end: `tenantsync run` as a child process against real clusters, watched the way an
+// operator would: status / status --json / lag / history from other processes, the HTTP surface
+// (/healthz, /metrics, /status, /lag, the page) with its bearer token, `promtool check metrics`,
+// a real Prometheus server scraping /metrics, and headless Chromium drawing the page's chart.
+// Throughout, the source password, the encryption key and the tenant secret must never appear
+// in anything tenantsync prints or serves.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <utility>  // before Boost 1.74 Asio, which needs std::exchange in C++20
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/lsn.h"
+#include "tests/fixtures/rawdog.h"
+#include "tests/harness/status_matchers.h"
+#include "tests/harness/test_env.h"
+
+namespace tenantsync::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr const char* kPassword = "Pw-Sup3rSecret-4711";
+constexpr const char* kToken = "ops-token-b7f1c2";
+constexpr const char* kShopifySecret = "shpat_secret_0f9e8d7c";
+constexpr const char* kKey = "q4n0c3Zc2V5yYF3yQ1b2d3h4Zm9vYmFyYmF6cXV4MTI=";  // 32 bytes
+
+std::string Binary() {
+  const char* b = std::getenv("TENANTSYNC_BINARY");
+  return b ? b : "tenantsync";
+}
+
+int FreePort() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command; {exit code, stdout+stderr}.
+std::pair<int, std::string> Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int rc = pclose(p);
+  return {WEXITSTATUS(rc), out};
+}
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+HttpReply Get(int port, const std::string& target, const std::string& token = "") {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  try {
+    boost::asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(10));
+    stream.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return {static_cast<int>(res.result_int()), res.body()};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+// A child process with its own environment; stdout and stderr go to a file.
+class Child {
+ public:
+  Child(std::vector<std::string> argv, const std::vector<std::string>& env, std::string log)
+      : log_(std::move(log)) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      FILE* f = std::fopen(log_.c_str(), "w");
+      dup2(fileno(f), 1);
+      dup2(fileno(f), 2);
+      for (const auto& e : env) putenv(strdup(e.c_str()));
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(a.data());
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  bool Running() {
+    if (exited_) return false;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      exited_ = true;
+      status_ = st;
+    }
+    return !exited_;
+  }
+  // Sends `sig` and waits up to `timeout`; the exit code, or -1 on timeout.
+  int Stop(int sig, std::chrono::seconds timeout) {
+    kill(pid_, sig);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (Running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (Running()) return -1;
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+  }
+  std::string Log() const { return ReadAll(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::string log_;
+};
+
+template <typename F>
+bool WaitFor(F predicate, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (predicate()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return predicate();
+}
+
+// Adds the password to a harness URL: postgresql://postgres@host -> postgres:PW@host. The test
+// clusters trust local TCP, so the password is never checked, but tenantsync must still hide it.
+std::string WithPassword(const std::string& url) {
+  return std::regex_replace(url, std::regex("://postgres@"), std::string("://postgres:") + kPassword + "@");
+}
+
+class OpsE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("ops_e2e_" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_OK_AND_ASSIGN(source_db_, Clusters().source().CreateDatabase("ops_src"));
+    ASSERT_OK_AND_ASSIGN(target_db_, Clusters().target().CreateDatabase("ops_tgt"));
+    ASSERT_OK(LoadRawdog(Clusters().source().Url(source_db_), 1, 7));
+    source_url_ = WithPassword(Clusters().source().Url(source_db_));
+    target_url_ = WithPassword(Clusters().target().Url(target_db_));
+    port_ = FreePort();
+    std::string example = ReadAll(std::string(std::getenv("TENANTSYNC_SOURCE_DIR")) + "/examples/rawdog.yaml");
+    ASSERT_FALSE(example.empty());
+    std::string slot = "ops_" + source_db_;
+    example = std::regex_replace(example, std::regex("state_dir: .*"), "state_dir: " + (dir_ / "state").string());
+    example = std::regex_replace(example, std::regex("ops: \\{listen: .*"),
+                                 "ops: {listen: \"127.0.0.1:" + std::to_string(port_) +
+                                     "\", token: \"${OPS_TOKEN}\", max_healthy_lag_seconds: 60}");
+    example = std::regex_replace(example, std::regex("publication: tenantsync_rawdog, slot: tenantsync_rawdog"),
+                                 "publication: " + slot + ", slot: " + slot);
+    config_ = (dir_ / "rawdog.yaml").string();
+    std::ofstream(config_) << example;
+    env_ = {"POSTGRES_URL=" + source_url_, "NEW_POSTGRES_URL=" + target_url_,
+            std::string("SHOPIFY_ACCESS_TOKEN=") + kShopifySecret, std::string("TENANTSYNC_KEY=") + kKey,
+            std::string("OPS_TOKEN=") + kToken};
+    for (const auto& e : env_) putenv(strdup(e.c_str()));
+  }
+
+  // Runs a tenantsync command to completion; {exit code, output}.
+  std::pair<int, std::string> Tenantsync(const std::string& args) {
+    return Shell(Binary() + " -c " + config_ + " " + args);
+  }
+
+  void ExpectNoSecret(const std::string& what, const std::string& text) {
+    EXPECT_THAT(text, Not(HasSubstr(kPassword))) << what;
+    EXPECT_THAT(text, Not(HasSubstr(kToken))) << what;
+    EXPECT_THAT(text, Not(HasSubstr(kShopifySecret))) << what;
+    EXPECT_THAT(text, Not(HasSubstr(kKey))) << what;
+  }
+
+  fs::path dir_;
+  std::string source_db_, target_db_, source_url_, target_url_, config_;
+  std::vector<std::string> env_;
+  int port_ = 0;
+};
+
+TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
+  Child run({Binary(), "-c", config_, "run"}, env_, (dir_ / "run.log").string());
+  ASSERT_TRUE(WaitFor([&] { return Get(port_, "/healthz").status == 200 || !run.Running(); },
+                      std::chrono::seconds(180)))
+      << "never healthy: " << Get(port_, "/healthz").body << "\n" << run.Log();
+  ASSERT_TRUE(run.Running()) << run.Log();
+
+  // The token guards everything but /healthz.
+  EXPECT_EQ(Get(port_, "/metrics").status, 401);
+  EXPECT_EQ(Get(port_, "/status", "wrong").status, 401);
+  EXPECT_EQ(Get(port_, "/metrics", kToken).status, 200);
+
+  // A change workload; the figures must follow the servers' own views.
+  WorkloadOptions wl;
+  wl.clients = 2;
+  wl.transactions_per_client = 150;
+  ASSERT_OK_AND_ASSIGN(WorkloadResult result, RunRawdogWorkload(Clusters().source().Url(source_db_), wl));
+  EXPECT_EQ(result.committed, 300);
+
+  // The slot is never acknowledged past what the journal holds (invariant 2): read the slot
+  // first, then the journal, which can only have moved on.
+  ASSERT_OK_AND_ASSIGN(std::string confirmed_text,
+      Clusters().source().QueryValue(source_db_, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'ops_" + source_db_ + "'"));
+  ASSERT_OK_AND_ASSIGN(Lsn confirmed, Lsn::Parse(confirmed_text));
+  EXPECT_GT(confirmed, Lsn());
+  auto [rc, text] = Tenantsync("status --json");
+  ASSERT_EQ(rc, 0) << text;
+  nlohmann::json st = nlohmann::json::parse(text);
+  ASSERT_OK_AND_ASSIGN(std::string wal_now, Clusters().source().QueryValue(source_db_, "SELECT pg_current_wal_lsn()::text"));
+  ASSERT_OK_AND_ASSIGN(Lsn current, Lsn::Parse(wal_now));
+  ASSERT_OK_AND_ASSIGN(Lsn applied, Lsn::Parse(st["applied_lsn"].get<std::string>()));
+  ASSERT_OK_AND_ASSIGN(Lsn journaled, Lsn::Parse(st["journaled_lsn"].get<std::string>()));
+  ASSERT_OK_AND_ASSIGN(Lsn status_wal, Lsn::Parse(st["source"]["wal_lsn"].get<std::string>()));
+  EXPECT_LE(status_wal, current);
+  EXPECT_LE(applied, status_wal);
+  EXPECT_LE(confirmed, journaled);
+  EXPECT_TRUE(st["source"]["slot_exists"].get<bool>());
+  EXPECT_TRUE(st["source"]["slot_active"].get<bool>());
+
+  // Idle: everything applied, lag reads zero in seconds and bytes; applied equals the target's row.
+  bool idle = WaitFor([&] {
+    auto [c, t] = Tenantsync("status --json");
+    if (c != 0) return false;
+    auto j = nlohmann::json::parse(t);
+    return j["lag_bytes"].get<uint64_t>() == 0 && j["lag_seconds"].get<double>() == 0.0;
+  }, std::chrono::seconds(60));
+  auto [rc_idle, idle_text] = Tenantsync("status --json");
+  EXPECT_TRUE(idle) << idle_text;
+  ASSERT_OK_AND_ASSIGN(std::string progress, Clusters().target().QueryValue(target_db_,
+      "SELECT applied_lsn::text FROM _tenantsync.progress"));
+  ASSERT_OK_AND_ASSIGN(Lsn target_applied, Lsn::Parse(progress));
+  ASSERT_OK_AND_ASSIGN(Lsn idle_applied, Lsn::Parse(nlohmann::json::parse(idle_text)["applied_lsn"].get<std::string>()));
+  EXPECT_GE(idle_applied, target_applied);
+
+  // lag (one shot) and the human status.
+  auto [rc_lag, lag_text] = Tenantsync("lag");
+  EXPECT_EQ(rc_lag, 0);
+  EXPECT_THAT(lag_text, HasSubstr("lag 0.0 s"));
+  auto [rc_human, human] = Tenantsync("status");
+  EXPECT_EQ(rc_human, 0);
+  EXPECT_THAT(human, HasSubstr("phase"));
+  EXPECT_THAT(human, HasSubstr("streaming"));
+
+  // /metrics: figures, and the Prometheus exposition format per promtool.
+  HttpReply metrics = Get(port_, "/metrics", kToken);
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_THAT(metrics.body, HasSubstr("tenantsync_lag_seconds{pipeline=\"rawdog\"} 0\n"));
+  EXPECT_THAT(metrics.body, HasSubstr("tenantsync_rows_total{pipeline=\"rawdog\",table=\"orders\""));
+  std::ofstream(dir_ / "metrics.txt") << metrics.body;
+  auto [prc, pout] = Shell("promtool check metrics < " + (dir_ / "metrics.txt").string());
+  EXPECT_EQ(prc, 0) << pout;
+
+  // A real Prometheus scrapes it (with the bearer token).
+  int prom_port = FreePort();
+  std::ofstream(dir_ / "prometheus.yml")
+      << "global: {scrape_interval: 1s}\n"
+         "scrape_configs:\n"
+         "  - job_name: tenantsync\n"
+         "    authorization: {credentials: " << kToken << "}\n"
+         "    static_configs: [{targets: ['127.0.0.1:" << port_ << "']}]\n";
+  Child prometheus({"/usr/bin/prometheus", "--config.file=" + (dir_ / "prometheus.yml").string(),
+                    "--storage.tsdb.path=" + (dir_ / "tsdb").string(),
+                    "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+                   {}, (dir_ / "prometheus.log").string());
+  bool scraped = WaitFor([&] {
+    HttpReply r = Get(prom_port, "/api/v1/query?query=tenantsync_applied_lsn");
+    return r.status == 200 && r.body.find("\"pipeline\":\"rawdog\"") != std::string::npos;
+  }, std::chrono::seconds(60));
+  EXPECT_TRUE(scraped) << prometheus.Log();
+  HttpReply up = Get(prom_port, "/api/v1/query?query=up%7Bjob%3D%22tenantsync%22%7D");
+  EXPECT_THAT(up.body, HasSubstr("\"1\"]"));
+
+  // The status page draws real lag data in headless Chromium.
+  std::string page_url = "http://127.0.0.1:" + std::to_string(port_) + "/?access_token=" + kToken;
+  auto [crc, dom] = Shell("chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                          "--disable-background-networking --disable-component-update --disable-sync "
+                          "--user-data-dir=" + (dir_ / "chromium").string() +
+                          " --virtual-time-budget=5000 --dump-dom '" + page_url + "'");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex("data-points=\"([0-9]+)\""))) << dom.substr(0, 2000);
+  EXPECT_GT(std::stoi(m[1]), 0) << "chart drew no samples";
+  EXPECT_THAT(dom, HasSubstr("<b id=\"phase\" class=\"ok\">streaming</b>"));
+  EXPECT_THAT(dom, HasSubstr("<div id=\"err\"></div>")) << "the page reported an error";
+
+  // /status and /lag carry the same figures; nothing secret anywhere.
+  HttpReply status = Get(port_, "/status", kToken);
+  HttpReply lag = Get(port_, "/lag", kToken);
+  EXPECT_EQ(status.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(status.body)["pipeline"], "rawdog");
+  EXPECT_FALSE(nlohmann::json::parse(lag.body).empty());
+  for (const auto& [what, text] : std::vector<std::pair<std::string, std::string>>{
+           {"metrics", metrics.body}, {"status", status.body}, {"page", dom},
+           {"status --json", idle_text}, {"status", human}, {"lag", lag_text}}) {
+    ExpectNoSecret(what, text);
+  }
+
+  // Clean stop on SIGINT, then status still works from the state directory and the servers.
+  EXPECT_EQ(run.Stop(SIGINT, std::chrono::seconds(60)), 0) << run.Log();
+  std::string run_log = run.Log();
+  ExpectNoSecret("run log", run_log);
+  auto [rc_after, after] = Tenantsync("status --json");
+  ASSERT_EQ(rc_after, 0) << after;
+  auto after_json = nlohmann::json::parse(after);
+  EXPECT_TRUE(after_json["journal"]["readable"].get<bool>()) << after;
+  EXPECT_FALSE(after_json["source"]["slot_active"].get<bool>()) << after;
+
+  // The audit trail has the run, with its outcome and masked arguments.
+  auto [rc_hist, hist] = Tenantsync("history --json");
+  ASSERT_EQ(rc_hist, 0) << hist;
+  auto runs = nlohmann::json::parse(hist);
+  ASSERT_FALSE(runs.empty());
+  EXPECT_EQ(runs[0]["command"], "run");
+  EXPECT_EQ(runs[0]["outcome"], "ok");
+  EXPECT_GT(runs[0]["finished_us"].get<int64_t>(), runs[0]["started_us"].get<int64_t>());
+  ExpectNoSecret("history", hist);
+
+  // The state directory is private.
+  EXPECT_EQ(fs::status(dir_ / "state").permissions() & (fs::perms::group_all | fs::perms::others_all),
+            fs::perms::none);
+
+  Clusters().source().Exec(source_db_, "SELECT pg_drop_replication_slot('ops_" + source_db_ + "')").IgnoreError();
+}
+
+TEST_F(OpsE2eTest, HealthzReportsWhyWhenNotStreaming) {
+  // No pipeline running: nothing listens; status from another process still answers.
+  auto [rc, text] = Tenantsync("status");
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_THAT(text, HasSubstr("slot"));
+  EXPECT_THAT(text, HasSubstr("missing"));
+  ExpectNoSecret("status", text);
+}
+
+}  // namespace
+}  // namespace tenantsync::testing
