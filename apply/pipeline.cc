@@ -92,6 +92,7 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
   so.pipeline = config.pipeline;
   so.retention_hours = config.journal.retention_hours;
   so.max_journal_bytes = config.journal.max_bytes;
+  so.sync_each_commit = !config.journal.group_commit;
   TS_ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> store, state::StateStore::Open(so));
 
   std::mutex mu;

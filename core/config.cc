@@ -599,8 +599,10 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   }
 
   const YAML::Node journal = root["journal"];
-  TS_RETURN_IF_ERROR(p.CheckMap(journal, "journal", {"retention_hours", "max_gb"}));
+  TS_RETURN_IF_ERROR(
+      p.CheckMap(journal, "journal", {"retention_hours", "max_gb", "group_commit"}));
   if (IsMapping(journal)) {
+    TS_RETURN_IF_ERROR(p.Bool(journal, "group_commit", "journal", &c.journal.group_commit));
     TS_RETURN_IF_ERROR(
         p.Number(journal, "retention_hours", "journal", 0, &c.journal.retention_hours));
     double max_gb = static_cast<double>(c.journal.max_bytes) / (1 << 30);

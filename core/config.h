@@ -97,6 +97,11 @@ struct ApplyConfig {
 struct JournalConfig {
   double retention_hours = 168;           // applied transactions kept this long for replay
   int64_t max_bytes = 20ll << 30;         // the receiver stops with a clear error beyond this
+  // Group commit: many received transactions share one fsync of the journal (a background thread
+  // syncs back to back). Safe: the flush LSN acknowledged to the source, and what the applier
+  // reads, only ever cover transactions whose fsync has finished (invariant 2). false: one fsync
+  // per source transaction (about 160 txn/s on a slow disk instead of tens of thousands).
+  bool group_commit = true;
 };
 
 struct Config {

@@ -577,3 +577,25 @@ TEST(ConfigFromFlagsTest, BadSlug) {
 
 }  // namespace
 }  // namespace tenantsync
+
+namespace tenantsync {
+namespace {
+
+TEST(ConfigJournalTest, GroupCommitDefaultsOnAndCanBeTurnedOff) {
+  const std::string base =
+      "pipeline: p\nsource: {url: 'postgresql://a/b'}\ntarget: {url: 'postgresql://c/d'}\n"
+      "tenant: {slug: s}\n";
+  auto on = ParseConfig(base, "t.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_TRUE(on->journal.group_commit);
+  auto off = ParseConfig(base + "journal: {group_commit: false}\n", "t.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->journal.group_commit);
+  auto bad = ParseConfig(base + "journal: {group_commit: sometimes}\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("journal.group_commit"), std::string::npos)
+      << bad.status().message();
+}
+
+}  // namespace
+}  // namespace tenantsync
