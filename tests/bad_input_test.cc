@@ -6,7 +6,9 @@
 //
 // Cases: invalid YAML, an unknown key, an unset ${VAR}, a wrong password (a scram-sha-256 role on
 // a server that really checks it), an unreachable server, a source without wal_level=logical, a
-// role without REPLICATION, a table without a key, and a slot held by pg_recvlogical.
+// role without REPLICATION, a table without a key, and a slot held by pg_recvlogical. Then the
+// other kind of awkward input, which must simply work: a table and columns named with quotes,
+// spaces, upper case and unicode, through `run` (snapshot and stream) end to end.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -398,6 +400,74 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
   ASSERT_FALSE(errors.empty()) << r.err;
   EXPECT_THAT(errors.back(), AllOf(HasSubstr("slot " + slot), HasSubstr("in use by PID " + pid)));
 
+  source.Exec(src_db_, "SELECT pg_drop_replication_slot('" + slot + "')").IgnoreError();
+}
+
+// --- identifiers that need quoting everywhere --------------------------------------------------------
+
+// The rows of `table` (schema-qualified, quoted) as one text, ordered by id.
+std::string RowsText(PgCluster& cluster, const std::string& db, const std::string& table) {
+  auto v = cluster.QueryValue(
+      db, "SELECT coalesce(string_agg(format('%s|%s|%s|%s', id, \"Mixed Case \"\"Col\"\" ü\", "
+          "\"UPPER\", \"naïve; DROP\"), E'\\n' ORDER BY id), '') FROM " + table);
+  return v.ok() ? *v : "error: " + v.status().ToString();
+}
+
+TEST_F(BadInputTest, QuotedSpacedUpperCaseUnicodeIdentifiersEndToEnd) {
+  MakeDatabases();
+  PgCluster& source = Clusters().source();
+  PgCluster& target = Clusters().target();
+  const std::string kTable = "\"Odd \"\"Tåble\"\" 名前\"";
+  ASSERT_OK(source.Exec(src_db_,
+      "CREATE TABLE " + kTable + " (id bigint PRIMARY KEY, \"Mixed Case \"\"Col\"\" ü\" text, "
+      "\"UPPER\" int, \"naïve; DROP\" text); "
+      "INSERT INTO " + kTable + " SELECT g, 'wert ' || g || ' \"q\" ''s''', g * 10, "
+      "CASE WHEN g % 3 = 0 THEN NULL ELSE 'ü' || g END FROM generate_series(1, 50) g"));
+  const std::string slot = "bad_ident_" + src_db_;
+  std::string path = PipelineConfig(source.Url(src_db_), target.Url(tgt_db_), slot);
+  std::string log = dir_ + "/run.log";
+  pid_t run = fork();
+  if (run == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::string bin = Binary();
+    execl(bin.c_str(), bin.c_str(), "-c", path.c_str(), "run", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto exited = [&] { return waitpid(run, nullptr, WNOHANG) == run; };
+  const std::string target_table = "tenant_bad." + kTable;
+  auto wait_equal = [&](const char* what) {
+    std::string want = RowsText(source, src_db_, kTable), got;
+    for (auto deadline = Clock::now() + std::chrono::seconds(180); Clock::now() < deadline;) {
+      got = RowsText(target, tgt_db_, target_table);
+      if (got == want) return ::testing::AssertionSuccess();
+      if (run > 0 && exited()) {
+        run = -1;
+        return ::testing::AssertionFailure() << what << ": run exited: " << ReadAll(log);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+    return ::testing::AssertionFailure() << what << ": target\n" << got << "\nwant\n" << want
+                                         << "\nlog: " << ReadAll(log);
+  };
+  EXPECT_TRUE(wait_equal("snapshot"));
+  // Streamed changes: insert, update of every column, delete.
+  ASSERT_OK(source.Exec(src_db_,
+      "INSERT INTO " + kTable + " VALUES (1000, 'neu \"x\" ''y'' 名', -1, 'ß'); "
+      "UPDATE " + kTable + " SET \"Mixed Case \"\"Col\"\" ü\" = 'geändert', \"UPPER\" = 7, "
+      "\"naïve; DROP\" = NULL WHERE id % 5 = 0; "
+      "DELETE FROM " + kTable + " WHERE id IN (2, 3, 1000); "
+      "INSERT INTO " + kTable + " VALUES (1001, NULL, NULL, 'last')"));
+  EXPECT_TRUE(wait_equal("stream"));
+  ASSERT_OK_AND_ASSIGN(int64_t rows, target.QueryInt(tgt_db_, "SELECT count(*) FROM " + target_table));
+  EXPECT_EQ(rows, 49);  // 50 - 2 deleted + 1001 (1000 inserted, then deleted)
+  if (run > 0) {
+    kill(run, SIGINT);
+    int st = 0;
+    waitpid(run, &st, 0);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << ReadAll(log);
+  }
   source.Exec(src_db_, "SELECT pg_drop_replication_slot('" + slot + "')").IgnoreError();
 }
 
