@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "ops/status.h"
+#include "state/state_store.h"
 
 namespace tenantsync::ops {
 
@@ -75,6 +76,43 @@ int LagCommand(const Config& config, bool watch, bool json) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   } while (!g_stop.load());
+  return 0;
+}
+
+int DeadLettersCommand(const Config& config, bool json) {
+  auto store = state::StateStore::OpenReadOnly(config.state_dir);
+  if (!store.ok()) {
+    std::cerr << "tenantsync: " << store.status().ToString() << "\n";
+    return 1;
+  }
+  nlohmann::json all = nlohmann::json::array();
+  uint64_t after = 0, count = 0;
+  if (!json) std::printf("%-6s %-10s %-24s %-20s %-12s %s\n", "id", "phase", "table", "key", "lsn", "reason");
+  for (;;) {  // paged, so a long list never sits in memory at once
+    auto page = (*store)->DeadLetters(after, 1000);
+    if (!page.ok()) {
+      std::cerr << "tenantsync: " << page.status().ToString() << "\n";
+      return 1;
+    }
+    if (page->empty()) break;
+    for (const auto& d : *page) {
+      after = d.id;
+      ++count;
+      if (json) {
+        all.push_back({{"id", d.id}, {"table", d.table}, {"key", d.key}, {"reason", d.reason},
+                       {"phase", d.phase}, {"lsn", d.lsn.ToString()}, {"time_us", d.time_us}});
+      } else {
+        std::printf("%-6llu %-10s %-24s %-20s %-12s %s\n", static_cast<unsigned long long>(d.id),
+                    d.phase.c_str(), d.table.c_str(), d.key.c_str(), d.lsn.ToString().c_str(),
+                    d.reason.c_str());
+      }
+    }
+  }
+  if (json) {
+    std::cout << all.dump(2) << "\n";
+  } else {
+    std::printf("%llu dead letter(s)\n", static_cast<unsigned long long>(count));
+  }
   return 0;
 }
 

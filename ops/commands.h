@@ -14,4 +14,9 @@ int StatusCommand(const Config& config, bool json);
 // Ctrl-C (a live view on a terminal, one line per second otherwise).
 int LagCommand(const Config& config, bool watch, bool json);
 
+// `dead-letters [--json]`: rows that could not be transformed or applied, oldest first, with
+// table, key, phase, LSN and reason (never a value: DeadLetter holds none). Reads the state
+// directory read-only, so it works while `run` holds it.
+int DeadLettersCommand(const Config& config, bool json);
+
 }  // namespace tenantsync::ops

@@ -222,6 +222,9 @@ int RunStatus(const Config& config, const CommandArgs& args) {
 int RunLag(const Config& config, const CommandArgs& args) {
   return ops::LagCommand(config, args.watch, args.json);
 }
+int RunDeadLetters(const Config& config, const CommandArgs& args) {
+  return ops::DeadLettersCommand(config, args.json);
+}
 int RunHistory(const Config& config, const CommandArgs& args) {
   return ops::HistoryCommand(config, args.json);
 }
@@ -367,7 +370,8 @@ const std::vector<Command>& Commands() {
       {"checkpoints", "List retained checkpoints", JsonFlag, RunCheckpointsCommand},
       {"rollback", "Drop what tenantsync created (only with --confirm)", RollbackFlags,
        RunRollbackCommand},
-      {"dead-letters", "List rows that could not be transformed or applied", JsonFlag, nullptr},
+      {"dead-letters", "List rows that could not be transformed or applied", JsonFlag,
+       RunDeadLetters},
       {"history", "List past runs with their outcome", JsonFlag, RunHistory},
       {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key", nullptr,
        nullptr},

@@ -266,6 +266,42 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   ASSERT_OK_AND_ASSIGN(Lsn idle_applied, Lsn::Parse(nlohmann::json::parse(idle_text)["applied_lsn"].get<std::string>()));
   EXPECT_GE(idle_applied, target_applied);
 
+  // A change the target refuses becomes a dead letter, visible to ops, never silently dropped
+  // (invariant 6): the new platform added a rule the old data breaks.
+  ASSERT_OK(Clusters().target().Exec(target_db_,
+      "ALTER TABLE tenant_rawdog.reviews ADD CONSTRAINT no_secret_titles CHECK (title IS DISTINCT FROM 'refused by target') NOT VALID"));
+  ASSERT_OK_AND_ASSIGN(std::string refused_id, Clusters().source().QueryValue(source_db_,
+      "INSERT INTO reviews (product_id, customer_id, rating, title, body, created_at) "
+      "SELECT p.id, NULL, 4, 'refused by target', 'x', now() FROM products p "
+      "WHERE NOT EXISTS (SELECT 1 FROM reviews r WHERE r.product_id = p.id AND r.customer_id IS NULL) "
+      "LIMIT 1 RETURNING id::text"));
+  bool lettered = WaitFor([&] {
+    auto [c, t] = Tenantsync("dead-letters --json");
+    return c == 0 && t.find("\"reviews\"") != std::string::npos;
+  }, std::chrono::seconds(60));
+  auto [rc_dl, dead] = Tenantsync("dead-letters --json");
+  ASSERT_TRUE(lettered) << dead << run.Log();
+  auto letters = nlohmann::json::parse(dead);
+  ASSERT_EQ(letters.size(), 1u) << dead;
+  EXPECT_EQ(letters[0]["table"], "reviews");
+  EXPECT_THAT(letters[0]["key"].get<std::string>(), HasSubstr(refused_id));
+  EXPECT_THAT(letters[0]["reason"].get<std::string>(), HasSubstr("no_secret_titles"));
+  EXPECT_EQ(letters[0]["phase"], "apply");
+  ASSERT_OK_AND_ASSIGN(std::string in_target, Clusters().target().QueryValue(target_db_,
+      "SELECT count(*) FROM tenant_rawdog.reviews WHERE id = " + refused_id));
+  EXPECT_EQ(in_target, "0");
+  EXPECT_TRUE(WaitFor([&] {
+    return Get(port_, "/metrics", kToken).body.find("tenantsync_dead_letters_total{pipeline=\"rawdog\"} 1\n") != std::string::npos;
+  }, std::chrono::seconds(10))) << Get(port_, "/metrics", kToken).body;
+  auto [rc_dl_text, dead_text] = Tenantsync("dead-letters");
+  EXPECT_EQ(rc_dl_text, 0);
+  EXPECT_THAT(dead_text, HasSubstr("1 dead letter(s)"));
+  // Idle again after the refused change.
+  EXPECT_TRUE(WaitFor([&] {
+    auto [c, t] = Tenantsync("status --json");
+    return c == 0 && nlohmann::json::parse(t)["lag_bytes"].get<uint64_t>() == 0;
+  }, std::chrono::seconds(60)));
+
   // lag (one shot) and the human status.
   auto [rc_lag, lag_text] = Tenantsync("lag");
   EXPECT_EQ(rc_lag, 0);
