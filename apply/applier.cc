@@ -1060,6 +1060,11 @@ Status Applier::Impl::FlushRun() {
     case ChangeOp::kDelete: sql = internal::BulkDeleteSql(e->shape, stage); break;
     default: return Fatal("bulk path: unexpected operation; this is a bug");
   }
+  if (run.seq >= 10000) {
+    // Statistics for the planner (a fresh temp table has none) and memory for the per-key sort,
+    // for this transaction only.
+    TS_RETURN_IF_ERROR(conn_.Run("ANALYZE " + QuoteIdent(stage) + "; SET LOCAL work_mem = '256MB'"));
+  }
   {
     PgResult r(PQexec(conn_.get(), sql.c_str()));
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
