@@ -30,7 +30,9 @@
 //  7. meta "snapshot/state" = "done".
 //
 // Resume after the exported snapshot is gone: the remaining chunks are read in a newer snapshot,
-// so they may contain changes committed after consistent_lsn. The stream then replays those
+// so they may contain changes committed after consistent_lsn. A table only partly copied before
+// the crash is emptied and copied whole (rows moved by an UPDATE between the two snapshots would
+// otherwise be copied twice); foreign keys are added NOT VALID (see ValidateDeferredForeignKeys). The stream then replays those
 // changes from consistent_lsn; since the applier applies inserts as upserts and updates/deletes by
 // key, replaying a change whose effect is already present converges to the same row (DESIGN.md
 // invariant 1, second sentence). Tables without a key (REPLICA IDENTITY FULL) are the exception
@@ -60,6 +62,9 @@ inline constexpr const char* kMetaState = "snapshot/state";          // "copying
 inline constexpr const char* kMetaNow = "snapshot/now";              // `value: now` of the run
 inline constexpr const char* kMetaPlanPrefix = "snapshot/plan/";     // + table: chunk count
 inline constexpr const char* kMetaChunkPrefix = "snapshot/chunk/";   // + table/n: rows
+// Set when a resumed run mixed chunks of the lost exported snapshot with a newer one: foreign
+// keys were added NOT VALID and wait for ValidateDeferredForeignKeys.
+inline constexpr const char* kMetaMixedSnapshots = "snapshot/mixed_snapshots";
 
 struct SnapshotOptions {
   // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, hardware concurrency.
@@ -115,6 +120,15 @@ struct SnapshotResult {
 // whole chunks and the slot in place, so running again resumes.
 Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::StateStore& state,
                    SnapshotResult* result);
+
+// After a resume in a fresh snapshot, tables finished in the lost snapshot and tables copied in
+// the new one may disagree on foreign keys until the stream has replayed the changes after the
+// consistent point, so the snapshot adds them NOT VALID. Call this once the stream has caught up
+// (the applier writes with session_replication_role = replica, so FK triggers do not fire while
+// it converges): it runs ALTER TABLE ... VALIDATE CONSTRAINT for every not-yet-valid foreign key
+// of the tenant schema and clears kMetaMixedSnapshots. A violation then is a real one: the error
+// names the constraint.
+Status ValidateDeferredForeignKeys(const Config& config, state::StateStore& state);
 
 // Dry run without a state store: prints the plan to options.out, writes nothing.
 Status PrintSnapshotPlan(const Config& config, FILE* out);
