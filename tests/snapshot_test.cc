@@ -571,9 +571,10 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
   EXPECT_THAT(second.err, HasSubstr("resuming the snapshot"));
   auto report = nlohmann::json::parse(ReadFile(dir + "/resume.json"));
   EXPECT_TRUE(report["resumed"].get<bool>());
+  // Finished tables are skipped; a partly copied one is copied again whole (fresh snapshot).
   int64_t skipped = 0;
   for (const auto& t : report["tables"]) skipped += t["chunks_skipped"].get<int64_t>();
-  EXPECT_EQ(skipped, done_before);
+  EXPECT_LE(skipped, done_before);
 
   PgConn refc = MustConnect(ref_url);
   for (const auto& t : testing::RawdogTables()) {
@@ -584,9 +585,117 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
         << t;
   }
   PgConn src = MustConnect(source_url);
+  {
+    // The source did not change, so the deferred (NOT VALID) foreign keys validate at once.
+    Config c = MustParse(yaml);
+    auto state = MustOpenState(c);
+    Status st = ValidateDeferredForeignKeys(c, *state);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
   ExpectForeignKeysValid(src, dst);
   DropSlot(src, "slot_reference");
   DropSlot(src, "slot_killed");
+}
+
+// DESIGN.md invariant 1, second sentence: the process dies after the first chunk commits, the
+// source keeps changing, and the resumed snapshot reads the remaining chunks in a NEWER snapshot
+// (the exported one died with the process). `tenantsync run` then streams from the recorded
+// consistent point; replaying changes some of which the resumed copy already contains must
+// converge to exactly the source.
+//
+// DISABLED: fails today. The resumed snapshot completes (partial table recopied, FKs NOT VALID)
+// and `run` streams from the consistent point, but after the applier reports everything applied
+// the target still differs from the source (seen 2026-11-21; which tables was not yet pinned
+// down). Open question for snapshot + apply together: re-enable once it passes.
+TEST(Snapshot, DISABLED_ResumedInFreshSnapshotConvergesUnderTheStream) {
+  auto& env = Clusters();
+  auto db = env.source().CreateDatabase("snap_converge");
+  ASSERT_TRUE(db.ok());
+  const std::string source_url = env.source().Url(*db);
+  ASSERT_TRUE(testing::LoadRawdog(source_url, 3).ok());
+  std::string dir = TempDir("converge");
+  const std::string target_url = FreshTargetDb("snap_converge");
+  std::string yaml = RawdogYaml("converge", source_url, target_url, dir + "/state", ", chunk_mb: 1");
+  std::ofstream(dir + "/c.yaml") << yaml;
+
+  ChildResult first = RunTenantsync({"-c", dir + "/c.yaml", "snapshot"}, dir,
+                                    {{"TENANTSYNC_KILL_POINT", "snapshot.after_chunk_commit"}});
+  ASSERT_EQ(first.signal, SIGABRT) << first.err;
+  PgConn dst = MustConnect(target_url);
+  ASSERT_EQ(Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks"), 1);
+
+  // Changes after the consistent point, touching every table.
+  testing::WorkloadOptions wo;
+  wo.clients = 2;
+  wo.transactions_per_client = 150;
+  auto w = testing::RunRawdogWorkload(source_url, wo);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+
+  // Resume + stream until the target equals the source (it must, within the time limit).
+  PgConn src = MustConnect(source_url);
+  auto converged = [&] {
+    for (const auto& t : testing::RawdogTables()) {
+      if (Count(dst, "SELECT count(*) FROM tenant_rawdog." + t) !=
+          Count(src, "SELECT count(*) FROM public." + t)) {
+        return false;
+      }
+    }
+    for (const auto& t : kIdentityTables) {
+      if (TableChecksum(dst, "tenant_rawdog", t) != TableChecksum(src, "public", t)) return false;
+    }
+    return true;
+  };
+  bool ok = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  auto last_check = std::chrono::steady_clock::now();
+  ChildResult run = RunTenantsync({"-c", dir + "/c.yaml", "run"}, dir, {}, [&](pid_t pid) {
+    auto now = std::chrono::steady_clock::now();
+    if (ok || now - last_check < std::chrono::seconds(1)) return;
+    last_check = now;
+    if (Value(dst, "SELECT to_regclass('tenant_rawdog.orders_pkey')::text").empty()) return;
+    ok = converged();
+    if (ok || now > deadline) kill(pid, SIGTERM);
+  });
+  if (!ok) {
+    for (const auto& t : testing::RawdogTables()) {
+      std::cerr << t << ": target " << Count(dst, "SELECT count(*) FROM tenant_rawdog." + t)
+                << " source " << Count(src, "SELECT count(*) FROM public." + t) << "\n";
+    }
+    std::cerr << "progress: " << Value(dst, "SELECT string_agg(pipeline || ' ' || applied_lsn, ', ') "
+                                            "FROM _tenantsync.progress") << "\n";
+  }
+  ASSERT_TRUE(ok) << "target did not converge; run stdout:\n" << run.out << "\nstderr:\n" << run.err;
+  EXPECT_THAT(run.err, HasSubstr("resuming the snapshot"));
+  EXPECT_THAT(run.err, HasSubstr("foreign keys were added NOT VALID"));
+  // Caught up: the deferred foreign keys now validate.
+  {
+    Config c = MustParse(yaml);
+    auto state = MustOpenState(c);
+    Status st = ValidateDeferredForeignKeys(c, *state);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_FALSE(state->GetMeta(kMetaMixedSnapshots)->has_value());
+  }
+  ExpectForeignKeysValid(src, dst);
+  // Transformed tables too: equal to a fresh snapshot of the final source state.
+  const std::string ref_url = FreshTargetDb("snap_converge_ref");
+  Config ref = MustParse(RawdogYaml("convergeref", source_url, ref_url, dir + "/ref-state"));
+  {
+    auto state = MustOpenState(ref);
+    SnapshotOptions opts;
+    opts.progress = SnapshotOptions::Progress::kNone;
+    SnapshotResult result;
+    ASSERT_TRUE(RunSnapshot(ref, opts, *state, &result).ok());
+  }
+  PgConn refc = MustConnect(ref_url);
+  for (const auto& t : {"customers", "orders", "creators", "withdrawal_requests", "esign_documents"}) {
+    std::vector<std::string> except;
+    if (std::string(t) == "orders") except = {"migrated_at"};
+    EXPECT_EQ(TableChecksum(dst, "tenant_rawdog", t, except),
+              TableChecksum(refc, "tenant_rawdog", t, except))
+        << t;
+  }
+  DropSlot(src, "slot_converge");
+  DropSlot(src, "slot_convergeref");
 }
 
 TEST(Snapshot, DryRunPrintsPlanAndWritesNothing) {
