@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <utility>  // before Boost 1.74 Asio, which needs std::exchange in C++20
 #include <boost/asio.hpp>
@@ -306,6 +307,11 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   auto [rc_lag, lag_text] = Tenantsync("lag");
   EXPECT_EQ(rc_lag, 0);
   EXPECT_THAT(lag_text, HasSubstr("lag 0.0 s"));
+  // lag --watch refreshes every second until Ctrl-C, then exits 0.
+  auto [rc_watch, watch] = Shell("timeout --preserve-status -s INT 3.5 " + Binary() + " -c " + config_ + " lag --watch");
+  EXPECT_EQ(rc_watch, 0) << watch;
+  EXPECT_GE(std::count(watch.begin(), watch.end(), '\n'), 2) << watch;
+  EXPECT_THAT(watch, HasSubstr("rawdog  lag "));
   auto [rc_human, human] = Tenantsync("status");
   EXPECT_EQ(rc_human, 0);
   EXPECT_THAT(human, HasSubstr("phase"));
@@ -360,7 +366,8 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   EXPECT_FALSE(nlohmann::json::parse(lag.body).empty());
   for (const auto& [what, text] : std::vector<std::pair<std::string, std::string>>{
            {"metrics", metrics.body}, {"status", status.body}, {"page", dom},
-           {"status --json", idle_text}, {"status", human}, {"lag", lag_text}}) {
+           {"status --json", idle_text}, {"status", human}, {"lag", lag_text},
+           {"lag --watch", watch}, {"dead-letters", dead}}) {
     ExpectNoSecret(what, text);
   }
 
@@ -383,6 +390,10 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   EXPECT_EQ(runs[0]["outcome"], "ok");
   EXPECT_GT(runs[0]["finished_us"].get<int64_t>(), runs[0]["started_us"].get<int64_t>());
   ExpectNoSecret("history", hist);
+  auto [rc_hist_text, hist_text] = Tenantsync("history");
+  EXPECT_EQ(rc_hist_text, 0);
+  EXPECT_THAT(hist_text, HasSubstr(" run "));
+  ExpectNoSecret("history", hist_text);
 
   // The state directory is private.
   EXPECT_EQ(fs::status(dir_ / "state").permissions() & (fs::perms::group_all | fs::perms::others_all),
