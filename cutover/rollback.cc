@@ -170,9 +170,15 @@ Status Rollback(const Config& config, const RollbackOptions& options) {
     }
     std::fprintf(out, "dropped replication slot %s\n", config.source.slot.c_str());
   }
-  TS_RETURN_IF_ERROR_CTX(
-      source.Run("DROP PUBLICATION IF EXISTS " + QuoteIdent(config.source.publication)),
-      "dropping publication " + config.source.publication);
+  TS_ASSIGN_OR_RETURN(std::string pub,
+                      QueryText(source, "SELECT count(*) FROM pg_publication WHERE pubname = $1",
+                                {config.source.publication}));
+  if (pub != "0") {
+    TS_RETURN_IF_ERROR_CTX(
+        source.Run("DROP PUBLICATION IF EXISTS " + QuoteIdent(config.source.publication)),
+        "dropping publication " + config.source.publication);
+    std::fprintf(out, "dropped publication %s\n", config.source.publication.c_str());
+  }
 
   // Target: one transaction, so a failure leaves it as it was.
   TS_RETURN_IF_ERROR(target.Run("BEGIN"));

@@ -450,15 +450,17 @@ int Main(int argc, char** argv) {
   }
   // The audit trail: who ran what, when, and how it ended (ops/audit.h). A dry run changes
   // nothing and is not recorded.
-  if (!ops::IsAudited(chosen->name) || args.dry_run) return chosen->handler(*config, args);
+  // A confirmed rollback removes _tenantsync and the state directory, where the audit lives:
+  // recording it would create them again. It is not recorded; its output is the record.
+  const bool confirmed_rollback = std::string_view(chosen->name) == "rollback" && args.confirm;
+  if (!ops::IsAudited(chosen->name) || args.dry_run || confirmed_rollback) {
+    return chosen->handler(*config, args);
+  }
   ops::AuditRecord record = ops::BeginAudit(chosen->name, argc, argv);
   if (Status st = ops::WriteAudit(*config, record); !st.ok()) {
     spdlog::warn("audit: {}", st.ToString());
   }
   int rc = chosen->handler(*config, args);
-  // A confirmed rollback removed _tenantsync and the state directory: recording its end would
-  // create them again. Its start record went with them; its output is the record.
-  if (std::string_view(chosen->name) == "rollback" && args.confirm && rc == kExitOk) return rc;
   record.finished_us = NowMicros();
   record.exit_code = rc;
   record.outcome = rc == kExitOk ? "ok" : "failed";

@@ -198,7 +198,15 @@ class CutoverTest : public ::testing::Test {
     Status s = src.Exec(src_db_, "INSERT INTO cutover_marker DEFAULT VALUES");
     if (!s.ok()) return ::testing::AssertionFailure() << s.ToString();
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    auto next_marker = Clock::now() + std::chrono::seconds(2);
     while (Clock::now() < deadline) {
+      // A marker committed before the slot existed went with the snapshot, not the stream (and
+      // the progress row appears with the first streamed transaction): commit another now and
+      // then until one is applied.
+      if (Clock::now() > next_marker) {
+        src.Exec(src_db_, "INSERT INTO cutover_marker DEFAULT VALUES").IgnoreError();
+        next_marker = Clock::now() + std::chrono::seconds(2);
+      }
       auto v = testing::Clusters().target().QueryValue(
           tgt_db_, "SELECT applied_lsn >= '" + *before +
                        "'::pg_lsn FROM _tenantsync.progress WHERE pipeline = 'rawdog'");
@@ -276,7 +284,7 @@ class CutoverTest : public ::testing::Test {
     std::string qualified = QuoteQualified("tenant_rawdog", config_.TargetTable(table));
     auto rows = src->Exec("SELECT " + select + " FROM " + QuoteQualified("public", table));
     if (!rows.ok()) return rows.status().ToString();
-    Status s = tgt->Run("DROP TABLE IF EXISTS pg_temp.expected; CREATE TEMP TABLE expected AS "
+    Status s = tgt->Run("SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.expected; CREATE TEMP TABLE expected AS "
                         "SELECT " + target_cols + " FROM " + qualified + " WITH NO DATA");
     if (!s.ok()) return s.ToString();
     auto copy = tgt->Exec("COPY expected FROM STDIN");
@@ -362,8 +370,10 @@ TEST_F(CutoverTest, AfterTheWorkloadStopsTheCutoverIsGoAndSequencesContinue) {
   EXPECT_GE(report.marker_lsn, report.barrier_lsn);
   EXPECT_LT(report.barrier_seconds, 60);
   EXPECT_EQ(report.quiet_violations, 0);
-  // Every identity / serial column of the 14 tables (+ the marker table) was synced.
-  EXPECT_EQ(report.sequences.size(), 15u) << report.ToText();
+  // Every identity / serial column of the mapped tables (the marker table included) was synced.
+  EXPECT_EQ(static_cast<int64_t>(report.sequences.size()),
+            SourceInt("SELECT count(*) FROM pg_sequences WHERE schemaname = 'public'"))
+      << report.ToText();
   bool saw_validation = false;
   for (const auto& c : report.checks) {
     EXPECT_TRUE(c.ok) << c.name << " " << c.subject << ": " << c.details;
