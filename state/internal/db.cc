@@ -208,6 +208,33 @@ rocksdb::DBOptions MakeDbOptions(bool create) {
   return o;
 }
 
+// True when the database in `dir` holds only (some of) our column families and nothing in them:
+// a creation killed between RocksDB's CreateColumnFamily calls (the format marker is written only
+// once every column family exists). Opened read-only, so a foreign database is never changed.
+bool InterruptedCreation(const std::string& dir, const std::vector<std::string>& existing) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : existing) {
+    int cf = -1;
+    for (int c = 0; c < kNumCfs; ++c) cf = name == kCfNames[c] ? c : cf;
+    if (cf < 0) return false;
+    descriptors.emplace_back(name, CfOptions(cf));
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, descriptors, &handles, &raw).ok()) {
+    return false;
+  }
+  bool empty = true;
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), h));
+    it->SeekToFirst();
+    empty = empty && !it->Valid() && it->status().ok();
+  }
+  for (rocksdb::ColumnFamilyHandle* h : handles) raw->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  delete raw;
+  return empty;
+}
+
 }  // namespace
 
 Status FromRocks(const rocksdb::Status& s, const std::string& dir, std::string_view what) {
@@ -296,6 +323,11 @@ Status Db::OpenDb(bool fresh, bool read_only) {
     }
     for (int c = 1; c < kNumCfs; ++c) {
       if (std::find(existing.begin(), existing.end(), kCfNames[c]) == existing.end()) {
+        // A creation killed midway: finish it (CheckMarker then writes the marker).
+        if (!read_only && InterruptedCreation(dir_, existing)) {
+          db_options.create_missing_column_families = true;
+          break;
+        }
         return Corruption("state directory " + dir_ +
                           " holds a RocksDB database that tenantsync did not write (no column "
                           "family '" +
