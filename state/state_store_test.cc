@@ -140,6 +140,17 @@ TEST(StateStoreTest, CreationKilledBetweenColumnFamiliesIsFinished) {
   EXPECT_TRUE(again.ok()) << again.status().ToString();
 }
 
+// The same, killed before RocksDB wrote CURRENT.
+TEST(StateStoreTest, CreationKilledBeforeCurrentIsFinished) {
+  TempDir tmp;
+  for (const char* name : {"LOCK", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"}) {
+    std::ofstream(tmp.Sub(name)) << "";
+  }
+  auto s = StateStore::Open(Options(tmp.path()));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(tmp.Sub("CURRENT")));
+}
+
 TEST(StateStoreTest, MissingFormatMarkerWithDataIsRefused) {
   TempDir tmp;
   {

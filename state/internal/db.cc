@@ -104,6 +104,13 @@ std::vector<std::string> ForeignEntries(const std::string& dir) {
     if (name == kPidFileName || name == "LOG" || name == "LOG.old" || name == "lost+found") {
       continue;
     }
+    // What RocksDB writes before CURRENT when it creates a database: left by a creation killed
+    // midway (kill -9 in tests/faults_test.cc), and rewritten by the next creation.
+    if (!fs::exists(dir + "/CURRENT", ec) &&
+        (name == "LOCK" || name == "IDENTITY" || name.rfind("MANIFEST-", 0) == 0 ||
+         (name.size() > 6 && name.compare(name.size() - 6, 6, ".dbtmp") == 0))) {
+      continue;
+    }
     names.push_back(name);
   }
   std::sort(names.begin(), names.end());
