@@ -11,6 +11,8 @@
 // spaces, upper case and unicode, through `run` (snapshot and stream) end to end.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -25,9 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
@@ -130,13 +129,20 @@ class BadInputTest : public ::testing::Test {
   // A config from source and target URLs; `extra` is appended (more keys, tables).
   std::string PipelineConfig(const std::string& source_url, const std::string& target_url,
                              const std::string& slot, const std::string& extra = "") {
-    return WriteConfig("pipeline: bad\n"
-                       "source: {url: \"" + source_url + "\", slot: " + slot +
-                       ", publication: " + slot + "}\n"
-                       "target: {url: \"" + target_url + "\", schema: tenant_bad}\n"
-                       "tenant: {slug: bad}\n"
-                       "state_dir: " + dir_ + "/state\n"
-                       "ops: {listen: \"127.0.0.1:0\"}\n" + extra);
+    return WriteConfig(
+        "pipeline: bad\n"
+        "source: {url: \"" +
+        source_url + "\", slot: " + slot + ", publication: " + slot +
+        "}\n"
+        "target: {url: \"" +
+        target_url +
+        "\", schema: tenant_bad}\n"
+        "tenant: {slug: bad}\n"
+        "state_dir: " +
+        dir_ +
+        "/state\n"
+        "ops: {listen: \"127.0.0.1:0\"}\n" +
+        extra);
   }
 
   // A fresh source database with one keyed table, and a fresh target database.
@@ -144,18 +150,21 @@ class BadInputTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(src_db_, Clusters().source().CreateDatabase("bad_src"));
     ASSERT_OK_AND_ASSIGN(tgt_db_, Clusters().target().CreateDatabase("bad_tgt"));
     ASSERT_OK(Clusters().source().Exec(
-        src_db_, "CREATE TABLE items (id bigint PRIMARY KEY, name text); "
-                 "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g"));
+        src_db_,
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text); "
+        "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g"));
   }
 
   std::string dir_, src_db_, tgt_db_;
 };
 
-// --- config problems: exit 2, one line naming the file and the key --------------------------------
+// --- config problems: exit 2, one line naming the file and the key
+// --------------------------------
 
 TEST_F(BadInputTest, InvalidYamlNamesFileAndLine) {
-  std::string path = WriteConfig("pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\"\n"
-                                 "  slot: [\n");
+  std::string path = WriteConfig(
+      "pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\"\n"
+      "  slot: [\n");
   RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("bad.yaml"), HasSubstr("line 3"), HasSubstr("invalid YAML")));
@@ -174,9 +183,10 @@ TEST_F(BadInputTest, UnknownKeyIsNamedWithTheKeysExpected) {
   EXPECT_EQ(LinesStartingWith(r.err, "").size(), 1u) << r.err;
 
   // Deeper in the tree too: a column rule with a typo.
-  path = WriteConfig("pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\"}\n"
-                     "target: {url: \"postgresql://x@127.0.0.1/y\"}\ntenant: {slug: bad}\n"
-                     "tables:\n  orders:\n    columns:\n      total: {encrypt: true, tpye: text}\n");
+  path = WriteConfig(
+      "pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\"}\n"
+      "target: {url: \"postgresql://x@127.0.0.1/y\"}\ntenant: {slug: bad}\n"
+      "tables:\n  orders:\n    columns:\n      total: {encrypt: true, tpye: text}\n");
   r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("tables.orders.columns.total"), HasSubstr("'tpye'")));
@@ -195,7 +205,8 @@ TEST_F(BadInputTest, UnsetVariableIsNamed) {
   EXPECT_FALSE(fs::exists(dir_ + "/state")) << "a bad config must touch nothing";
 }
 
-// --- server problems: exit 1 ------------------------------------------------------------------------
+// --- server problems: exit 1
+// ------------------------------------------------------------------------
 
 TEST_F(BadInputTest, UnreachableServerIsNamedMasked) {
   // A port nothing listens on (a fresh listener's port, closed again).
@@ -235,11 +246,12 @@ TEST_F(BadInputTest, WrongPasswordIsRefusedAndNeverEchoed) {
   // harness's trust lines, then a reload.
   PgCluster& source = Clusters().source();
   MakeDatabases();
-  ASSERT_OK(source.Exec("postgres",
-                        "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pwuser') "
-                        "THEN CREATE ROLE pwuser LOGIN REPLICATION; END IF; END$$; "
-                        "SET password_encryption = 'scram-sha-256'; "
-                        "ALTER ROLE pwuser PASSWORD 'Right-Pw-1234'"));
+  ASSERT_OK(
+      source.Exec("postgres",
+                  "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pwuser') "
+                  "THEN CREATE ROLE pwuser LOGIN REPLICATION; END IF; END$$; "
+                  "SET password_encryption = 'scram-sha-256'; "
+                  "ALTER ROLE pwuser PASSWORD 'Right-Pw-1234'"));
   ASSERT_OK(source.Exec(src_db_, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO pwuser"));
   std::string hba_path = source.data_dir() + "/pg_hba.conf";
   std::string hba = ReadAll(hba_path);
@@ -292,7 +304,8 @@ TEST_F(BadInputTest, SourceWithoutLogicalWalLevel) {
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_THAT(lines[0], AllOf(HasSubstr("wal_level is 'replica'"), HasSubstr("logical")));
   // check is read-only: no slot was made.
-  ASSERT_OK_AND_ASSIGN(int64_t slots, replica->QueryInt(db, "SELECT count(*) FROM pg_replication_slots"));
+  ASSERT_OK_AND_ASSIGN(int64_t slots,
+                       replica->QueryInt(db, "SELECT count(*) FROM pg_replication_slots"));
   EXPECT_EQ(slots, 0);
 
   // snapshot refuses too, before creating anything.
@@ -304,11 +317,13 @@ TEST_F(BadInputTest, SourceWithoutLogicalWalLevel) {
 TEST_F(BadInputTest, RoleWithoutReplication) {
   MakeDatabases();
   PgCluster& source = Clusters().source();
-  ASSERT_OK(source.Exec("postgres",
-                        "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'norepl') "
-                        "THEN CREATE ROLE norepl LOGIN NOREPLICATION; END IF; END$$"));
+  ASSERT_OK(
+      source.Exec("postgres",
+                  "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'norepl') "
+                  "THEN CREATE ROLE norepl LOGIN NOREPLICATION; END IF; END$$"));
   ASSERT_OK(source.Exec(src_db_, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO norepl"));
-  std::string url = "postgresql://norepl@127.0.0.1:" + std::to_string(source.port()) + "/" + src_db_;
+  std::string url =
+      "postgresql://norepl@127.0.0.1:" + std::to_string(source.port()) + "/" + src_db_;
   std::string path = PipelineConfig(url, Clusters().target().Url(tgt_db_), "bad_norepl");
   RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -320,18 +335,19 @@ TEST_F(BadInputTest, RoleWithoutReplication) {
 
 TEST_F(BadInputTest, TableWithoutKey) {
   MakeDatabases();
-  ASSERT_OK(Clusters().source().Exec(
-      src_db_, "CREATE TABLE \"Keyless Log\" (at timestamptz, line text); "
-               "INSERT INTO \"Keyless Log\" VALUES (now(), 'a'), (now(), 'a')"));
+  ASSERT_OK(
+      Clusters().source().Exec(src_db_,
+                               "CREATE TABLE \"Keyless Log\" (at timestamptz, line text); "
+                               "INSERT INTO \"Keyless Log\" VALUES (now(), 'a'), (now(), 'a')"));
   std::string path = PipelineConfig(Clusters().source().Url(src_db_),
                                     Clusters().target().Url(tgt_db_), "bad_nokey");
   RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: table");
   ASSERT_EQ(lines.size(), 1u) << r.err;
-  EXPECT_THAT(lines[0], AllOf(HasSubstr("public.Keyless Log"), HasSubstr("no primary key"),
-                              HasSubstr("REPLICA IDENTITY FULL"),
-                              HasSubstr("\"public\".\"Keyless Log\"")));
+  EXPECT_THAT(lines[0],
+              AllOf(HasSubstr("public.Keyless Log"), HasSubstr("no primary key"),
+                    HasSubstr("REPLICA IDENTITY FULL"), HasSubstr("\"public\".\"Keyless Log\"")));
   // The keyed table is not reported.
   EXPECT_THAT(r.err, Not(HasSubstr("public.items")));
 
@@ -358,17 +374,19 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
     dup2(fd, 1);
     dup2(fd, 2);
     std::string bin = "/usr/lib/postgresql/15/bin/pg_recvlogical";
-    if (const char* pg_bin = std::getenv("TENANTSYNC_PG_BIN")) bin = std::string(pg_bin) + "/pg_recvlogical";
-    std::string dbname = "host=127.0.0.1 port=" + std::to_string(source.port()) +
-                         " user=postgres dbname=" + src_db_;
-    execl(bin.c_str(), bin.c_str(), "-d", dbname.c_str(), "--slot", slot.c_str(), "--start",
-          "-o", "proto_version=1", "-o", ("publication_names=" + slot).c_str(), "-f", "/dev/null",
+    if (const char* pg_bin = std::getenv("TENANTSYNC_PG_BIN"))
+      bin = std::string(pg_bin) + "/pg_recvlogical";
+    std::string dbname =
+        "host=127.0.0.1 port=" + std::to_string(source.port()) + " user=postgres dbname=" + src_db_;
+    execl(bin.c_str(), bin.c_str(), "-d", dbname.c_str(), "--slot", slot.c_str(), "--start", "-o",
+          "proto_version=1", "-o", ("publication_names=" + slot).c_str(), "-f", "/dev/null",
           static_cast<char*>(nullptr));
     _exit(127);
   }
   bool active = false;
   for (auto deadline = Clock::now() + std::chrono::seconds(60); Clock::now() < deadline;) {
-    auto v = source.QueryValue(src_db_, "SELECT active FROM pg_replication_slots WHERE slot_name = '" + slot + "'");
+    auto v = source.QueryValue(
+        src_db_, "SELECT active FROM pg_replication_slots WHERE slot_name = '" + slot + "'");
     if (v.ok() && *v == "t") {
       active = true;
       break;
@@ -381,8 +399,10 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
   };
   if (!active) stop_holder();
   ASSERT_TRUE(active) << ReadAll(recv_log);
-  ASSERT_OK_AND_ASSIGN(std::string pid, source.QueryValue(src_db_,
-      "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '" + slot + "'"));
+  ASSERT_OK_AND_ASSIGN(
+      std::string pid,
+      source.QueryValue(
+          src_db_, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '" + slot + "'"));
 
   // check names the slot and the process.
   RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
@@ -403,13 +423,16 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
   source.Exec(src_db_, "SELECT pg_drop_replication_slot('" + slot + "')").IgnoreError();
 }
 
-// --- identifiers that need quoting everywhere --------------------------------------------------------
+// --- identifiers that need quoting everywhere
+// --------------------------------------------------------
 
 // The rows of `table` (schema-qualified, quoted) as one text, ordered by id.
 std::string RowsText(PgCluster& cluster, const std::string& db, const std::string& table) {
   auto v = cluster.QueryValue(
-      db, "SELECT coalesce(string_agg(format('%s|%s|%s|%s', id, \"Mixed Case \"\"Col\"\" ü\", "
-          "\"UPPER\", \"naïve; DROP\"), E'\\n' ORDER BY id), '') FROM " + table);
+      db,
+      "SELECT coalesce(string_agg(format('%s|%s|%s|%s', id, \"Mixed Case \"\"Col\"\" ü\", "
+      "\"UPPER\", \"naïve; DROP\"), E'\\n' ORDER BY id), '') FROM " +
+          table);
   return v.ok() ? *v : "error: " + v.status().ToString();
 }
 
@@ -418,11 +441,15 @@ TEST_F(BadInputTest, QuotedSpacedUpperCaseUnicodeIdentifiersEndToEnd) {
   PgCluster& source = Clusters().source();
   PgCluster& target = Clusters().target();
   const std::string kTable = "\"Odd \"\"Tåble\"\" 名前\"";
-  ASSERT_OK(source.Exec(src_db_,
-      "CREATE TABLE " + kTable + " (id bigint PRIMARY KEY, \"Mixed Case \"\"Col\"\" ü\" text, "
-      "\"UPPER\" int, \"naïve; DROP\" text); "
-      "INSERT INTO " + kTable + " SELECT g, 'wert ' || g || ' \"q\" ''s''', g * 10, "
-      "CASE WHEN g % 3 = 0 THEN NULL ELSE 'ü' || g END FROM generate_series(1, 50) g"));
+  ASSERT_OK(source.Exec(
+      src_db_,
+      "CREATE TABLE " + kTable +
+          " (id bigint PRIMARY KEY, \"Mixed Case \"\"Col\"\" ü\" text, "
+          "\"UPPER\" int, \"naïve; DROP\" text); "
+          "INSERT INTO " +
+          kTable +
+          " SELECT g, 'wert ' || g || ' \"q\" ''s''', g * 10, "
+          "CASE WHEN g % 3 = 0 THEN NULL ELSE 'ü' || g END FROM generate_series(1, 50) g"));
   const std::string slot = "bad_ident_" + src_db_;
   std::string path = PipelineConfig(source.Url(src_db_), target.Url(tgt_db_), slot);
   std::string log = dir_ + "/run.log";
@@ -448,19 +475,27 @@ TEST_F(BadInputTest, QuotedSpacedUpperCaseUnicodeIdentifiersEndToEnd) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
     }
-    return ::testing::AssertionFailure() << what << ": target\n" << got << "\nwant\n" << want
-                                         << "\nlog: " << ReadAll(log);
+    return ::testing::AssertionFailure() << what << ": target\n"
+                                         << got << "\nwant\n"
+                                         << want << "\nlog: " << ReadAll(log);
   };
   EXPECT_TRUE(wait_equal("snapshot"));
   // Streamed changes: insert, update of every column, delete.
-  ASSERT_OK(source.Exec(src_db_,
-      "INSERT INTO " + kTable + " VALUES (1000, 'neu \"x\" ''y'' 名', -1, 'ß'); "
-      "UPDATE " + kTable + " SET \"Mixed Case \"\"Col\"\" ü\" = 'geändert', \"UPPER\" = 7, "
-      "\"naïve; DROP\" = NULL WHERE id % 5 = 0; "
-      "DELETE FROM " + kTable + " WHERE id IN (2, 3, 1000); "
-      "INSERT INTO " + kTable + " VALUES (1001, NULL, NULL, 'last')"));
+  ASSERT_OK(
+      source.Exec(src_db_, "INSERT INTO " + kTable +
+                               " VALUES (1000, 'neu \"x\" ''y'' 名', -1, 'ß'); "
+                               "UPDATE " +
+                               kTable +
+                               " SET \"Mixed Case \"\"Col\"\" ü\" = 'geändert', \"UPPER\" = 7, "
+                               "\"naïve; DROP\" = NULL WHERE id % 5 = 0; "
+                               "DELETE FROM " +
+                               kTable +
+                               " WHERE id IN (2, 3, 1000); "
+                               "INSERT INTO " +
+                               kTable + " VALUES (1001, NULL, NULL, 'last')"));
   EXPECT_TRUE(wait_equal("stream"));
-  ASSERT_OK_AND_ASSIGN(int64_t rows, target.QueryInt(tgt_db_, "SELECT count(*) FROM " + target_table));
+  ASSERT_OK_AND_ASSIGN(int64_t rows,
+                       target.QueryInt(tgt_db_, "SELECT count(*) FROM " + target_table));
   EXPECT_EQ(rows, 49);  // 50 - 2 deleted + 1001 (1000 inserted, then deleted)
   if (run > 0) {
     kill(run, SIGINT);

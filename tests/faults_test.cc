@@ -116,8 +116,11 @@ class FaultsTest : public ::testing::Test {
     tgt_db_ = *tgt;
     ASSERT_TRUE(testing::LoadRawdog(SourceUrl(), 1).ok());
     // The catch-up marker: a change committed after everything else the test wrote.
-    ASSERT_TRUE(env.source().Exec(src_db_, "CREATE TABLE e2e_marker (id serial PRIMARY KEY, "
-                                           "at timestamptz DEFAULT now())").ok());
+    ASSERT_TRUE(env.source()
+                    .Exec(src_db_,
+                          "CREATE TABLE e2e_marker (id serial PRIMARY KEY, "
+                          "at timestamptz DEFAULT now())")
+                    .ok());
     char tmpl[] = "/tmp/tenantsync-faults-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -126,8 +129,11 @@ class FaultsTest : public ::testing::Test {
   void TearDown() override {
     bridge_.reset();
     auto& src = testing::Clusters().source();
-    src.Exec(src_db_, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                      "WHERE slot_name = '" + slot_ + "'").IgnoreError();
+    src.Exec(src_db_,
+             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+             "WHERE slot_name = '" +
+                 slot_ + "'")
+        .IgnoreError();
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
@@ -217,9 +223,8 @@ class FaultsTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    return ::testing::AssertionFailure() << "not caught up with " << *before << " after "
-                                         << seconds << " s (" << last << "): "
-                                         << bridge_->LogTail();
+    return ::testing::AssertionFailure() << "not caught up with " << *before << " after " << seconds
+                                         << " s (" << last << "): " << bridge_->LogTail();
   }
 
   // Every table: the transformed source rows and the target rows are equal as multisets of full
@@ -253,27 +258,29 @@ class FaultsTest : public ::testing::Test {
     std::vector<SourceColumn> source_columns;
     std::string select;
     for (int i = 0; i < cols->rows(); ++i) {
-      source_columns.push_back({std::string(cols->Get(i, 0)), std::string(cols->Get(i, 1)),
-                                cols->Get(i, 2) == "t"});
+      source_columns.push_back(
+          {std::string(cols->Get(i, 0)), std::string(cols->Get(i, 1)), cols->Get(i, 2) == "t"});
       select += (i ? ", " : "") + QuoteIdent(cols->Get(i, 0));
     }
-    auto transform = TableTransform::Build(table, config_.FindTable(table), source_columns,
-                                           &*cipher_);
+    auto transform =
+        TableTransform::Build(table, config_.FindTable(table), source_columns, &*cipher_);
     if (!transform.ok()) return transform.status().ToString();
     std::vector<int> compared;  // target columns fed by the source (`value: now` is not compared)
     std::string target_cols;
     for (size_t i = 0; i < transform->target_columns().size(); ++i) {
       if (transform->target_columns()[i].source_index < 0) continue;
       compared.push_back(static_cast<int>(i));
-      target_cols += (target_cols.empty() ? "" : ", ") +
-                     QuoteIdent(transform->target_columns()[i].name);
+      target_cols +=
+          (target_cols.empty() ? "" : ", ") + QuoteIdent(transform->target_columns()[i].name);
     }
     std::string qualified = QuoteQualified("tenant_rawdog", config_.TargetTable(table));
     auto rows = src->Exec("SELECT " + select + " FROM " + QuoteQualified("public", table));
     if (!rows.ok()) return rows.status().ToString();
-    Status s = tgt->Run("SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.expected; "
-                        "CREATE TEMP TABLE expected AS "
-                        "SELECT " + target_cols + " FROM " + qualified + " WITH NO DATA");
+    Status s = tgt->Run(
+        "SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.expected; "
+        "CREATE TEMP TABLE expected AS "
+        "SELECT " +
+        target_cols + " FROM " + qualified + " WITH NO DATA");
     if (!s.ok()) return s.ToString();
     auto copy = tgt->Exec("COPY expected FROM STDIN");
     if (!copy.ok()) return copy.status().ToString();
@@ -283,7 +290,8 @@ class FaultsTest : public ::testing::Test {
     for (int r = 0; r < rows->rows(); ++r) {
       Tuple in, out;
       for (int c = 0; c < rows->columns(); ++c) {
-        in.push_back(rows->IsNull(r, c) ? Datum::Null() : Datum::Text(std::string(rows->Get(r, c))));
+        in.push_back(rows->IsNull(r, c) ? Datum::Null()
+                                        : Datum::Text(std::string(rows->Get(r, c))));
       }
       Status ts = transform->Apply(in, &out, ctx);
       if (!ts.ok()) return "transform: " + ts.ToString();
@@ -316,8 +324,10 @@ class FaultsTest : public ::testing::Test {
 
   std::string SlotConfirmed() {
     auto v = testing::Clusters().source().QueryValue(
-        src_db_, "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots "
-                 "WHERE slot_name = '" + slot_ + "'");
+        src_db_,
+        "SELECT coalesce(confirmed_flush_lsn::text, '0/0') FROM pg_replication_slots "
+        "WHERE slot_name = '" +
+            slot_ + "'");
     return v.ok() ? *v : "0/0";
   }
 
@@ -326,7 +336,6 @@ class FaultsTest : public ::testing::Test {
   std::optional<Cipher> cipher_;
   std::unique_ptr<Bridge> bridge_;
 };
-
 
 TEST_F(FaultsTest, KillNineAndImmediateRestartsUnderWorkloadLoseNothing) {
   WriteConfig("pgoutput");
@@ -392,11 +401,10 @@ TEST_F(FaultsTest, KillNineAndImmediateRestartsUnderWorkloadLoseNothing) {
   auto diffs = CompareAll();
   std::cout << "faults: seed " << seed << ", " << kills + target_restarts + source_restarts
             << " injected and survived (" << kills << " kill -9, " << target_restarts
-            << " target and " << source_restarts << " source immediate restarts), "
-            << bridge_starts << " bridge starts (" << exits_after_restart
-            << " after a server restart), " << committed << " workload transactions, "
-            << rows_compared_ << " rows compared, " << diffs.size() << " tables with differences"
-            << std::endl;
+            << " target and " << source_restarts << " source immediate restarts), " << bridge_starts
+            << " bridge starts (" << exits_after_restart << " after a server restart), "
+            << committed << " workload transactions, " << rows_compared_ << " rows compared, "
+            << diffs.size() << " tables with differences" << std::endl;
   EXPECT_THAT(diffs, ::testing::IsEmpty()) << bridge_->LogTail();
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
 }

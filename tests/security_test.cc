@@ -7,6 +7,8 @@
 // from 127.0.0.1 (hostssl), so a command that succeeds must have used TLS; `check` and `snapshot`
 // with sslmode=verify-full then work, and a root certificate from another CA fails clearly.
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -24,9 +26,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
@@ -136,7 +135,8 @@ class SecurityTest : public ::testing::Test {
     ASSERT_OK(Clusters().source().Exec(
         src_db_,
         "CREATE TABLE accounts (id bigint PRIMARY KEY, email text, amount text); "
-        "INSERT INTO accounts SELECT g, 'user' || g || '-" + std::string(kPlainMail) +
+        "INSERT INTO accounts SELECT g, 'user' || g || '-" +
+            std::string(kPlainMail) +
             "@example.com', (g * 100)::text FROM generate_series(1, 200) g; "
             // One row whose amount does not cast: a dead letter.
             "UPDATE accounts SET amount = 'not-a-number' WHERE id = 7"));
@@ -148,8 +148,8 @@ class SecurityTest : public ::testing::Test {
   // postgresql://USER[:PASSWORD]@HOST:PORT/DB[?QUERY]
   static std::string Url(const PgCluster& c, const std::string& db, const std::string& host,
                          const std::string& password, const std::string& query = "") {
-    return "postgresql://postgres" + (password.empty() ? "" : ":" + password) + "@" + host +
-           ":" + std::to_string(c.port()) + "/" + db + (query.empty() ? "" : "?" + query);
+    return "postgresql://postgres" + (password.empty() ? "" : ":" + password) + "@" + host + ":" +
+           std::to_string(c.port()) + "/" + db + (query.empty() ? "" : "?" + query);
   }
 
   // A pipeline config; `source_url`/`target_url` are written as they are (they may be ${VAR}).
@@ -178,15 +178,20 @@ class SecurityTest : public ::testing::Test {
   }
 
   void DropSlot(const std::string& slot) {
-    Clusters().source().Exec(src_db_, "SELECT pg_drop_replication_slot(slot_name) FROM "
-                                      "pg_replication_slots WHERE slot_name = '" + slot + "'")
+    Clusters()
+        .source()
+        .Exec(src_db_,
+              "SELECT pg_drop_replication_slot(slot_name) FROM "
+              "pg_replication_slots WHERE slot_name = '" +
+                  slot + "'")
         .IgnoreError();
   }
 
   std::string dir_, src_db_, tgt_db_;
 };
 
-// --- TLS ------------------------------------------------------------------------------------------
+// --- TLS
+// ------------------------------------------------------------------------------------------
 
 // Turns on TLS in `cluster` with the given certificate and key and allows only TLS from TCP.
 Status EnableTls(PgCluster& cluster, const std::string& crt, const std::string& key) {
@@ -198,8 +203,8 @@ Status EnableTls(PgCluster& cluster, const std::string& crt, const std::string& 
   // The server refuses a key readable by others; as root the files must belong to postgres.
   chmod((data + "/tls-server.key").c_str(), 0600);
   if (getuid() == 0) {
-    auto [rc, out] = Shell("chown postgres:postgres " + data + "/tls-server.crt " + data +
-                           "/tls-server.key");
+    auto [rc, out] =
+        Shell("chown postgres:postgres " + data + "/tls-server.crt " + data + "/tls-server.key");
     if (rc != 0) return Status(StatusCode::kFatal, "chown: " + out);
   }
   std::ofstream(data + "/pg_hba.conf", std::ios::trunc)
@@ -208,16 +213,16 @@ Status EnableTls(PgCluster& cluster, const std::string& crt, const std::string& 
       << "hostssl all all 127.0.0.1/32 trust\n"
       << "local replication all trust\n"
       << "hostssl replication all 127.0.0.1/32 trust\n";
-  for (const char* sql : {"ALTER SYSTEM SET ssl = on",
-                          "ALTER SYSTEM SET ssl_cert_file = 'tls-server.crt'",
-                          "ALTER SYSTEM SET ssl_key_file = 'tls-server.key'"}) {
+  for (const char* sql :
+       {"ALTER SYSTEM SET ssl = on", "ALTER SYSTEM SET ssl_cert_file = 'tls-server.crt'",
+        "ALTER SYSTEM SET ssl_key_file = 'tls-server.key'"}) {
     TS_RETURN_IF_ERROR(cluster.Exec("postgres", sql));  // one by one: not in a transaction
   }
   TS_RETURN_IF_ERROR(cluster.Exec("postgres", "SELECT pg_reload_conf()"));
   // A reload is asynchronous: wait until a new connection is encrypted.
   for (int i = 0; i < 100; ++i) {
-    auto v = cluster.QueryValue("postgres",
-                                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+    auto v =
+        cluster.QueryValue("postgres", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
     if (v.ok() && *v == "t") return Status::Ok();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -228,14 +233,17 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
   const std::string tls = dir_ + "/tls";
   fs::create_directories(tls);
   const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-  for (const std::string& cmd : {
-           "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -days 2 -subj '/CN=tenantsync test CA'",
-           "openssl req " + ec + " -keyout server.key -out server.csr -subj '/CN=localhost'",
-           std::string("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
-                       "extendedKeyUsage=serverAuth\\n' > ext.cnf"),
-           std::string("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                       "-out server.crt -days 2 -extfile ext.cnf"),
-           "openssl req -x509 " + ec + " -keyout other.key -out other-ca.pem -days 2 -subj '/CN=some other CA'"}) {
+  for (const std::string& cmd :
+       {"openssl req -x509 " + ec +
+            " -keyout ca.key -out ca.pem -days 2 -subj '/CN=tenantsync test CA'",
+        "openssl req " + ec + " -keyout server.key -out server.csr -subj '/CN=localhost'",
+        std::string(
+            "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+            "extendedKeyUsage=serverAuth\\n' > ext.cnf"),
+        std::string("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                    "-out server.crt -days 2 -extfile ext.cnf"),
+        "openssl req -x509 " + ec +
+            " -keyout other.key -out other-ca.pem -days 2 -subj '/CN=some other CA'"}) {
     auto [rc, out] = Shell("cd " + tls + " && " + cmd);
     ASSERT_EQ(rc, 0) << cmd << "\n" << out;
   }
@@ -245,10 +253,10 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
   // verify-full by host name (source) and by IP address (target): both in the certificate.
   const std::string verify = "sslmode=verify-full&sslrootcert=" + tls + "/ca.pem";
   const std::string slot = "sec_tls_" + src_db_;
-  std::string good = WriteConfig(
-      "tls.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, verify),
-      Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, verify),
-      "{key: \"${TS_KEY}\"}", slot);
+  std::string good =
+      WriteConfig("tls.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, verify),
+                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, verify),
+                  "{key: \"${TS_KEY}\"}", slot);
   RunResult r = RunTenantsync({"-c", good, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("servers OK"));
@@ -265,18 +273,20 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
 
   // A root certificate from another CA: one line per server naming the verification failure.
   const std::string wrong = "sslmode=verify-full&sslrootcert=" + tls + "/other-ca.pem";
-  std::string bad = WriteConfig(
-      "wrong-ca.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, wrong),
-      Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, wrong),
-      "{key: \"${TS_KEY}\"}", "sec_wrongca");
+  std::string bad =
+      WriteConfig("wrong-ca.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, wrong),
+                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, wrong),
+                  "{key: \"${TS_KEY}\"}", "sec_wrongca");
   r = RunTenantsync({"-c", bad, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto source_lines = LinesStartingWith(r.err, "check: source:");
   auto target_lines = LinesStartingWith(r.err, "check: target:");
   ASSERT_EQ(source_lines.size(), 1u) << r.err;
   ASSERT_EQ(target_lines.size(), 1u) << r.err;
-  EXPECT_THAT(source_lines[0], AllOf(HasSubstr("cannot connect"), HasSubstr("certificate verify failed")));
-  EXPECT_THAT(target_lines[0], AllOf(HasSubstr("cannot connect"), HasSubstr("certificate verify failed")));
+  EXPECT_THAT(source_lines[0],
+              AllOf(HasSubstr("cannot connect"), HasSubstr("certificate verify failed")));
+  EXPECT_THAT(target_lines[0],
+              AllOf(HasSubstr("cannot connect"), HasSubstr("certificate verify failed")));
   EXPECT_THAT(r.out + r.err, AllOf(Not(HasSubstr(kPassword)), Not(HasSubstr(kTargetPassword))));
   r = RunTenantsync({"-c", bad, "snapshot"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -293,7 +303,7 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
   auto mismatch_lines = LinesStartingWith(r.err, "check: source:");
   ASSERT_EQ(mismatch_lines.size(), 1u) << r.err;
   EXPECT_THAT(mismatch_lines[0], AllOf(HasSubstr("cannot connect"),
-                                      HasSubstr("does not match host name \"wrong.example\"")));
+                                       HasSubstr("does not match host name \"wrong.example\"")));
 }
 
 // --- the encryption key file ---------------------------------------------------------------------
@@ -328,14 +338,15 @@ TEST_F(SecurityTest, WorldReadableKeyFileIsRefused) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 }
 
-// --- no plaintext secret anywhere -----------------------------------------------------------------
+// --- no plaintext secret anywhere
+// -----------------------------------------------------------------
 
 TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTarget) {
   const std::string slot = "sec_leak_" + src_db_;
-  std::string path = WriteConfig(
-      "leak.yaml", Url(Clusters().source(), src_db_, "127.0.0.1", kPassword),
-      Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword), "{key: \"${TS_KEY}\"}",
-      slot);
+  std::string path =
+      WriteConfig("leak.yaml", Url(Clusters().source(), src_db_, "127.0.0.1", kPassword),
+                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword),
+                  "{key: \"${TS_KEY}\"}", slot);
   std::vector<std::pair<std::string, std::string>> outputs;  // what, text
   auto record = [&](const std::string& what, const RunResult& r) {
     outputs.emplace_back(what + " (stdout)", r.out);
@@ -353,7 +364,8 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     record(std::string("check --log-format ") + format, r);
     if (std::string(format) == "json") {
-      r = RunTenantsync(cmd({"snapshot", "--report", report}), dir_, Env(), std::chrono::seconds(300));
+      r = RunTenantsync(cmd({"snapshot", "--report", report}), dir_, Env(),
+                        std::chrono::seconds(300));
       EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
       record("snapshot", r);
       outputs.emplace_back("snapshot report", ReadAll(report));
@@ -378,8 +390,10 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
                        "@example.com', '5'), (1002, 'bad-" + std::string(kPlainMail) +
                        "@example.com', 'garbage')"));
       bool applied = false;
-      for (auto deadline = Clock::now() + std::chrono::seconds(120); Clock::now() < deadline && !applied;) {
-        auto v = Clusters().target().QueryValue(tgt_db_, "SELECT count(*) FROM tenant_sec.accounts WHERE id = 1001");
+      for (auto deadline = Clock::now() + std::chrono::seconds(120);
+           Clock::now() < deadline && !applied;) {
+        auto v = Clusters().target().QueryValue(
+            tgt_db_, "SELECT count(*) FROM tenant_sec.accounts WHERE id = 1001");
         applied = v.ok() && *v == "1";
         if (!applied) std::this_thread::sleep_for(std::chrono::milliseconds(300));
       }
@@ -407,11 +421,13 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
   }
   // The target: the encrypted column holds ciphertext and nothing in the database (tenant
   // schema, organizations, _tenantsync's progress, history and audit) holds a plaintext secret.
-  ASSERT_OK_AND_ASSIGN(std::string sample, Clusters().target().QueryValue(
-                                               tgt_db_, "SELECT email FROM tenant_sec.accounts WHERE id = 1"));
+  ASSERT_OK_AND_ASSIGN(std::string sample,
+                       Clusters().target().QueryValue(
+                           tgt_db_, "SELECT email FROM tenant_sec.accounts WHERE id = 1"));
   EXPECT_THAT(sample, HasSubstr("tsenc1:"));
-  auto [dump_rc, dump] = Shell("pg_dump --data-only -h 127.0.0.1 -p " +
-                               std::to_string(Clusters().target().port()) + " -U postgres " + tgt_db_);
+  auto [dump_rc, dump] =
+      Shell("pg_dump --data-only -h 127.0.0.1 -p " + std::to_string(Clusters().target().port()) +
+            " -U postgres " + tgt_db_);
   EXPECT_EQ(dump_rc, 0) << dump.substr(0, 500);
   EXPECT_THAT(dump, HasSubstr("tsenc1:"));
   outputs.emplace_back("pg_dump of the target", dump);

@@ -237,7 +237,9 @@ bool InterruptedCreation(const std::string& dir, const std::vector<std::string>&
     it->SeekToFirst();
     empty = empty && !it->Valid() && it->status().ok();
   }
-  for (rocksdb::ColumnFamilyHandle* h : handles) raw->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  for (rocksdb::ColumnFamilyHandle* h : handles) {
+    raw->DestroyColumnFamilyHandle(h).PermitUncheckedError();  // read-only handles: nothing lost
+  }
   delete raw;
   return empty;
 }
