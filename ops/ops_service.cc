@@ -1,5 +1,6 @@
 #include "ops/ops_service.h"
 
+#include "ops/audit.h"
 #include "ops/metrics.h"
 
 namespace tenantsync::ops {
@@ -52,6 +53,31 @@ StatusReport OpsService::Latest() const {
   return latest_;
 }
 
+// /history: the audit trail (newest first, without the reports); /history/<id>: one run's JSON
+// report. Read from the target's _tenantsync.runs on each request (rare, and never on the
+// replication path).
+HttpResponse OpsService::History(const std::string& path) const {
+  auto records = ReadHistory(config_, 50);
+  if (!records.ok()) {
+    return {503, "text/plain; charset=utf-8", records.status().ToString() + "\n"};
+  }
+  if (path == "/history") {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& r : *records) {
+      nlohmann::json j = r.ToJson();
+      j["has_report"] = !r.report.is_null();
+      j.erase("report");
+      a.push_back(std::move(j));
+    }
+    return {200, "application/json", a.dump(2) + "\n"};
+  }
+  std::string id = path.substr(std::string("/history/").size());
+  for (const auto& r : *records) {
+    if (r.id == id && !r.report.is_null()) return {200, "application/json", r.report.dump(2) + "\n"};
+  }
+  return {404, "text/plain; charset=utf-8", "no report for run '" + id + "'\n"};
+}
+
 HttpResponse OpsService::Handle(const std::string& path, const std::string& query) const {
   if (path == "/metrics") {
     return {200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(Latest(), live_)};
@@ -71,8 +97,9 @@ HttpResponse OpsService::Handle(const std::string& path, const std::string& quer
     }
     return {200, "text/plain; charset=utf-8", "ok\n"};
   }
+  if (path == "/history" || path.rfind("/history/", 0) == 0) return History(path);
   if (path == "/") return {200, "text/html; charset=utf-8", StatusPageHtml()};
-  return {404, "text/plain; charset=utf-8", "not found; try /, /status, /metrics, /healthz\n"};
+  return {404, "text/plain; charset=utf-8", "not found; try /, /status, /metrics, /healthz, /lag, /history\n"};
 }
 
 }  // namespace tenantsync::ops

@@ -3,6 +3,7 @@
 //   /metrics  Prometheus text            /status   the `status --json` document
 //   /healthz  200 "ok" while streaming with lag under ops.max_healthy_lag_seconds, else 503 + reason
 //   /lag      the lag history as JSON    /         the self-contained status page (no CDN)
+//   /history  the audit trail (JSON)     /history/<id>  that run's JSON report
 // Scrapes read the latest sample: they never wait on the source or target servers.
 #pragma once
 
@@ -35,6 +36,7 @@ class OpsService {
  private:
   OpsService(const Config& config, PipelineStats* live, state::StateStore* store);
   void SampleLoop();
+  HttpResponse History(const std::string& path) const;
 
   const Config& config_;
   PipelineStats* live_;

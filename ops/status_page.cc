@@ -26,6 +26,8 @@ const char* StatusPageHtml() {
 <div class="grid" id="cards"></div>
 <div class="k">Lag (seconds) over the last hour</div>
 <canvas id="chart" width="1200" height="260" data-points="0"></canvas>
+<h2 style="font-size:16px;margin:20px 0 6px">Runs</h2>
+<table id="runs" style="border-collapse:collapse;background:#fff;width:100%" data-rows="0"></table>
 <script>
 "use strict";
 const token = new URLSearchParams(location.search).get("access_token");
@@ -102,7 +104,39 @@ async function tick() {
     text(document.getElementById("err"), "cannot read status: " + e.message);
   }
 }
+async function loadRuns() {
+  try {
+    const r = await fetch("/history", {headers});
+    if (!r.ok) return;
+    const runs = await r.json(), t = document.getElementById("runs");
+    t.replaceChildren();
+    const head = document.createElement("tr");
+    for (const h of ["started", "command", "user", "outcome", "seconds", "report"]) {
+      const th = document.createElement("th"); th.style.textAlign = "left"; text(th, h); head.append(th);
+    }
+    t.append(head);
+    for (const run of runs) {
+      const tr = document.createElement("tr");
+      const secs = run.finished_us ? ((run.finished_us - run.started_us) / 1e6).toFixed(1) : "-";
+      for (const v of [new Date(run.started_us / 1000).toLocaleString(), run.command, run.user,
+                       run.outcome, secs]) {
+        const td = document.createElement("td"); text(td, v); tr.append(td);
+      }
+      const td = document.createElement("td");
+      if (run.has_report) {
+        const a = document.createElement("a");
+        a.href = "/history/" + encodeURIComponent(run.id) + (token ? "?access_token=" + encodeURIComponent(token) : "");
+        text(a, "JSON"); td.append(a);
+      }
+      tr.append(td);
+      if (run.outcome === "failed") tr.className = "bad";
+      t.append(tr);
+    }
+    t.dataset.rows = String(runs.length);
+  } catch (e) { /* the figures above still update */ }
+}
 tick(); setInterval(tick, 1000);
+loadRuns(); setInterval(loadRuns, 15000);
 </script></body></html>
 )html";
 }

@@ -357,6 +357,10 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   EXPECT_GT(std::stoi(m[1]), 0) << "chart drew no samples";
   EXPECT_THAT(dom, HasSubstr("<b id=\"phase\" class=\"ok\">streaming</b>"));
   EXPECT_THAT(dom, HasSubstr("<div id=\"err\"></div>")) << "the page reported an error";
+  // The page lists the runs of the audit trail (this one, still running).
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex("id=\"runs\"[^>]*data-rows=\"([0-9]+)\""))) << dom.substr(0, 2000);
+  EXPECT_GE(std::stoi(m[1]), 1) << "the page listed no runs";
+  EXPECT_THAT(dom, HasSubstr("<td>running</td>"));
 
   // /status and /lag carry the same figures; nothing secret anywhere.
   HttpReply status = Get(port_, "/status", kToken);
