@@ -79,6 +79,9 @@ export POSTGRES_URL="postgresql://postgres@127.0.0.1:$src_port/rawdog"
 export NEW_POSTGRES_URL="postgresql://postgres@127.0.0.1:$tgt_port/platform"
 export SHOPIFY_ACCESS_TOKEN="shpat_demo_$(openssl rand -hex 8)"
 export TENANTSYNC_KEY="$(openssl rand -base64 32)"
+# For a second terminal: `. .demo/env && build/ops/tenantsync -c .demo/rawdog.yaml status`.
+(umask 077; printf 'export POSTGRES_URL=%q NEW_POSTGRES_URL=%q SHOPIFY_ACCESS_TOKEN=%q TENANTSYNC_KEY=%q\n' \
+  "$POSTGRES_URL" "$NEW_POSTGRES_URL" "$SHOPIFY_ACCESS_TOKEN" "$TENANTSYNC_KEY" >"$demo/env")
 echo "demo: source $POSTGRES_URL"
 echo "demo: target $NEW_POSTGRES_URL"
 
@@ -95,7 +98,7 @@ if ! "$bin" run --help >/dev/null 2>&1; then
 fi
 
 # A steady change workload on the source while tenantsync snapshots and streams.
-"$rawdog" workload --url "$POSTGRES_URL" --clients 2 --seconds $(( seconds > 0 ? seconds + 30 : 86400 )) \
+"$rawdog" workload --url "$POSTGRES_URL" --clients 2 --transactions 0 --seconds $(( seconds > 0 ? seconds + 30 : 86400 )) \
   >"$demo/workload.log" 2>&1 &
 workload_pid=$!
 
