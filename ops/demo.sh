@@ -26,7 +26,7 @@ done
 
 ops/setup.sh
 bin=$root/build/ops/tenantsync
-rawdog=$root/build/tests/fixtures/rawdog
+rawdog=$root/build/tests/rawdog
 pgbin=/usr/lib/postgresql/15/bin
 demo=$root/.demo
 
