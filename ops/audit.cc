@@ -17,8 +17,9 @@ namespace {
 
 constexpr const char* kAuditPrefix = "audit/";
 
+// client_min_messages: "already exists, skipping" notices are not for the user's terminal.
 const char* kCreateRuns =
-    "CREATE SCHEMA IF NOT EXISTS _tenantsync; "
+    "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS _tenantsync; "
     "CREATE TABLE IF NOT EXISTS _tenantsync.runs ("
     " id text PRIMARY KEY, pipeline text NOT NULL, command text NOT NULL, os_user text,"
     " host text, arguments text, started_at timestamptz NOT NULL, finished_at timestamptz,"
