@@ -267,6 +267,13 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   EXPECT_TRUE(idle) << idle_text;
   ASSERT_OK_AND_ASSIGN(Lsn idle_applied, Lsn::Parse(nlohmann::json::parse(idle_text)["applied_lsn"].get<std::string>()));
   EXPECT_GE(idle_applied, target_applied);
+  // The running pipeline's own /status is a fresh sample (at most a second old), with its live
+  // counters: it has applied the workload's transactions.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto live = nlohmann::json::parse(Get(port_, "/status", kToken).body);
+  ASSERT_OK_AND_ASSIGN(Lsn live_applied, Lsn::Parse(live["applied_lsn"].get<std::string>()));
+  EXPECT_GE(live_applied, target_applied) << live.dump();
+  EXPECT_GE(live["apply"]["transactions_total"].get<uint64_t>(), 300u) << live.dump();
 
   // A change the target refuses becomes a dead letter, visible to ops, never silently dropped
   // (invariant 6): the new platform added a rule the old data breaks.
