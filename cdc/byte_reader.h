@@ -52,7 +52,8 @@ class ByteReader {
   // A NUL-terminated string; the view excludes the NUL and points into the buffer.
   // A missing terminator is kCorruption.
   StatusOr<std::string_view> ReadCStringView(std::string_view field) {
-    const void* nul = std::memchr(data_.data() + pos_, 0, remaining());
+    // memchr on an empty span would get a null pointer (UB even with length 0; UBSan reports it).
+    const void* nul = remaining() == 0 ? nullptr : std::memchr(data_.data() + pos_, 0, remaining());
     if (nul == nullptr) {
       return Error(field, "has no terminating NUL in the " + std::to_string(remaining()) +
                               " bytes left");
