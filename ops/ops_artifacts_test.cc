@@ -13,33 +13,20 @@
 #include <sstream>
 
 #include "ops/metrics.h"
+#include "tests/harness/shell.h"
 
 namespace tenantsync::ops {
 namespace {
+
+using ::tenantsync::testing::ReadAll;
+using ::tenantsync::testing::Shell;
 
 std::string SourceDir() {
   const char* dir = std::getenv("TENANTSYNC_SOURCE_DIR");
   return dir ? dir : ".";
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-// Runs a shell command, returns {exit status, output}.
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, "popen failed"};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
 
 std::set<std::string> ExportedMetricNames() {
   StatusReport r;
@@ -74,8 +61,8 @@ TEST(OpsArtifactsTest, AlertRulesPassPromtoolCheckAndTheirTests) {
 
 TEST(OpsArtifactsTest, RulesAndDashboardUseOnlyExportedMetrics) {
   std::set<std::string> exported = ExportedMetricNames();
-  std::string rules = ReadFile(SourceDir() + "/ops/prometheus/tenantsync-alerts.yml");
-  std::string dashboard_text = ReadFile(SourceDir() + "/ops/grafana/tenantsync-dashboard.json");
+  std::string rules = ReadAll(SourceDir() + "/ops/prometheus/tenantsync-alerts.yml");
+  std::string dashboard_text = ReadAll(SourceDir() + "/ops/grafana/tenantsync-dashboard.json");
   ASSERT_FALSE(rules.empty());
   ASSERT_FALSE(dashboard_text.empty());
   nlohmann::json dashboard = nlohmann::json::parse(dashboard_text);  // throws on bad JSON

@@ -30,6 +30,7 @@
 
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
+#include "tests/harness/shell.h"
 
 namespace tenantsync::testing {
 namespace {
@@ -45,12 +46,6 @@ std::string Binary() {
   return b != nullptr && *b != '\0' ? b : "tenantsync";
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct RunResult {
   int exit_code = -1;  // -1: killed after the timeout

@@ -28,6 +28,7 @@
 #include "core/lsn.h"
 #include "tests/fixtures/rawdog.h"
 #include "tests/harness/status_matchers.h"
+#include "tests/harness/shell.h"
 #include "tests/harness/test_env.h"
 
 namespace tenantsync::testing {
@@ -53,24 +54,7 @@ int FreePort() {
   return a.local_endpoint().port();
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-// Runs a shell command; {exit code, stdout+stderr}.
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
 
 struct HttpReply {
   int status = 0;

@@ -29,6 +29,7 @@
 
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
+#include "tests/harness/shell.h"
 
 namespace tenantsync::testing {
 namespace {
@@ -50,24 +51,7 @@ std::string Binary() {
   return b != nullptr && *b != '\0' ? b : "tenantsync";
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-// Runs a shell command; {exit code, stdout+stderr}.
-std::pair<int, std::string> Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
 
 struct RunResult {
   int exit_code = -1;  // -1: killed after the timeout
