@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -357,9 +358,63 @@ Status ParseColumn(const Parser& p, const YAML::Node& node, const std::string& p
   return Status::Ok();
 }
 
+// A required list of distinct, non-empty column names (each ${VAR}-expanded).
+StatusOr<std::vector<std::string>> ColumnList(const Parser& p, const YAML::Node& map,
+                                              const std::string& key, const std::string& path,
+                                              const std::string& example) {
+  const std::string lp = Join(path, key);
+  const YAML::Node list = map[key];
+  if (!list.IsDefined() || list.IsNull()) {
+    return p.Error(lp, "is required; list column names, e.g. " + example);
+  }
+  if (!list.IsSequence() || list.size() == 0) {
+    return p.Error(lp, "expected a non-empty list of column names, e.g. " + example);
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].IsScalar() || list[i].Scalar().empty()) {
+      return p.Error(lp, "expected a non-empty list of column names, e.g. " + example);
+    }
+    TS_ASSIGN_OR_RETURN(std::string col, p.Expand(list[i].Scalar(), lp));
+    if (col.empty()) return p.Error(lp, "item " + std::to_string(i + 1) + " is empty");
+    if (std::find(out.begin(), out.end(), col) != out.end()) {
+      return p.Error(lp, "names " + col + " twice; list each column once");
+    }
+    out.push_back(std::move(col));
+  }
+  return out;
+}
+
+Status ParseRelation(const Parser& p, const YAML::Node& node, const std::string& path,
+                     LogicalRelation* rel) {
+  TS_RETURN_IF_ERROR(p.CheckMap(node, path, {"columns", "references", "ref_columns"}));
+  if (!node.IsDefined() || node.IsNull()) {
+    return p.Error(path,
+                   "is empty; give columns and references, e.g. "
+                   "{columns: [order_id], references: orders}");
+  }
+  TS_ASSIGN_OR_RETURN(rel->columns, ColumnList(p, node, "columns", path, "[order_id]"));
+  TS_RETURN_IF_ERROR(p.String(node, "references", path, &rel->references));
+  if (rel->references.empty()) {
+    return p.Error(Join(path, "references"),
+                   "is required; name the referenced source table, e.g. references: orders");
+  }
+  if (node["ref_columns"].IsDefined()) {
+    TS_ASSIGN_OR_RETURN(rel->ref_columns, ColumnList(p, node, "ref_columns", path, "[id]"));
+    if (rel->ref_columns.size() != rel->columns.size()) {
+      return p.Error(Join(path, "ref_columns"),
+                     "has " + std::to_string(rel->ref_columns.size()) +
+                         " columns but columns has " + std::to_string(rel->columns.size()) +
+                         "; give one referenced column per column, in the same order");
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseTable(const Parser& p, const YAML::Node& node, const std::string& path,
                   TableConfig* table) {
-  TS_RETURN_IF_ERROR(p.CheckMap(node, path, {"rename", "skip", "sum_columns", "columns"}));
+  TS_RETURN_IF_ERROR(
+      p.CheckMap(node, path, {"rename", "skip", "sum_columns", "columns", "relations"}));
   if (!node.IsDefined() || node.IsNull()) return Status::Ok();
   TS_RETURN_IF_ERROR(p.String(node, "rename", path, &table->rename));
   if (node["rename"].IsDefined() && table->rename.empty()) {
@@ -387,6 +442,20 @@ Status ParseTable(const Parser& p, const YAML::Node& node, const std::string& pa
     ColumnRule rule;
     TS_RETURN_IF_ERROR(ParseColumn(p, cols[name], Join(cp, name), &rule));
     table->columns.emplace(name, std::move(rule));
+  }
+  std::string rp = Join(path, "relations");
+  const YAML::Node rels = node["relations"];
+  TS_ASSIGN_OR_RETURN(std::vector<std::string> rel_names, p.Keys(rels, rp, "relations"));
+  for (const std::string& name : rel_names) {
+    LogicalRelation rel;
+    rel.name = name;
+    TS_RETURN_IF_ERROR(ParseRelation(p, rels[name], Join(rp, name), &rel));
+    table->relations.push_back(std::move(rel));
+  }
+  if (table->skip && !table->relations.empty()) {
+    return p.Error(rp,
+                   "the table has skip: true, so its relations are never checked; "
+                   "remove relations or skip");
   }
   // Two rules renaming onto one name, or a rename onto an added column's name. (A rename onto a
   // source column without a rule is found by TableTransform::Build, which knows the columns.)
@@ -460,6 +529,19 @@ Status Validate(const Parser& p, Config* c) {
     if (!inserted) {
       return p.Error("tables", "tables " + it->second + " and " + name +
                                    " both map to target table " + target + "; rename one of them");
+    }
+  }
+
+  // A relation may not reference a table that is left behind.
+  for (const auto& [name, table] : c->tables) {
+    for (const LogicalRelation& rel : table.relations) {
+      const TableConfig* parent = c->FindTable(rel.references);
+      if (parent && parent->skip) {
+        return p.Error("tables." + name + ".relations." + rel.name + ".references",
+                       "table " + rel.references +
+                           " has skip: true, so the target has none of its rows; remove the "
+                           "relation or the skip");
+      }
     }
   }
 

@@ -33,6 +33,17 @@ struct ColumnRule {
 
 enum class ErrorPolicy { kDeadLetter, kAbort };
 
+// A relation the tenant schema has no constraint for (`tables.<t>.relations.<name>`): every row
+// of the table whose `columns` are all non-NULL must match a row of `references` on `ref_columns`.
+// `validate` checks its orphans in the target like a foreign key's. Table and column names are
+// source names, like every key under `tables:`; validate maps them through the mapping.
+struct LogicalRelation {
+  std::string name;                      // the key under relations:, names the check
+  std::vector<std::string> columns;      // this table's columns, at least one
+  std::string references;                // the referenced (parent) source table
+  std::vector<std::string> ref_columns;  // one per column; empty: the parent's primary key
+};
+
 struct TableConfig {
   std::string rename;  // target table name; empty: same name
   bool skip = false;   // not copied, not published, not validated
@@ -40,6 +51,9 @@ struct TableConfig {
   std::map<std::string, ColumnRule> columns;
   // Money columns whose sums `validate` compares; empty: the table's bigint *_cents columns.
   std::vector<std::string> sum_columns;
+  // Relations validate checks for orphans, in the file's order. Checked against the catalogs by
+  // validate (the config parser knows no tables): an unknown table or column is its error.
+  std::vector<LogicalRelation> relations;
 };
 
 struct SourceConfig {

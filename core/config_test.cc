@@ -551,6 +551,115 @@ TEST_F(ConfigTest, MissingFile) {
                                           HasSubstr("can not read"), HasSubstr("-c")));
 }
 
+// ---- tables.<t>.relations: logical relations validate checks for orphans ----------------------
+
+// A valid config whose line_items table has `relations:` set to `rels` (flow-style YAML).
+std::string WithRelations(const std::string& rels, const std::string& more_tables = "") {
+  return "pipeline: rawdog\n"
+         "source: {url: \"${TS_TEST_SOURCE}\"}\n"
+         "target: {url: \"${TS_TEST_TARGET}\"}\n"
+         "tenant: {slug: rawdog}\n"
+         "tables:\n"
+         "  line_items:\n"
+         "    relations: " +
+         rels + "\n" + more_tables;
+}
+
+TEST_F(ConfigTest, RelationsAreParsedInOrderWithExpansion) {
+  setenv("TS_TEST_PARENT", "orders", 1);
+  StatusOr<Config> c = ParseConfig(
+      WithRelations("{item_order: {columns: [order_id], references: \"${TS_TEST_PARENT}\"}, "
+                    "item_pair: {columns: [order_id, product_id], references: pairs, "
+                    "ref_columns: [\"${TS_TEST_UNSET:-oid}\", pid]}}"),
+      "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const TableConfig* t = c->FindTable("line_items");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->relations.size(), 2u);
+  EXPECT_EQ(t->relations[0].name, "item_order");
+  EXPECT_EQ(t->relations[0].columns, std::vector<std::string>{"order_id"});
+  EXPECT_EQ(t->relations[0].references, "orders");
+  EXPECT_TRUE(t->relations[0].ref_columns.empty());  // the parent's primary key
+  EXPECT_EQ(t->relations[1].name, "item_pair");
+  EXPECT_EQ(t->relations[1].columns, (std::vector<std::string>{"order_id", "product_id"}));
+  EXPECT_EQ(t->relations[1].ref_columns, (std::vector<std::string>{"oid", "pid"}));
+  unsetenv("TS_TEST_PARENT");
+}
+
+TEST_F(ConfigTest, RelationsNotAMapping) {
+  Status s = Fails(WithRelations("[order_id]"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("tables.line_items.relations: expected a mapping of relations"));
+}
+
+TEST_F(ConfigTest, RelationUnknownKey) {
+  Status s = Fails(WithRelations("{r: {columns: [order_id], references: orders, parent: x}}"));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.line_items.relations.r: unknown key 'parent'"),
+                                 HasSubstr("columns, references, ref_columns")));
+}
+
+TEST_F(ConfigTest, RelationWithoutRule) {
+  Status s = Fails(WithRelations("{r: }"));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.line_items.relations.r: is empty"),
+                                 HasSubstr("references: orders")));
+}
+
+TEST_F(ConfigTest, RelationMissingColumns) {
+  Status s = Fails(WithRelations("{r: {references: orders}}"));
+  EXPECT_THAT(s.message(), HasSubstr("tables.line_items.relations.r.columns: is required"));
+}
+
+TEST_F(ConfigTest, RelationColumnsNotAList) {
+  EXPECT_THAT(Fails(WithRelations("{r: {columns: order_id, references: orders}}")).message(),
+              HasSubstr("relations.r.columns: expected a non-empty list of column names"));
+  EXPECT_THAT(Fails(WithRelations("{r: {columns: [], references: orders}}")).message(),
+              HasSubstr("relations.r.columns: expected a non-empty list"));
+  EXPECT_THAT(Fails(WithRelations("{r: {columns: [[a]], references: orders}}")).message(),
+              HasSubstr("relations.r.columns: expected a non-empty list"));
+}
+
+TEST_F(ConfigTest, RelationColumnTwice) {
+  Status s = Fails(WithRelations("{r: {columns: [order_id, order_id], references: orders}}"));
+  EXPECT_THAT(s.message(), HasSubstr("relations.r.columns: names order_id twice"));
+}
+
+TEST_F(ConfigTest, RelationMissingReferences) {
+  Status s = Fails(WithRelations("{r: {columns: [order_id]}}"));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.line_items.relations.r.references: is required"),
+                                 HasSubstr("references: orders")));
+}
+
+TEST_F(ConfigTest, RelationRefColumnsCountMustMatch) {
+  Status s = Fails(WithRelations(
+      "{r: {columns: [order_id, product_id], references: orders, ref_columns: [id]}}"));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("relations.r.ref_columns: has 1 columns but columns has 2"),
+                    HasSubstr("one referenced column per column")));
+}
+
+TEST_F(ConfigTest, RelationUnsetVariableIsNamed) {
+  Status s = Fails(WithRelations("{r: {columns: [order_id], references: \"${TS_TEST_UNSET}\"}}"));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("relations.r.references"), HasSubstr("TS_TEST_UNSET is not set")));
+}
+
+TEST_F(ConfigTest, RelationOfASkippedTable) {
+  Status s =
+      Fails(Minimal("tables:\n  line_items:\n    skip: true\n"
+                    "    relations: {r: {columns: [order_id], references: orders}}\n"));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("tables.line_items.relations: the table has skip: true"),
+                                 HasSubstr("remove relations or skip")));
+}
+
+TEST_F(ConfigTest, RelationToASkippedTable) {
+  Status s = Fails(
+      WithRelations("{r: {columns: [order_id], references: orders}}", "  orders: {skip: true}\n"));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("tables.line_items.relations.r.references: table orders has skip: "
+                              "true"),
+                    HasSubstr("remove the relation or the skip")));
+}
+
 TEST(ConfigFromFlagsTest, FillsDefaults) {
   StatusOr<Config> c = ConfigFromFlags("postgresql://a/b", "postgresql://c/d", "rawdog");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
