@@ -23,6 +23,7 @@ inline constexpr const char* kMetaLastError = "pipeline/last_error";     // one 
 inline constexpr const char* kMetaLastErrorTime = "pipeline/last_error_time_us";
 inline constexpr const char* kMetaCaughtUpTime = "pipeline/caught_up_time_us";
 inline constexpr const char* kMetaSnapshotRows = "snapshot/rows";        // "<done> <total>"
+inline constexpr const char* kMetaLive = "pipeline/live";  // ops::LiveFigures JSON, once a second
 
 class PipelineStats {
  public:

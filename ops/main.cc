@@ -32,6 +32,7 @@
 #include "core/status.h"
 #include "ops/audit.h"
 #include "ops/commands.h"
+#include "ops/live_publisher.h"
 #include "snapshot/preflight.h"
 #include "snapshot/snapshot.h"
 #include "apply/pipeline.h"
@@ -184,10 +185,12 @@ int RunSnapshotCommand(const Config& config, const CommandArgs& args) {
 int RunPipelineCommand(const Config& config, bool with_snapshot) {
   PipelineStats stats;
   std::unique_ptr<ops::OpsService> service;
+  std::unique_ptr<ops::LivePublisher> publisher;
   apply::PipelineOptions opts;
   opts.snapshot = with_snapshot;
   opts.stats = &stats;
   opts.on_started = [&](state::StateStore* store, PipelineStats* live) -> Status {
+    publisher = std::make_unique<ops::LivePublisher>(store, live);
     auto started = ops::OpsService::Start(config, live, store);
     if (started.ok()) {
       service = std::move(started).value();
@@ -199,9 +202,11 @@ int RunPipelineCommand(const Config& config, bool with_snapshot) {
   };
   opts.on_stopping = [&] {
     if (service) service->Stop();
+    if (publisher) publisher->Stop();
   };
   Status st = apply::RunPipeline(config, opts);
   if (service) service->Stop();
+  if (publisher) publisher->Stop();
   if (st.code() == StatusCode::kCancelled) {
     std::cerr << "tenantsync: stopped during the snapshot; run again to resume it\n";
     return kExitOk;

@@ -1,9 +1,12 @@
 #include "ops/status.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 
 #include "core/pg.h"
+#include "ops/live_publisher.h"
 #include "state/journal.h"
 #include "state/state_store.h"
 
@@ -66,7 +69,28 @@ void CollectTarget(const Config& config, PgConn& target, StatusReport* r) {
   }
 }
 
-void CollectState(state::StateStore& store, StatusReport* r) {
+// The running pipeline's published counters (another process), when fresh.
+void ApplyLiveFigures(const LiveFigures& f, int64_t now_us, StatusReport* r) {
+  if (now_us - f.at_us > kLiveFiguresMaxAgeUs || f.phase == "stopped" || f.phase == "failed") {
+    return;  // not running (or hung): its rates are history, not live
+  }
+  r->live_pid = f.pid;
+  r->phase = f.phase;
+  r->apply_txn_per_second = f.txn_per_second;
+  r->apply_rows_per_second = f.rows_per_second;
+  r->transactions_applied = f.transactions_applied;
+  r->rows_applied = f.rows_applied;
+  if (f.received_lsn > r->received_lsn) r->received_lsn = f.received_lsn;
+  if (f.journaled_lsn > r->journaled_lsn) r->journaled_lsn = f.journaled_lsn;
+  if (f.applied_lsn > r->applied_lsn) r->applied_lsn = f.applied_lsn;
+  if (f.applied_commit_time_us > r->applied_commit_time_us) {
+    r->applied_commit_time_us = f.applied_commit_time_us;
+  }
+  if (f.caught_up_time_us > r->caught_up_time_us) r->caught_up_time_us = f.caught_up_time_us;
+  if (f.dead_letters > r->dead_letters) r->dead_letters = f.dead_letters;
+}
+
+void CollectState(state::StateStore& store, bool read_live_figures, StatusReport* r) {
   r->state_readable = true;
   state::JournalStats js = store.journal().Stats();
   r->received_lsn = js.received_lsn;
@@ -88,6 +112,11 @@ void CollectState(state::StateStore& store, StatusReport* r) {
   }
   if (std::string t = meta(kMetaCaughtUpTime); !t.empty()) {
     r->caught_up_time_us = std::strtoll(t.c_str(), nullptr, 10);
+  }
+  if (read_live_figures) {
+    if (auto f = LiveFigures::Decode(meta(kMetaLive)); f.has_value()) {
+      ApplyLiveFigures(*f, NowMicros(), r);
+    }
   }
   if (std::string rows = meta(kMetaSnapshotRows); !rows.empty()) {
     unsigned long long done = 0, total = 0;
@@ -124,11 +153,11 @@ StatusOr<StatusReport> StatusCollector::Collect() {
   CollectSource(config, conns_->source, &r);
   CollectTarget(config, conns_->target, &r);
   if (store_ != nullptr) {
-    CollectState(*store_, &r);
+    CollectState(*store_, live == nullptr, &r);
   } else {
     auto store = state::StateStore::OpenReadOnly(config.state_dir);
     if (store.ok()) {
-      CollectState(**store, &r);
+      CollectState(**store, live == nullptr, &r);
     } else {
       r.state_error = store.status().message();
     }
@@ -143,6 +172,7 @@ StatusOr<StatusReport> StatusCollector::Collect() {
     if (t > r.applied_commit_time_us) r.applied_commit_time_us = t;
     r.caught_up_time_us = live->caught_up_time_us.load();
     r.transactions_applied = live->transactions_applied.load();
+    r.live_pid = static_cast<int64_t>(::getpid());
     r.dead_letters = live->dead_letters.load();
     auto [err, when] = live->LastError();
     r.last_error = err;
@@ -164,6 +194,7 @@ StatusOr<StatusReport> StatusCollector::Collect() {
     last_time_us_ = r.collected_at_us;
     last_txns_ = txns;
     last_rows_ = rows;
+    r.rows_applied = rows;
   }
   if (r.source_reachable && r.applied_lsn.valid()) {
     r.lag_bytes = r.source_wal_lsn.BytesSince(r.applied_lsn);
@@ -206,7 +237,9 @@ nlohmann::json ToJson(const StatusReport& r) {
                   {"transactions", r.journal_transactions},
                   {"oldest_lsn", r.journal_oldest_lsn.ToString()},
                   {"retention_hours", r.retention_hours}};
-  j["apply"] = {{"transactions_total", r.transactions_applied},
+  j["apply"] = {{"running_pid", r.live_pid},
+                {"transactions_total", r.transactions_applied},
+                {"rows_total", r.rows_applied},
                 {"txn_per_second", r.apply_txn_per_second},
                 {"rows_per_second", r.apply_rows_per_second}};
   j["dead_letters"] = r.dead_letters;
@@ -265,10 +298,14 @@ std::string ToText(const StatusReport& r) {
                                          std::to_string(r.journal_transactions) +
                                          " transactions since " + r.journal_oldest_lsn.ToString()
                                    : "unreadable: " + r.state_error);
-  if (r.apply_txn_per_second > 0) {
-    std::snprintf(buf, sizeof buf, "%.0f txn/s, %.0f rows/s", r.apply_txn_per_second,
-                  r.apply_rows_per_second);
+  if (r.live_pid != 0) {
+    std::snprintf(buf, sizeof buf, "%.0f txn/s, %.0f rows/s (pid %lld)", r.apply_txn_per_second,
+                  r.apply_rows_per_second, static_cast<long long>(r.live_pid));
     line("apply rate", buf);
+    std::snprintf(buf, sizeof buf, "%llu transactions, %llu rows since start",
+                  static_cast<unsigned long long>(r.transactions_applied),
+                  static_cast<unsigned long long>(r.rows_applied));
+    line("applied", buf);
   }
   line("dead letters", std::to_string(r.dead_letters));
   line("last error", r.last_error.empty() ? "none" : r.last_error);

@@ -6,7 +6,8 @@
 //  - the target: _tenantsync.progress (the applied LSN written with the changes, invariant 3);
 //  - the state directory (opened read-only, so this works while `run` holds it): journal LSNs,
 //    size, retention window, dead letters, the phase and last error the running process recorded;
-//  - the live counters of this process when it is the one running the pipeline.
+//  - the live counters of this process when it is the one running the pipeline, or else the
+//    figures the running process publishes in the state directory (ops/live_publisher.h).
 // A server that can not be reached is reported in the figures (source_reachable=false ...), not
 // as a failure of the whole collection.
 //
@@ -56,9 +57,14 @@ struct StatusReport {
   uint64_t journal_transactions = 0;
   Lsn journal_oldest_lsn;
   double retention_hours = 0;
-  double apply_txn_per_second = 0;   // live process only (0 otherwise)
+  // Apply rate and totals since the running process started: from this process's counters when it
+  // runs the pipeline, else from the figures the running process publishes (LivePublisher).
+  // 0 when no pipeline is running.
+  double apply_txn_per_second = 0;
   double apply_rows_per_second = 0;
   uint64_t transactions_applied = 0;
+  uint64_t rows_applied = 0;
+  int64_t live_pid = 0;  // the process the live figures are from (0: none running)
   uint64_t dead_letters = 0;
   std::string last_error;
   int64_t last_error_time_us = 0;
