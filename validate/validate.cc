@@ -10,6 +10,7 @@
 #include "validate/internal/catalog.h"
 #include "validate/internal/checks.h"
 #include "validate/internal/live.h"
+#include "validate/internal/relations.h"
 #include "validate/internal/session.h"
 #include "validate/internal/table_plan.h"
 
@@ -74,6 +75,12 @@ StatusOr<ValidationReport> Validate(const Config& config, const ValidateOptions&
     return target_tables_or.status();
   }
   auto target_tables = std::move(target_tables_or).value();
+
+  // Declared relations are checked against the catalogs before any check runs, so a bad one is
+  // an error (exit 2), not a half-finished report.
+  TS_ASSIGN_OR_RETURN(auto relations,
+                      internal::ResolveRelations(config, source_tables, target_tables,
+                                                 target_schema, cipher ? &*cipher : nullptr));
 
   // Which source tables: the filter, minus skipped ones.
   std::vector<std::string> names;
@@ -158,11 +165,44 @@ StatusOr<ValidationReport> Validate(const Config& config, const ValidateOptions&
 
   if (options.fks) {
     TS_ASSIGN_OR_RETURN(auto fks, internal::ReadForeignKeys(target, target_schema));
+    std::map<std::string, size_t> fk_check;  // "table.constraint" -> index in report.checks
     for (const internal::ForeignKeyInfo& fk : fks) {
       auto child = plans.find(fk.table);
       if (child == plans.end()) continue;  // not validated in this run
       TS_ASSIGN_OR_RETURN(CheckResult r,
                           internal::ForeignKeyCheck(ctx, target_schema, fk, &child->second));
+      fk_check[fk.table + "." + fk.name] = report.checks.size();
+      report.checks.push_back(std::move(r));
+    }
+    // Declared relations: the same anti-join, unless the target has the constraint (then it was
+    // checked above, and its result says it covers the relation too).
+    for (const internal::ResolvedRelation& rel : relations) {
+      auto child = plans.find(rel.fk.table);
+      if (child == plans.end()) continue;  // not validated in this run
+      if (const internal::ForeignKeyInfo* same = internal::SameConstraint(rel, fks)) {
+        auto it = fk_check.find(same->table + "." + same->name);
+        if (it != fk_check.end()) {
+          report.checks[it->second].details += "; also declared as " + rel.path;
+        }
+        continue;
+      }
+      CheckResult r;
+      if (!rel.missing.empty()) {
+        r.check = "fk";
+        r.table = rel.fk.table;
+        r.source_table = rel.source_table;
+        r.column = rel.fk.name;
+        r.source = "-";
+        r.target = "not checked";
+        r.status = CheckStatus::kFail;
+        for (const std::string& m : rel.missing) r.details += (r.details.empty() ? "" : "; ") + m;
+        r.details += " in the target (declared as " + rel.path + ")";
+      } else {
+        auto checked = internal::ForeignKeyCheck(ctx, target_schema, rel.fk, &child->second);
+        if (!checked.ok()) return checked.status().WithContext(rel.path);
+        r = std::move(checked).value();
+        r.details += " (declared as " + rel.path + "; no constraint in the target)";
+      }
       report.checks.push_back(std::move(r));
     }
   }

@@ -13,7 +13,17 @@
 //            not compared; encrypted columns are decrypted with DecryptTarget and compared with the
 //            source plaintext. Values are canonicalised through the target's type input function
 //            when their text differs ("5" vs "5.0" for a double), so only real differences count.
-//   fk       orphans of every foreign key of the tenant schema (anti-join in the target).
+//            Tables without a key: N random source rows (exact duplicates are one sample); for
+//            each, the source rows equal to it and the target rows equal to its transform are
+//            counted and must be as many. Both sides find candidates by the full diff's row hash
+//            (one scan of the table per server and observation) and the engine judges them, so
+//            unhashed columns count too. A difference is named by the ctid of a source copy, and
+//            by its columns when a target row with the same hash differs only in unhashed ones.
+//   fk       orphans of every foreign key of the tenant schema (anti-join in the target), and of
+//            every relation declared in the config (TableConfig::relations) that no constraint
+//            of the target already checks (that constraint's result then says it covers it).
+//            Relations are resolved before any check: an unknown table or column, or one the
+//            mapping drops or encrypts, is kInvalidArgument naming the config key.
 //   schema   every mapped column exists in the target with the type the mapping says.
 //   full     (ValidateOptions::full) an in-server checksum diff of every row, see below.
 //
@@ -169,8 +179,8 @@ struct ValidationReport {
 };
 
 // Runs the checks. Errors (not differences) are returned as Status: unreachable servers,
-// a bad table filter (kInvalidArgument), a missing tenant schema (kNotFound), transform build
-// failures. Differences are never errors: they are failed checks in the report.
+// a bad table filter or declared relation (kInvalidArgument), a missing tenant schema
+// (kNotFound), transform build failures. Differences are never errors: they are failed checks in the report.
 StatusOr<ValidationReport> Validate(const Config& config, const ValidateOptions& options);
 
 }  // namespace tenantsync::validate

@@ -281,25 +281,211 @@ StatusOr<int64_t> EstimateSourceRows(Session& source, const TablePlan& plan) {
   return r.GetInt(0, 0);
 }
 
-StatusOr<CheckResult> SampleCheck(CheckContext& ctx, const TablePlan& plan, int64_t source_rows) {
+namespace {
+
+// TABLESAMPLE clause that leaves about 4x the sample to ORDER BY random(), for large tables.
+std::string TableSampleClause(int64_t source_rows, int sample_size) {
+  if (source_rows > 20 * static_cast<int64_t>(sample_size) && source_rows > 10000) {
+    double pct = std::min(100.0, 100.0 * 4.0 * sample_size / static_cast<double>(source_rows));
+    return " TABLESAMPLE BERNOULLI (" + std::to_string(pct) + ")";
+  }
+  return "";
+}
+
+// One distinct sampled row of a table without a key.
+struct KeylessSample {
+  std::string ctid;        // of one source copy, names it in the report
+  std::string hash;        // the full diff's row hash (decimal text)
+  SourceRow row;           // xmin left empty: the values are what is compared
+  bool transforms = true;  // false: the pipeline dead-letters it, the target must have no copy
+};
+
+// A sampled row's copies in the source: how many rows have exactly its values, and their
+// xmins (sorted), the live recheck's fingerprint.
+struct SourceCopies {
+  int64_t n = 0;
+  std::vector<std::string> xmins;
+  bool operator==(const SourceCopies&) const = default;
+};
+
+// Rows of the target with a sampled row's hash: candidates, judged by the engine (CompareRow).
+using TargetCandidates = std::vector<TargetRow>;
+
+// Samples of a table without a key: N random source rows; for each, the number of source rows
+// equal to it must be the number of target rows equal to its transform. Both sides find the
+// candidate rows by the full diff's row hash in one scan each (no key, so no index helps); the
+// transform engine decides which candidates are equal, so columns the hash leaves out (encrypted,
+// `now`, casts SQL can not reproduce) are compared too. Without a key a changed row can only be
+// named by the ctid of its source copy; a candidate with the same hash that the engine finds
+// different names its columns.
+StatusOr<CheckResult> KeylessSampleCheck(CheckContext& ctx, const TablePlan& plan,
+                                         int64_t source_rows) {
   CheckResult r = NewResult("sample", plan);
   const ValidateOptions& opt = *ctx.options;
-  if (!plan.has_key()) {
-    r.source = "-";
-    r.target = "-";
-    r.details = "no key: rows are covered by counts and the full diff";
-    return r;
-  }
   if (!plan.target_exists) {
     r.status = CheckStatus::kFail;
     r.details = "no target table";
     return r;
   }
-  std::string sample;
-  if (source_rows > 20 * static_cast<int64_t>(opt.sample_size) && source_rows > 10000) {
-    double pct = std::min(100.0, 100.0 * 4.0 * opt.sample_size / static_cast<double>(source_rows));
-    sample = " TABLESAMPLE BERNOULLI (" + std::to_string(pct) + ")";
+  bool hashed = std::any_of(plan.columns.begin(), plan.columns.end(),
+                            [](const ColumnPlan& c) { return !c.source_hash_expr.empty(); });
+  if (!hashed) {
+    r.source = "-";
+    r.target = "-";
+    r.details = "no key and no column the row hash covers: rows are covered by the counts";
+    return r;
   }
+  std::string sql = "SELECT t.ctid::text, " + plan.SourceRowHash() + "::text";
+  for (const ColumnInfo& c : plan.source.columns) sql += ", t." + QuoteIdent(c.name);
+  sql += " FROM " + plan.SourceQualified() + " t" +
+         TableSampleClause(source_rows, opt.sample_size) + " ORDER BY random() LIMIT " +
+         std::to_string(opt.sample_size);
+  TS_ASSIGN_OR_RETURN(PgResult picked, ctx.source->Query(sql));
+  std::vector<KeylessSample> samples;
+  std::map<std::string, std::vector<size_t>> by_hash;  // indexes into samples
+  for (int i = 0; i < picked.rows(); ++i) {
+    KeylessSample s;
+    s.ctid = std::string(picked.Get(i, 0));
+    s.hash = std::string(picked.Get(i, 1));
+    for (size_t c = 0; c < plan.source.columns.size(); ++c) {
+      int col = 2 + static_cast<int>(c);
+      s.row.values.push_back(picked.IsNull(i, col) ? Datum::Null()
+                                                   : Datum::Text(std::string(picked.Get(i, col))));
+    }
+    // Exact duplicates (a keyless table may hold them) are one sample: their copies are counted.
+    std::vector<size_t>& same_hash = by_hash[s.hash];
+    bool seen = std::any_of(same_hash.begin(), same_hash.end(),
+                            [&](size_t o) { return samples[o].row.values == s.row.values; });
+    if (seen) continue;
+    same_hash.push_back(samples.size());
+    Tuple unused;
+    TransformContext tctx;
+    tctx.now = "1970-01-01 00:00:00+00";
+    s.transforms = plan.transform.Apply(s.row.values, &unused, tctx).ok();
+    samples.push_back(std::move(s));
+  }
+  r.source = std::to_string(samples.size()) + " rows";
+
+  auto hashes_of = [&](const std::vector<int>& ids) {
+    std::vector<std::string> out;
+    for (int id : ids) out.push_back(samples[id].hash);
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  };
+  ConfirmFns<int, SourceCopies, TargetCandidates> fns;
+  fns.read_source = [&](const std::vector<int>& ids) -> StatusOr<std::map<int, SourceCopies>> {
+    TS_ASSIGN_OR_RETURN(auto rows, FetchSourceRowsByHash(*ctx.source, plan, hashes_of(ids)));
+    std::map<int, SourceCopies> out;
+    for (int id : ids) {
+      SourceCopies& copies = out[id];
+      auto it = rows.find(samples[id].hash);
+      if (it == rows.end()) continue;
+      for (const SourceRow& row : it->second) {
+        if (row.values != samples[id].row.values) continue;
+        ++copies.n;
+        copies.xmins.push_back(row.xmin);
+      }
+      std::sort(copies.xmins.begin(), copies.xmins.end());
+    }
+    return out;
+  };
+  fns.read_target = [&](const std::vector<int>& ids) -> StatusOr<std::map<int, TargetCandidates>> {
+    TS_ASSIGN_OR_RETURN(auto rows, FetchTargetRowsByHash(*ctx.target, plan, hashes_of(ids)));
+    std::map<int, TargetCandidates> out;
+    for (int id : ids) {
+      auto it = rows.find(samples[id].hash);
+      out[id] = it == rows.end() ? TargetCandidates{} : it->second;
+    }
+    return out;
+  };
+  // Target copies equal to the sample's transform, and the first candidate that is not.
+  auto judge = [&](int id, const TargetCandidates& candidates, int64_t* equal,
+                   std::optional<RowDifference>* near) -> Status {
+    *equal = 0;
+    for (const TargetRow& t : candidates) {
+      TS_ASSIGN_OR_RETURN(auto d, CompareRow(*ctx.target, plan, {}, &samples[id].row, &t));
+      if (!d) {
+        ++*equal;
+      } else if (!*near) {
+        *near = std::move(d);
+      }
+    }
+    return Status::Ok();
+  };
+  fns.same = [&](const int& id, const SourceCopies* s,
+                 const TargetCandidates* t) -> StatusOr<bool> {
+    int64_t want = s && samples[id].transforms ? s->n : 0;
+    int64_t have = 0;
+    std::optional<RowDifference> near;
+    TS_RETURN_IF_ERROR(judge(id, t ? *t : TargetCandidates{}, &have, &near));
+    return want == have;
+  };
+
+  std::vector<int> ids(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) ids[i] = static_cast<int>(i);
+  TS_ASSIGN_OR_RETURN(auto first_s, fns.read_source(ids));
+  TS_ASSIGN_OR_RETURN(auto first_t, fns.read_target(ids));
+  std::vector<int> differing;
+  for (int id : ids) {
+    TS_ASSIGN_OR_RETURN(bool same, fns.same(id, &first_s[id], &first_t[id]));
+    if (!same) differing.push_back(id);
+  }
+  int64_t matched = static_cast<int64_t>(samples.size() - differing.size());
+  if (!differing.empty()) {
+    TS_ASSIGN_OR_RETURN(auto confirmed, Confirm(*ctx.gate, differing, first_s, first_t, fns));
+    for (int id : differing) {
+      Verdict v = confirmed.verdicts[id];
+      if (v == Verdict::kSame) {
+        ++matched;
+        continue;
+      }
+      auto s = confirmed.source.find(id);
+      auto t = confirmed.target.find(id);
+      int64_t source_n = s == confirmed.source.end() ? 0 : s->second.n;
+      int64_t want = samples[id].transforms ? source_n : 0;
+      int64_t have = 0;
+      std::optional<RowDifference> near;
+      TS_RETURN_IF_ERROR(
+          judge(id, t == confirmed.target.end() ? TargetCandidates{} : t->second, &have, &near));
+      RowDifference d;
+      d.key = "ctid=" + samples[id].ctid;
+      d.details = std::to_string(source_n) + " copies in the source, " + std::to_string(have) +
+                  " in the target (row hash " + samples[id].hash + ")";
+      if (!samples[id].transforms) d.details += "; the row fails the transform";
+      if (have < want && near) {
+        d.kind = RowDifference::Kind::kDifferent;
+        d.columns = near->columns;
+        d.details += "; a target row with its hash differs: " + near->details;
+      } else {
+        d.kind = have < want ? RowDifference::Kind::kMissing : RowDifference::Kind::kExtra;
+      }
+      AddRowVerdict(&r, d, v, opt.max_rows_reported);
+    }
+  }
+  r.target = std::to_string(matched) + " match";
+  if (r.status != CheckStatus::kPass) {
+    r.details = std::to_string(r.rows_total) + " of " + std::to_string(samples.size()) +
+                " distinct sampled rows differ (no key: found by row hash, named by source ctid)";
+  } else {
+    r.details = "no key: " + std::to_string(samples.size()) +
+                " distinct rows found by row hash, copies counted on both sides";
+  }
+  return r;
+}
+
+}  // namespace
+
+StatusOr<CheckResult> SampleCheck(CheckContext& ctx, const TablePlan& plan, int64_t source_rows) {
+  if (!plan.has_key()) return KeylessSampleCheck(ctx, plan, source_rows);
+  CheckResult r = NewResult("sample", plan);
+  const ValidateOptions& opt = *ctx.options;
+  if (!plan.target_exists) {
+    r.status = CheckStatus::kFail;
+    r.details = "no target table";
+    return r;
+  }
+  std::string sample = TableSampleClause(source_rows, opt.sample_size);
   TS_ASSIGN_OR_RETURN(PgResult keys_r,
                       ctx.source->Query("SELECT " + plan.SourceKeyList() + " FROM " +
                                         plan.SourceQualified() + sample +

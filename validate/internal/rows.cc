@@ -116,6 +116,64 @@ StatusOr<std::map<Key, TargetRow>> FetchTargetRows(Session& target, const TableP
   return out;
 }
 
+namespace {
+
+std::string HashArray(const std::vector<std::string>& hashes) {
+  std::string out = "{";
+  for (size_t i = 0; i < hashes.size(); ++i) out += (i ? "," : "") + hashes[i];
+  return out + "}";
+}
+
+}  // namespace
+
+StatusOr<std::map<std::string, std::vector<SourceRow>>> FetchSourceRowsByHash(
+    Session& source, const TablePlan& plan, const std::vector<std::string>& hashes) {
+  std::map<std::string, std::vector<SourceRow>> out;
+  if (hashes.empty()) return out;
+  std::string sql = "SELECT x.h::text, x.xmin::text";
+  for (size_t c = 0; c < plan.source.columns.size(); ++c) sql += ", x.c" + std::to_string(c);
+  sql += " FROM (SELECT " + plan.SourceRowHash() + " AS h, t.xmin";
+  for (size_t c = 0; c < plan.source.columns.size(); ++c) {
+    sql += ", t." + QuoteIdent(plan.source.columns[c].name) + " AS c" + std::to_string(c);
+  }
+  sql += " FROM " + plan.SourceQualified() + " t) x WHERE x.h = ANY($1::bigint[])";
+  TS_ASSIGN_OR_RETURN(PgResult r, source.Query(sql, {HashArray(hashes)}));
+  for (int row = 0; row < r.rows(); ++row) {
+    SourceRow sr;
+    sr.xmin = std::string(r.Get(row, 1));
+    for (size_t c = 0; c < plan.source.columns.size(); ++c) {
+      int col = 2 + static_cast<int>(c);
+      sr.values.push_back(r.IsNull(row, col) ? Datum::Null()
+                                             : Datum::Text(std::string(r.Get(row, col))));
+    }
+    out[std::string(r.Get(row, 0))].push_back(std::move(sr));
+  }
+  return out;
+}
+
+StatusOr<std::map<std::string, std::vector<TargetRow>>> FetchTargetRowsByHash(
+    Session& target, const TablePlan& plan, const std::vector<std::string>& hashes) {
+  std::map<std::string, std::vector<TargetRow>> out;
+  if (hashes.empty() || !plan.target_exists) return out;
+  std::string sql = "SELECT x.h::text";
+  for (size_t c = 0; c < plan.columns.size(); ++c) sql += ", x.c" + std::to_string(c);
+  sql += " FROM (SELECT " + plan.TargetRowHash() + " AS h";
+  for (size_t c = 0; c < plan.columns.size(); ++c) {
+    sql += plan.columns[c].in_target ? ", t." + QuoteIdent(plan.columns[c].name) : ", NULL";
+    sql += " AS c" + std::to_string(c);
+  }
+  sql += " FROM " + plan.TargetQualified() + " t) x WHERE x.h = ANY($1::bigint[])";
+  TS_ASSIGN_OR_RETURN(PgResult r, target.Query(sql, {HashArray(hashes)}));
+  for (int row = 0; row < r.rows(); ++row) {
+    TargetRow tr;
+    for (size_t c = 0; c < plan.columns.size(); ++c) {
+      tr.values.push_back(r.GetOptional(row, 1 + static_cast<int>(c)));
+    }
+    out[std::string(r.Get(row, 0))].push_back(std::move(tr));
+  }
+  return out;
+}
+
 StatusOr<std::optional<RowDifference>> CompareRow(Session& target, const TablePlan& plan,
                                                   const Key& key, const SourceRow* source,
                                                   const TargetRow* target_row) {

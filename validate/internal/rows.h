@@ -36,6 +36,16 @@ StatusOr<std::map<Key, SourceRow>> FetchSourceRows(Session& source, const TableP
 StatusOr<std::map<Key, TargetRow>> FetchTargetRows(Session& target, const TablePlan& plan,
                                                    const std::vector<Key>& keys);
 
+// Tables without a key (or whose key the mapping transforms): rows are found by the full diff's
+// row hash (TablePlan::SourceRowHash / TargetRowHash, as decimal text), which the two sides
+// compute alike for the columns it covers. Each call scans the table once on its server, which
+// computes the hash of every row and returns only the rows whose hash is in `hashes`, grouped by
+// hash (a hash absent from the map has no row).
+StatusOr<std::map<std::string, std::vector<SourceRow>>> FetchSourceRowsByHash(
+    Session& source, const TablePlan& plan, const std::vector<std::string>& hashes);
+StatusOr<std::map<std::string, std::vector<TargetRow>>> FetchTargetRowsByHash(
+    Session& target, const TablePlan& plan, const std::vector<std::string>& hashes);
+
 // nullopt when the target row is what the transform makes of the source row (`now` columns and
 // columns the target lacks are not compared; encrypted ones are decrypted and compared with the
 // source plaintext; values whose text differs are compared again after the target's input
