@@ -471,6 +471,35 @@ Status ParseTable(const Parser& p, const YAML::Node& node, const std::string& pa
   return Status::Ok();
 }
 
+// encryption.previous_keys: a list of {key_id, key | key_file}. The keys themselves are loaded
+// and checked in Validate (Cipher::FromConfig), after the current key.
+Status ParsePreviousKeys(const Parser& p, const YAML::Node& list,
+                         std::vector<EncryptionKeyConfig>* out) {
+  const std::string path = "encryption.previous_keys";
+  if (!list.IsDefined() || list.IsNull()) return Status::Ok();
+  const std::string example = "[{key_id: 1a2b3c4d, key_file: /etc/tenantsync/old.key}]";
+  if (!list.IsSequence()) {
+    return p.Error(path, "expected a list of older keys, e.g. " + example);
+  }
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string ip = path + "[" + std::to_string(i + 1) + "]";
+    if (!IsMapping(list[i])) {
+      return p.Error(ip, "expected a mapping with key or key_file (and key_id), e.g. " + example);
+    }
+    TS_RETURN_IF_ERROR(p.CheckMap(list[i], ip, {"key_id", "key", "key_file"}));
+    EncryptionKeyConfig k;
+    TS_RETURN_IF_ERROR(p.String(list[i], "key_id", ip, &k.key_id));
+    TS_RETURN_IF_ERROR(p.String(list[i], "key", ip, &k.key));
+    TS_RETURN_IF_ERROR(p.String(list[i], "key_file", ip, &k.key_file));
+    if (k.key.empty() && k.key_file.empty()) {
+      return p.Error(ip, "needs key or key_file: the older key, so values still under it can be "
+                         "decrypted");
+    }
+    out->push_back(std::move(k));
+  }
+  return Status::Ok();
+}
+
 Status Validate(const Parser& p, Config* c) {
   if (c->pipeline.empty()) {
     return p.Error("pipeline", "is required; name the pipeline, e.g. pipeline: rawdog");
@@ -575,6 +604,18 @@ Status Validate(const Parser& p, Config* c) {
                                          "with TENANTSYNC_KEY=$(openssl rand -base64 32), or "
                                          "encryption.key_file");
   }
+  const bool has_current = !c->encryption.key.empty() || !c->encryption.key_file.empty();
+  if (!has_current && (!c->encryption.key_id.empty() || !c->encryption.previous_keys.empty())) {
+    return p.Error("encryption",
+                   "key_id and previous_keys need the current key; set encryption.key or "
+                   "encryption.key_file");
+  }
+  if (!c->encryption.key_id.empty() || !c->encryption.previous_keys.empty()) {
+    // The current key loaded above; this checks key_id and loads every previous key. Messages
+    // name the entry (encryption.previous_keys[2].key_file) and key ids, never key bytes.
+    StatusOr<Cipher> keyring = Cipher::FromConfig(c->encryption);
+    if (!keyring.ok()) return p.Error("", keyring.status().message());
+  }
   return Status::Ok();
 }
 
@@ -628,10 +669,13 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   }
 
   const YAML::Node enc = root["encryption"];
-  TS_RETURN_IF_ERROR(p.CheckMap(enc, "encryption", {"key", "key_file"}));
+  TS_RETURN_IF_ERROR(
+      p.CheckMap(enc, "encryption", {"key", "key_file", "key_id", "previous_keys"}));
   if (IsMapping(enc)) {
     TS_RETURN_IF_ERROR(p.String(enc, "key", "encryption", &c.encryption.key));
     TS_RETURN_IF_ERROR(p.String(enc, "key_file", "encryption", &c.encryption.key_file));
+    TS_RETURN_IF_ERROR(p.String(enc, "key_id", "encryption", &c.encryption.key_id));
+    TS_RETURN_IF_ERROR(ParsePreviousKeys(p, enc["previous_keys"], &c.encryption.previous_keys));
   }
 
   const YAML::Node ops = root["ops"];

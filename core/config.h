@@ -78,9 +78,22 @@ struct TenantConfig {
   std::map<std::string, std::string> secrets;  // stored encrypted in public.organizations
 };
 
+// One older key under `encryption.previous_keys`: used to decrypt values that still carry its key
+// id (until `rotate-key` has re-encrypted them), never to encrypt.
+struct EncryptionKeyConfig {
+  std::string key_id;    // optional: the key's id (8 hex digits); checked against the key
+  std::string key;       // base64 of 32 bytes
+  std::string key_file;  // alternative to key, mode 0600 or stricter
+};
+
 struct EncryptionConfig {
   std::string key;       // base64 of 32 bytes; empty when no column/secret needs encryption
   std::string key_file;  // alternative to key: a file holding the base64 key, mode 0600 or stricter
+  // Optional: the current key's id (first 8 hex digits of its SHA-256); when set, a key with
+  // another id is refused, so a swapped key can not start writing under a new id unnoticed.
+  std::string key_id;
+  // Older keys, for decryption only; rotate-key re-encrypts their values with the current key.
+  std::vector<EncryptionKeyConfig> previous_keys;
 };
 
 struct OpsConfig {

@@ -508,6 +508,103 @@ TEST_F(ConfigTest, MissingKeyFile) {
   EXPECT_THAT(s.message(), HasSubstr("encryption.key_file"));
 }
 
+// --- encryption.key_id and encryption.previous_keys (key rotation)
+
+std::string OtherTestKey() {
+  std::string k(32, '\0');
+  for (int i = 0; i < 32; ++i) k[i] = static_cast<char>(200 - i);
+  return Base64Encode(k);
+}
+
+TEST_F(ConfigTest, PreviousKeysAreParsedAndLoaded) {
+  setenv("TS_TEST_OLD_KEY", OtherTestKey().c_str(), 1);
+  std::string old_id = Cipher::FromBase64Key(OtherTestKey())->key_id();
+  std::string cur_id = Cipher::FromBase64Key(TestKey())->key_id();
+  StatusOr<Config> c = ParseConfig(
+      Minimal("encryption:\n  key: \"${TS_TEST_KEY}\"\n  key_id: " + cur_id +
+              "\n  previous_keys:\n    - {key_id: " + old_id +
+              ", key: \"${TS_TEST_OLD_KEY}\"}\n"),
+      "test.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->encryption.key_id, cur_id);
+  ASSERT_EQ(c->encryption.previous_keys.size(), 1u);
+  EXPECT_EQ(c->encryption.previous_keys[0].key_id, old_id);
+  EXPECT_EQ(c->encryption.previous_keys[0].key, OtherTestKey());
+  StatusOr<Cipher> ring = Cipher::FromConfig(c->encryption);
+  ASSERT_TRUE(ring.ok()) << ring.status().ToString();
+  EXPECT_EQ(ring->key_ids(), (std::vector<std::string>{cur_id, old_id}));
+}
+
+TEST_F(ConfigTest, PreviousKeysMustBeAList) {
+  Status s = Fails(Minimal("encryption: {key: \"${TS_TEST_KEY}\", previous_keys: abc}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption.previous_keys: expected a list of older keys"));
+}
+
+TEST_F(ConfigTest, PreviousKeyEntryMustBeAMapping) {
+  Status s = Fails(Minimal("encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [abc]}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption.previous_keys[1]: expected a mapping"));
+  EXPECT_THAT(s.message(), Not(HasSubstr("abc")));
+}
+
+TEST_F(ConfigTest, PreviousKeyEntryUnknownKey) {
+  Status s =
+      Fails(Minimal("encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{kye: abc}]}\n"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("encryption.previous_keys[1]: unknown key 'kye'; expected one of key_id, "
+                        "key, key_file"));
+}
+
+TEST_F(ConfigTest, PreviousKeyEntryWithoutKey) {
+  Status s = Fails(
+      Minimal("encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{key_id: 1a2b3c4d}]}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption.previous_keys[1]: needs key or key_file"));
+}
+
+TEST_F(ConfigTest, PreviousKeyEntryWithKeyAndKeyFile) {
+  setenv("TS_TEST_OLD_KEY", OtherTestKey().c_str(), 1);
+  Status s = Fails(Minimal(
+      "encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{key: \"${TS_TEST_OLD_KEY}\", "
+      "key_file: /tmp/k}]}\n"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("encryption.previous_keys[1]: set key or key_file, not both"));
+}
+
+TEST_F(ConfigTest, BadPreviousKeyNamesTheEntryWithoutEchoingIt) {
+  setenv("TS_TEST_SHORT_KEY", "c2hvcnRrZXk=", 1);
+  Status s = Fails(Minimal(
+      "encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{key: \"${TS_TEST_SHORT_KEY}\"}]}\n"));
+  EXPECT_THAT(s.message(), AllOf(HasSubstr("test.yaml: encryption.previous_keys[1].key: "),
+                                 HasSubstr("not 32"), Not(HasSubstr("c2hvcnRrZXk"))));
+}
+
+TEST_F(ConfigTest, PreviousKeyFileMissing) {
+  Status s = Fails(Minimal(
+      "encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{key_file: /nonexistent/old.key}]}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption.previous_keys[1].key_file: /nonexistent/old.key"));
+}
+
+TEST_F(ConfigTest, PreviousKeyEqualToCurrentKey) {
+  Status s = Fails(Minimal(
+      "encryption: {key: \"${TS_TEST_KEY}\", previous_keys: [{key: \"${TS_TEST_KEY}\"}]}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption.previous_keys[1]: is the current key"));
+  EXPECT_THAT(s.message(), Not(HasSubstr(TestKey())));
+}
+
+TEST_F(ConfigTest, PreviousKeysWithoutCurrentKey) {
+  setenv("TS_TEST_OLD_KEY", OtherTestKey().c_str(), 1);
+  Status s = Fails(Minimal("encryption: {previous_keys: [{key: \"${TS_TEST_OLD_KEY}\"}]}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("encryption: key_id and previous_keys need the current key"));
+}
+
+TEST_F(ConfigTest, KeyIdMustMatchTheKey) {
+  Status s = Fails(Minimal("encryption: {key: \"${TS_TEST_KEY}\", key_id: 0badc0de}\n"));
+  EXPECT_THAT(s.message(),
+              AllOf(HasSubstr("test.yaml: encryption.key_id: is 0badc0de but the configured key "
+                              "has id " +
+                              Cipher::FromBase64Key(TestKey())->key_id()),
+                    Not(HasSubstr(TestKey()))));
+}
+
 TEST_F(ConfigTest, SecretValuesNeverAppearInErrors) {
   // A type error after the secrets were expanded must not print them.
   Status s = Fails(

@@ -6,6 +6,7 @@
 #include <openssl/params.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -213,12 +214,123 @@ StatusOr<Cipher> Cipher::FromKeyFile(const std::string& path) {
   return c;
 }
 
+namespace {
+
+// One configured key: key, else key_file; `path` names it in messages ("encryption" or
+// "encryption.previous_keys[2]"). When `expected_id` is set, the key must have that id: a
+// config that says which key it means catches a swapped key before anything is written.
+StatusOr<Cipher> LoadConfiguredKey(const std::string& path, const std::string& key,
+                                   const std::string& key_file, const std::string& expected_id) {
+  if (!key.empty() && !key_file.empty()) {
+    return InvalidArgument(path + ": set key or key_file, not both");
+  }
+  StatusOr<Cipher> c = InvalidArgument(
+      path + ".key: no key configured; set " + path +
+      ".key (e.g. \"${TENANTSYNC_KEY}\") or " + path +
+      ".key_file to the base64 of 32 bytes (`openssl rand -base64 32`)");
+  // The loaders' messages name the current key's settings ("encryption key: ...",
+  // "encryption.key_file: ..."); a previous key's message names its own entry instead.
+  auto renamed = [&](const Status& st, std::string_view prefix, const std::string& name) {
+    std::string m = st.message();
+    if (m.rfind(prefix, 0) == 0) m = m.substr(prefix.size());
+    return Status(st.code(), name + ": " + m);
+  };
+  if (!key.empty()) {
+    c = Cipher::FromBase64Key(key);
+    if (!c.ok() && path != "encryption") {
+      return renamed(c.status(), "encryption key: ", path + ".key");
+    }
+  } else if (!key_file.empty()) {
+    c = Cipher::FromKeyFile(key_file);
+    if (!c.ok() && path != "encryption") {
+      return renamed(c.status(), "encryption.key_file: ", path + ".key_file");
+    }
+  }
+  if (!c.ok()) return c;
+  const bool id_shaped =
+      expected_id.size() == kKeyIdLen &&
+      std::all_of(expected_id.begin(), expected_id.end(),
+                  [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+  if (!expected_id.empty() && !id_shaped) {
+    // Not echoed: a key pasted into the wrong field must not reach a log.
+    return InvalidArgument(path + ".key_id: expected 8 lowercase hex digits (the configured key "
+                           "has id " + c->key_id() + ")");
+  }
+  if (!expected_id.empty() && expected_id != c->key_id()) {
+    return InvalidArgument(path + ".key_id: is " + expected_id + " but the configured key has id " +
+                           c->key_id() + "; the key id is the first 8 hex digits of the key's "
+                           "SHA-256: fix the key or the key_id");
+  }
+  return c;
+}
+
+}  // namespace
+
 StatusOr<Cipher> Cipher::FromConfig(const EncryptionConfig& encryption) {
-  if (!encryption.key.empty()) return FromBase64Key(encryption.key);
-  if (!encryption.key_file.empty()) return FromKeyFile(encryption.key_file);
-  return InvalidArgument(
-      "encryption.key: no key configured; set encryption.key (e.g. \"${TENANTSYNC_KEY}\") or "
-      "encryption.key_file to the base64 of 32 bytes (`openssl rand -base64 32`)");
+  TS_ASSIGN_OR_RETURN(Cipher current,
+                      LoadConfiguredKey("encryption", encryption.key, encryption.key_file,
+                                        encryption.key_id));
+  if (encryption.previous_keys.empty()) return current;
+  std::vector<Cipher> previous;
+  for (size_t i = 0; i < encryption.previous_keys.size(); ++i) {
+    const EncryptionKeyConfig& k = encryption.previous_keys[i];
+    const std::string path = "encryption.previous_keys[" + std::to_string(i + 1) + "]";
+    TS_ASSIGN_OR_RETURN(Cipher c, LoadConfiguredKey(path, k.key, k.key_file, k.key_id));
+    if (c.key_id() == current.key_id()) {
+      return InvalidArgument(path + ": is the current key (key id " + c.key_id() +
+                             "); list only older keys under previous_keys");
+    }
+    for (size_t j = 0; j < previous.size(); ++j) {
+      if (previous[j].key_id() == c.key_id()) {
+        return InvalidArgument(path + ": the same key as encryption.previous_keys[" +
+                               std::to_string(j + 1) + "] (key id " + c.key_id() +
+                               "); list each key once");
+      }
+    }
+    previous.push_back(std::move(c));
+  }
+  return WithPreviousKeys(current, previous);
+}
+
+StatusOr<Cipher> Cipher::WithPreviousKeys(const Cipher& current,
+                                          const std::vector<Cipher>& previous) {
+  if (!current.keyed_) return Fatal("crypto: Cipher used before FromBase64Key; this is a bug");
+  Cipher c = current;
+  auto keys = std::make_shared<std::vector<Cipher>>();
+  for (const Cipher& p : previous) {
+    if (!p.keyed_) return Fatal("crypto: Cipher used before FromBase64Key; this is a bug");
+    if (c.HasKey(p.key_id()) ||
+        std::any_of(keys->begin(), keys->end(),
+                    [&](const Cipher& k) { return k.key_id() == p.key_id(); })) {
+      return InvalidArgument("encryption: key id " + p.key_id() +
+                             " is configured twice; list each key once");
+    }
+    Cipher only = p;
+    only.previous_.reset();
+    keys->push_back(std::move(only));
+  }
+  c.previous_ = std::move(keys);
+  return c;
+}
+
+std::vector<std::string> Cipher::key_ids() const {
+  std::vector<std::string> ids = {key_id_};
+  if (previous_) {
+    for (const Cipher& p : *previous_) ids.push_back(p.key_id_);
+  }
+  return ids;
+}
+
+bool Cipher::HasKey(std::string_view key_id) const {
+  if (key_id == key_id_) return true;
+  if (!previous_) return false;
+  return std::any_of(previous_->begin(), previous_->end(),
+                     [&](const Cipher& p) { return p.key_id_ == key_id; });
+}
+
+std::string_view Cipher::KeyIdOf(std::string_view ciphertext) {
+  if (!LooksEncrypted(ciphertext)) return {};
+  return ciphertext.substr(kPrefix.size(), kKeyIdLen);
 }
 
 bool Cipher::LooksEncrypted(std::string_view text) {
@@ -259,19 +371,31 @@ StatusOr<std::string> Cipher::Encrypt(std::string_view plaintext, std::string_vi
 }
 
 StatusOr<std::string> Cipher::Decrypt(std::string_view ciphertext, std::string_view context) const {
-  // Messages name the context (table.column), never the text: it may be a secret's ciphertext
-  // and the plaintext must not leak through a partial decode either.
+  // Messages name the context (table.column) and key ids, never the text: it may be a secret's
+  // ciphertext and the plaintext must not leak through a partial decode either.
   if (!LooksEncrypted(ciphertext)) {
     return Corruption(std::string(context) + ": value is not tenantsync ciphertext (tsenc1:...)");
   }
   std::string_view rest = ciphertext.substr(kPrefix.size());
   std::string_view key_id = rest.substr(0, kKeyIdLen);
-  if (key_id != key_id_) {
-    return NotFound(std::string(context) + ": value was encrypted with key id " +
-                    std::string(key_id) + ", the current key is " + key_id_ +
-                    "; configure that key or run `tenantsync rotate-key`");
+  std::string_view blob = rest.substr(kKeyIdLen + 1);
+  if (key_id == key_id_) return DecryptWithThisKey(blob, context);
+  if (previous_) {
+    for (const Cipher& p : *previous_) {
+      if (p.key_id_ == key_id) return p.DecryptWithThisKey(blob, context);
+    }
   }
-  StatusOr<std::string> blob = Base64Decode(rest.substr(kKeyIdLen + 1));
+  std::string configured;
+  for (const std::string& id : key_ids()) configured += (configured.empty() ? "" : ", ") + id;
+  return NotFound(std::string(context) + ": value was encrypted with key id " +
+                  std::string(key_id) + ", which is not configured (configured: " + configured +
+                  "); add that key to encryption.previous_keys so it can be decrypted and "
+                  "`tenantsync rotate-key` can re-encrypt it with the current key");
+}
+
+StatusOr<std::string> Cipher::DecryptWithThisKey(std::string_view blob_base64,
+                                                 std::string_view context) const {
+  StatusOr<std::string> blob = Base64Decode(blob_base64);
   if (!blob.ok()) {
     return Corruption(std::string(context) + ": ciphertext is not valid base64");
   }

@@ -15,6 +15,7 @@
 namespace tenantsync {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -31,6 +32,12 @@ Cipher MakeCipher(unsigned char first = 0) {
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return *c;
 }
+
+#define ASSERT_OK_AND_ASSIGN_CIPHER(lhs, expr)                         \
+  StatusOr<Cipher> TS_CONCAT(cipher_or_, __LINE__) = (expr);             \
+  ASSERT_TRUE(TS_CONCAT(cipher_or_, __LINE__).ok())                      \
+      << TS_CONCAT(cipher_or_, __LINE__).status().ToString();            \
+  lhs = std::move(TS_CONCAT(cipher_or_, __LINE__)).value()
 
 // Replaces the last base64 character of the blob with another valid one.
 std::string FlipBlobByte(std::string ct, size_t pos_from_end) {
@@ -214,7 +221,8 @@ TEST(CipherTest, OtherKeyIdIsNotFound) {
   std::string ct = *a.Encrypt("secret", "t.c");
   StatusOr<std::string> d = b.Decrypt(ct, "t.c");
   EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
-  EXPECT_THAT(d.status().message(), HasSubstr(a.key_id()));
+  EXPECT_THAT(d.status().message(), HasSubstr("key id " + a.key_id()));
+  EXPECT_THAT(d.status().message(), HasSubstr("encryption.previous_keys"));
   EXPECT_THAT(d.status().message(), HasSubstr("rotate-key"));
 }
 
@@ -302,6 +310,157 @@ TEST(CipherFromConfigTest, NoKeyNamesTheSetting) {
   StatusOr<Cipher> c = Cipher::FromConfig(EncryptionConfig{});
   EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(c.status().message(), HasSubstr("encryption.key"));
+}
+
+// --- Key rotation: one current key encrypts, previous keys decrypt by key id.
+
+TEST(KeyringTest, DecryptsValuesOfEveryConfiguredKeyAndEncryptsWithTheCurrentOne) {
+  Cipher a = MakeCipher(0);
+  Cipher b = MakeCipher(1);
+  std::string under_a = *a.Encrypt("secret", "t.c");
+  ASSERT_OK_AND_ASSIGN_CIPHER(Cipher ring, Cipher::WithPreviousKeys(b, {a}));
+  EXPECT_EQ(ring.key_id(), b.key_id());
+  EXPECT_EQ(ring.key_ids(), (std::vector<std::string>{b.key_id(), a.key_id()}));
+  EXPECT_TRUE(ring.HasKey(a.key_id()));
+  EXPECT_TRUE(ring.HasKey(b.key_id()));
+  EXPECT_FALSE(ring.HasKey(MakeCipher(2).key_id()));
+  StatusOr<std::string> back = ring.Decrypt(under_a, "t.c");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, "secret");
+  // Encrypt is the current key's, byte for byte (deterministic across paths, invariant 5).
+  EXPECT_EQ(*ring.Encrypt("secret", "t.c"), *b.Encrypt("secret", "t.c"));
+  EXPECT_EQ(*ring.Decrypt(*ring.Encrypt("x", "t.c"), "t.c"), "x");
+  // Copies share the keyring.
+  Cipher copy = ring;
+  EXPECT_EQ(*copy.Decrypt(under_a, "t.c"), "secret");
+}
+
+TEST(KeyringTest, UnknownKeyIdIsNotFoundNamingTheIdAndTheRemedy) {
+  Cipher a = MakeCipher(0);
+  Cipher b = MakeCipher(1);
+  Cipher c = MakeCipher(2);
+  std::string under_c = *c.Encrypt("secret", "t.c");
+  ASSERT_OK_AND_ASSIGN_CIPHER(Cipher ring, Cipher::WithPreviousKeys(b, {a}));
+  StatusOr<std::string> d = ring.Decrypt(under_c, "t.c");
+  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(d.status().message(), HasSubstr("key id " + c.key_id()));
+  EXPECT_THAT(d.status().message(), HasSubstr(a.key_id()));
+  EXPECT_THAT(d.status().message(), HasSubstr("encryption.previous_keys"));
+  EXPECT_THAT(d.status().message(), Not(HasSubstr(Base64Encode(TestKeyBytes(2)))));
+  EXPECT_THAT(d.status().message(), Not(HasSubstr("\n")));
+}
+
+TEST(KeyringTest, WrongPreviousKeyWithForgedIdIsCorruption) {
+  Cipher a = MakeCipher(0);
+  Cipher b = MakeCipher(1);
+  Cipher c = MakeCipher(2);
+  std::string under_c = *c.Encrypt("secret", "t.c");
+  std::string forged = "tsenc1:" + a.key_id() + under_c.substr(15);
+  ASSERT_OK_AND_ASSIGN_CIPHER(Cipher ring, Cipher::WithPreviousKeys(b, {a}));
+  EXPECT_EQ(ring.Decrypt(forged, "t.c").status().code(), StatusCode::kCorruption);
+}
+
+TEST(KeyringTest, SameKeyTwiceIsRefused) {
+  Cipher a = MakeCipher(0);
+  Cipher b = MakeCipher(1);
+  EXPECT_EQ(Cipher::WithPreviousKeys(b, {b}).status().code(), StatusCode::kInvalidArgument);
+  StatusOr<Cipher> twice = Cipher::WithPreviousKeys(b, {a, a});
+  EXPECT_EQ(twice.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(twice.status().message(), HasSubstr(a.key_id()));
+}
+
+TEST(KeyringTest, KeyIdOf) {
+  Cipher a = MakeCipher(0);
+  EXPECT_EQ(Cipher::KeyIdOf(*a.Encrypt("v", "t.c")), a.key_id());
+  EXPECT_EQ(Cipher::KeyIdOf("plain"), "");
+  EXPECT_EQ(Cipher::KeyIdOf("tsenc1:short"), "");
+}
+
+class KeyringConfigTest : public KeyFileTest {};
+
+TEST_F(KeyringConfigTest, PreviousKeysFromKeyAndKeyFile) {
+  ASSERT_EQ(chmod(path_.c_str(), 0600), 0);  // holds TestKeyBytes(0)
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.key_id = MakeCipher(1).key_id();
+  e.previous_keys.push_back({MakeCipher(0).key_id(), "", path_});
+  e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(2)), ""});
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->key_id(), MakeCipher(1).key_id());
+  EXPECT_EQ(c->key_ids(), (std::vector<std::string>{MakeCipher(1).key_id(),
+                                                    MakeCipher(0).key_id(),
+                                                    MakeCipher(2).key_id()}));
+  EXPECT_EQ(*c->Decrypt(*MakeCipher(2).Encrypt("v", "t.c"), "t.c"), "v");
+}
+
+TEST_F(KeyringConfigTest, PreviousKeyFileReadableByOthersNamesTheEntry) {
+  ASSERT_EQ(chmod(path_.c_str(), 0644), 0);
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.previous_keys.push_back({"", "", path_});
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), StartsWith("encryption.previous_keys[1].key_file: "));
+  EXPECT_THAT(c.status().message(), HasSubstr("chmod 600"));
+}
+
+TEST(KeyringFromConfigTest, BadPreviousKeyNamesTheEntryWithoutEchoingIt) {
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(0)), ""});
+  e.previous_keys.push_back({"", Base64Encode("sixteen bytes...."), ""});
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), StartsWith("encryption.previous_keys[2].key: "));
+  EXPECT_THAT(c.status().message(), HasSubstr("not 32"));
+  EXPECT_THAT(c.status().message(), Not(HasSubstr(Base64Encode("sixteen bytes...."))));
+}
+
+TEST(KeyringFromConfigTest, PreviousKeyEqualToTheCurrentOneIsRefused) {
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(1)), ""});
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("encryption.previous_keys[1]: is the current key"));
+}
+
+TEST(KeyringFromConfigTest, SamePreviousKeyTwiceIsRefused) {
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(0)), ""});
+  e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(0)), ""});
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("encryption.previous_keys[2]: the same key as "
+                        "encryption.previous_keys[1]"));
+}
+
+TEST(KeyringFromConfigTest, KeyIdThatDoesNotMatchTheKeyIsRefused) {
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.key_id = MakeCipher(0).key_id();
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(),
+              AllOf(HasSubstr("encryption.key_id: is " + MakeCipher(0).key_id()),
+                    HasSubstr("has id " + MakeCipher(1).key_id())));
+  e.key_id.clear();
+  e.previous_keys.push_back({MakeCipher(1).key_id(), Base64Encode(TestKeyBytes(0)), ""});
+  c = Cipher::FromConfig(e);
+  EXPECT_THAT(c.status().message(), StartsWith("encryption.previous_keys[1].key_id: is "));
+}
+
+TEST(KeyringFromConfigTest, KeyIdThatIsNotAnIdIsNotEchoed) {
+  EncryptionConfig e;
+  e.key = Base64Encode(TestKeyBytes(1));
+  e.key_id = Base64Encode(TestKeyBytes(0));  // a key pasted into the wrong field
+  StatusOr<Cipher> c = Cipher::FromConfig(e);
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("8 lowercase hex digits"));
+  EXPECT_THAT(c.status().message(), Not(HasSubstr(e.key_id)));
 }
 
 TEST(CipherFromConfigTest, KeyIsUsed) {
