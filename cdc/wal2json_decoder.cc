@@ -18,6 +18,8 @@
 
 #include <charconv>
 #include <cstring>
+#include <functional>
+#include <optional>
 
 namespace tenantsync::cdc {
 
@@ -27,6 +29,8 @@ namespace od = simdjson::ondemand;
 
 constexpr uint32_t kByteaOid = 17;
 constexpr size_t kMaxCachedRelations = 100000;  // against hostile input only
+// Combinations of left-out columns remembered per relation; beyond, they are checked again.
+constexpr size_t kMaxVerifiedOmissions = 64;
 
 Status JsonError(std::string_view where, simdjson::error_code e) {
   return Corruption("wal2json message: " + std::string(where) + ": " +
@@ -326,8 +330,8 @@ Status ParseObject(od::document& doc, Parsed* p) {
   return Status::Ok();
 }
 
-// Positions of `cols` in `rel` (both in attnum order), or an empty vector when some column is
-// not in `rel` (or its type OID differs). `cols` empty -> empty, true.
+// Positions of `cols` in `rel` (both in attnum order), or false when some column is not in
+// `rel` (or its type OID differs). `cols` empty -> empty, true.
 bool MapColumns(const Relation& rel, const std::vector<Wal2jsonDecoder::PrintedColumn>& cols,
                 std::vector<size_t>* positions) {
   positions->clear();
@@ -343,16 +347,117 @@ bool MapColumns(const Relation& rel, const std::vector<Wal2jsonDecoder::PrintedC
   return true;
 }
 
+// Whether a message's columns can be decoded with `rel`: every printed column is in it, an
+// INSERT prints all of them, and the identity's columns are in it. `positions` receives the
+// positions of `cols`.
 bool Fits(const Relation& rel, char action, const std::vector<Wal2jsonDecoder::PrintedColumn>& cols,
-          const std::vector<Wal2jsonDecoder::PrintedColumn>& identity) {
-  std::vector<size_t> pos;
-  if (!MapColumns(rel, cols, &pos)) return false;
-  if (action == 'I' && pos.size() != rel.columns.size()) return false;  // inserts are complete
-  return MapColumns(rel, identity, &pos);
+          const std::vector<Wal2jsonDecoder::PrintedColumn>& identity,
+          std::vector<size_t>* positions) {
+  if (!MapColumns(rel, cols, positions)) return false;
+  if (action == 'I' && positions->size() != rel.columns.size()) return false;  // complete
+  std::vector<size_t> id;
+  return MapColumns(rel, identity, &id);
+}
+
+// The columns of `rel` an UPDATE's new tuple left out (positions not in `printed`), one byte
+// per column: the key of RelationEntry::verified_omissions.
+std::string OmissionKey(const Relation& rel, const std::vector<size_t>& printed) {
+  std::string key(rel.columns.size(), '\1');
+  for (size_t p : printed) key[p] = '\0';
+  return key;
+}
+
+const Relation::Column* FindColumn(const Relation* rel, std::string_view name) {
+  if (!rel) return nullptr;
+  for (const auto& c : rel->columns) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+// The relation a message was written against, when neither the cache nor the catalog fits it:
+// the message's columns (names, types and type OIDs as wal2json printed them; a column the
+// catalog has with the same type keeps the catalog's modifier and key flag), in the message's
+// (attnum) order, merged with the columns of `base` that the message left out when
+// `keep_omitted` says they are there (an UPDATE's unchanged TOAST columns). `base` is the
+// catalog's relation, else the cached one, else null. `printed` is the new tuple's columns
+// (INSERT, UPDATE) or the identity's (DELETE, TRUNCATE).
+std::shared_ptr<const Relation> MergeRelation(
+    const std::string& schema, const std::string& table, const Relation* base,
+    const std::vector<Wal2jsonDecoder::PrintedColumn>& printed,
+    const std::vector<Wal2jsonDecoder::PrintedColumn>& identity, const std::vector<std::string>& pk,
+    const std::function<bool(const Relation::Column&)>& keep_omitted) {
+  auto rel = std::make_shared<Relation>();
+  rel->schema = schema;
+  rel->name = table;
+  if (base) {
+    rel->oid = base->oid;
+    rel->replica_identity = base->replica_identity;
+  }
+  auto is_key = [&](const std::string& name) {
+    if (rel->replica_identity == 'f') return true;
+    for (const auto& k : pk) {
+      if (k == name) return true;
+    }
+    // REPLICA IDENTITY USING INDEX: pk names the primary key, the identity the index.
+    if (rel->replica_identity == 'i') {
+      for (const auto& k : identity) {
+        if (k.name == name) return true;
+      }
+    }
+    return false;
+  };
+  auto from_message = [&](const Wal2jsonDecoder::PrintedColumn& c) {
+    Relation::Column col;
+    col.name = c.name;
+    col.type_name = c.type;
+    col.type_oid = c.type_oid;
+    col.is_key = is_key(c.name);
+    return col;
+  };
+  // Columns the base lacks wait until the base's left-out columns before the next common one
+  // are placed: their relative attnum order is unknown, and a column the catalog no longer has
+  // is most often a recent addition dropped again, so after them is the better guess.
+  std::vector<Relation::Column> pending;
+  size_t j = 0;  // next column of base not yet placed
+  const size_t nbase = base ? base->columns.size() : 0;
+  auto place_base_until = [&](size_t p) {
+    for (; j < p; ++j) {
+      if (keep_omitted(base->columns[j])) rel->columns.push_back(base->columns[j]);
+    }
+    for (auto& col : pending) rel->columns.push_back(std::move(col));
+    pending.clear();
+  };
+  for (const auto& c : printed) {
+    size_t p = j;
+    while (p < nbase && base->columns[p].name != c.name) ++p;
+    if (p == nbase) {
+      pending.push_back(from_message(c));
+      continue;
+    }
+    place_base_until(p);
+    ++j;
+    // Same name, another type: retyped since; the message's type is this change's.
+    rel->columns.push_back(c.type_oid == 0 || base->columns[p].type_oid == c.type_oid
+                               ? base->columns[p]
+                               : from_message(c));
+  }
+  place_base_until(nbase);
+  return rel;
 }
 
 }  // namespace
 
+// Resolution (see the header for why):
+//   1. the cached relation, when the message fits it and, for an UPDATE leaving columns out,
+//      that combination of left-out columns was checked against the catalog before;
+//   2. otherwise the catalog is read now, and the relation is the message's columns merged
+//      with the catalog's (MergeRelation): the catalog itself when it matches the message,
+//      the message's names and types where the catalog has moved on past this change.
+//      DELETE/TRUNCATE print too little to merge: the catalog when it fits the identity.
+// A result equal to the cached relation keeps the cached object, so the journal and the
+// applier see no new version; a different one is a new version (a new Fingerprint), which is
+// what makes the applier's drift policy act as it does on a pgoutput Relation message.
 StatusOr<std::shared_ptr<const Relation>> Wal2jsonDecoder::Resolve(
     const std::string& schema, const std::string& table, char action,
     const std::vector<PrintedColumn>& columns, const std::vector<PrintedColumn>& identity,
@@ -360,64 +465,78 @@ StatusOr<std::shared_ptr<const Relation>> Wal2jsonDecoder::Resolve(
   std::string key = schema;
   key.push_back('\0');
   key.append(table);
-  std::shared_ptr<const Relation> cached;
-  if (auto it = relations_.find(key); it != relations_.end()) cached = it->second;
-  bool looked_up = false;
-  auto lookup = [&]() -> Status {
-    looked_up = true;
+  CachedRelation* entry = nullptr;
+  if (auto it = relations_.find(key); it != relations_.end()) entry = &it->second;
+  const Relation* cached = entry ? entry->relation.get() : nullptr;
+
+  std::vector<size_t> positions;
+  std::string omission;
+  if (cached && Fits(*cached, action, columns, identity, &positions)) {
+    if (action != 'U' || !lookup_ || positions.size() == cached->columns.size()) {
+      return entry->relation;
+    }
+    omission = OmissionKey(*cached, positions);
+    if (entry->verified_omissions.count(omission)) return entry->relation;
+  }
+
+  // The slow path: a table seen for the first time, a message the cache does not fit, or an
+  // UPDATE leaving out columns in a new combination (unchanged TOAST, or a column dropped).
+  std::optional<Relation> catalog;
+  if (lookup_) {
     auto rel = lookup_(schema, table);
-    if (!rel.ok()) {
-      if (rel.status().code() == StatusCode::kNotFound) return Status::Ok();
+    if (rel.ok()) {
+      catalog = std::move(rel).value();
+    } else if (rel.status().code() != StatusCode::kNotFound) {
       return rel.status().WithContext("looking up " + schema + "." + table + " for wal2json");
     }
-    cached = std::make_shared<const Relation>(std::move(rel).value());
-    return Status::Ok();
-  };
-  if (!cached && lookup_) TS_RETURN_IF_ERROR(lookup());
-  if (cached && !Fits(*cached, action, columns, identity) && lookup_ && !looked_up) {
-    TS_RETURN_IF_ERROR(lookup());
   }
-  if (!cached || !Fits(*cached, action, columns, identity)) {
-    if (action == 'U' && lookup_ && cached) {
-      return SchemaChanged("wal2json UPDATE of " + schema + "." + table +
-                           " names columns the source catalog does not have (changed since?)");
+  const bool has_tuple = action == 'I' || action == 'U';
+  const auto& printed = has_tuple ? columns : identity;
+  const Relation* base = catalog ? &*catalog : cached;
+  std::shared_ptr<const Relation> result;
+  if (action == 'D' || action == 'T') {
+    // Only the identity (or nothing) is printed, and the cache did not fit it.
+    if (catalog && Fits(*catalog, action, columns, identity, &positions)) {
+      result = std::make_shared<const Relation>(std::move(*catalog));
+    } else {
+      result = MergeRelation(schema, table, base, printed, identity, pk,
+                             [](const Relation::Column&) { return true; });
     }
-    // Build from the message: INSERT (complete), T, or no catalog at hand.
-    const auto& printed = columns.empty() ? identity : columns;
-    auto rel = std::make_shared<Relation>();
-    rel->schema = schema;
-    rel->name = table;
-    if (cached) {
-      rel->oid = cached->oid;
-      rel->replica_identity = cached->replica_identity;
-    }
-    for (const auto& c : printed) {
-      Relation::Column col;
-      const Relation::Column* known = nullptr;
-      if (cached) {
-        for (const auto& k : cached->columns) {
-          if (k.name == c.name && (c.type_oid == 0 || k.type_oid == c.type_oid)) known = &k;
-        }
-      }
-      if (known) {
-        col = *known;
-      } else {
-        col.name = c.name;
-        col.type_name = c.type;
-        col.type_oid = c.type_oid;
-        for (const auto& k : pk) col.is_key |= (k == c.name);
-      }
-      rel->columns.push_back(std::move(col));
-    }
-    if (!Fits(*rel, action, columns, identity)) {
-      return SchemaChanged("wal2json " + std::string(1, action) + " of " + schema + "." + table +
-                           " does not match the source catalog");
-    }
-    cached = std::move(rel);
+  } else {
+    // An INSERT prints every column. An UPDATE leaves out unchanged TOAST columns: a column
+    // it leaves out stays in the relation when the catalog still has it and (if a relation is
+    // cached) the cache had it too. A column the catalog has but the cache lacks was added
+    // after this change: had it existed with a stored value, an earlier change would have
+    // named it. A column the cache has but the catalog lacks is gone; were it an unchanged
+    // TOAST value of a column dropped only later, leaving it out of this change leaves the
+    // target's value alone all the same.
+    auto keep = [&](const Relation::Column& c) {
+      if (action != 'U') return false;
+      if (!cached || base == cached) return true;
+      const Relation::Column* known = FindColumn(cached, c.name);
+      return known && known->type_oid == c.type_oid;
+    };
+    result = MergeRelation(schema, table, base, printed, identity, pk, keep);
   }
-  if (relations_.size() >= kMaxCachedRelations) relations_.clear();
-  relations_[key] = cached;
-  return cached;
+  if (cached && *result == *cached) result = entry->relation;
+  if (!Fits(*result, action, columns, identity, &positions)) {
+    return SchemaChanged("wal2json " + std::string(1, action) + " of " + schema + "." + table +
+                         " names identity columns that neither the message nor the source "
+                         "catalog has");
+  }
+  if (!entry || entry->relation != result) {
+    if (relations_.size() >= kMaxCachedRelations) relations_.clear();
+    entry = &relations_[key];
+    entry->relation = result;
+    entry->verified_omissions.clear();
+  }
+  if (action == 'U' && positions.size() != result->columns.size()) {
+    if (entry->verified_omissions.size() >= kMaxVerifiedOmissions) {
+      entry->verified_omissions.clear();
+    }
+    entry->verified_omissions.insert(OmissionKey(*result, positions));
+  }
+  return result;
 }
 
 StatusOr<Event> Wal2jsonDecoder::Decode(std::span<const uint8_t> message) {

@@ -18,16 +18,28 @@
 // printed as JSON null, indistinguishable from SQL NULL; use pgoutput for tables holding them.
 // wal2json prints TRUNCATE per table without its CASCADE / RESTART IDENTITY options.
 //
-// Relations. wal2json names a table and lists the columns it printed; it omits unchanged TOAST
-// columns from an UPDATE's "columns" (`VARATT_IS_EXTERNAL_ONDISK`, pg_decode_write_tuple) and
-// prints only the identity for DELETE. So a relation can not be read off one message: the
-// decoder keeps one per table, filled from the source catalog through `relations` (the
-// receiver's lookup), and maps each message's columns onto it by name. Columns of the relation
-// absent from an UPDATE's new tuple become Datum::Unchanged() (invariant 8); absent from an
-// identity, kNull. A message naming a column the cached relation lacks re-reads the catalog;
-// an INSERT still not matching (a column dropped since) gets a relation built from the message
-// itself; an UPDATE/DELETE not matching is kSchemaChanged. Without a lookup (unit tests), a
-// relation is built from each message (then unchanged TOAST can not be told from absence).
+// Relations. wal2json has no Relation messages: it names a table and lists the columns it
+// printed, with their names, types (format_type with typmod) and type OIDs; it omits unchanged
+// TOAST columns from an UPDATE's "columns" (`VARATT_IS_EXTERNAL_ONDISK`, pg_decode_write_tuple)
+// and prints only the identity for DELETE. So a relation can not be read off one message: the
+// decoder keeps one per table and maps each message's columns onto it by name. Columns of the
+// relation absent from an UPDATE's new tuple become Datum::Unchanged() (invariant 8); absent
+// from an identity, kNull.
+//
+// The cached relation is used while messages fit it. When one does not (a column added or
+// retyped since: pgoutput would have sent a Relation message), or the table is new, or an
+// UPDATE leaves out a combination of columns not checked before (unchanged TOAST, or a column
+// dropped since), the decoder reads the source catalog through `relations` (the receiver's
+// lookup). The catalog may have moved on past the WAL being decoded (a column added, used and
+// dropped again before the receiver got there), so the message's own names and types win:
+// the relation is the message's columns, completed by the catalog's columns an UPDATE left out
+// (see Resolve in the .cc). A relation that differs from the cached one is a new object with a
+// new Fingerprint: a new version, on which the applier applies its schema-drift policy exactly
+// as for a pgoutput Relation message. Known gaps (no catalog as of the WAL position exists
+// outside the plugin): a DELETE after an ADD COLUMN keeps the older version (it prints only the
+// identity; the next INSERT/UPDATE brings the new one); an UPDATE decoded after a later ADD
+// COLUMN on a cold cache may list that column early (as unchanged). Without a lookup (unit
+// tests, fuzzers), relations are built from the messages alone.
 //
 // UPDATE "identity": wal2json prints it even when the key did not change (taken from the new
 // tuple); like pgoutput, the decoded old_tuple is empty then, unless REPLICA IDENTITY FULL.
@@ -39,6 +51,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -83,7 +96,13 @@ class Wal2jsonDecoder {
   struct Parser;  // simdjson's on-demand parser (its namespace is an alias: no forward decl)
   std::unique_ptr<Parser> parser_;
   std::vector<uint8_t> buffer_;  // message copy with simdjson's padding
-  std::unordered_map<std::string, std::shared_ptr<const Relation>> relations_;
+  struct CachedRelation {
+    std::shared_ptr<const Relation> relation;
+    // OmissionKey()s of UPDATEs checked against the catalog with this relation: an UPDATE
+    // leaving out the same columns again needs no catalog read.
+    std::unordered_set<std::string> verified_omissions;
+  };
+  std::unordered_map<std::string, CachedRelation> relations_;  // key: schema '\0' table
 };
 
 }  // namespace tenantsync::cdc

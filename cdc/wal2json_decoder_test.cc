@@ -242,23 +242,206 @@ TEST(Wal2jsonDecoderTest, MalformedObjectsAreCorruption) {
   }
 }
 
-TEST(Wal2jsonDecoderTest, UpdateNamingUnknownColumnIsSchemaChanged) {
+// A source catalog that tests change between messages, counting reads.
+struct FakeCatalog {
+  Relation relation;
+  int reads = 0;
+  RelationLookup Lookup() {
+    return [this](const std::string& schema, const std::string& table) -> StatusOr<Relation> {
+      ++reads;
+      if (schema != relation.schema || table != relation.name) return NotFound("relation");
+      return relation;
+    };
+  }
+};
+
+Relation DriftTable(std::vector<Relation::Column> columns) {
   Relation rel;
+  rel.oid = 16400;
   rel.schema = "s";
   rel.name = "t";
-  rel.columns = {{"id", "integer", 23, -1, true}};
-  Wal2jsonDecoder d([&](const std::string&, const std::string&) -> StatusOr<Relation> {
-    return rel;
-  });
+  rel.columns = std::move(columns);
+  return rel;
+}
+
+const Relation::Column kId{"id", "integer", 23, -1, true};
+const Relation::Column kNote{"note", "text", 25, -1, false};
+const Relation::Column kBig{"big", "text", 25, -1, false};
+const Relation::Column kBadge{"badge", "text", 25, -1, false};
+
+std::string ColumnNames(const Relation& rel) {
+  std::string out;
+  for (const auto& c : rel.columns) out += (out.empty() ? "" : ",") + c.name;
+  return out;
+}
+
+std::shared_ptr<const Relation> DecodeRelation(Wal2jsonDecoder& d, std::string_view json,
+                                               Change* change = nullptr) {
+  auto ev = d.Decode(Json(json));
+  EXPECT_TRUE(ev.ok()) << ev.status().ToString() << " in " << json;
+  if (!ev.ok()) return nullptr;
+  if (change) *change = std::get<Change>(*ev);
+  return std::get<Change>(*ev).relation;
+}
+
+// ALTER TABLE ADD COLUMN while streaming: the next UPDATE names the column; the decoder reads
+// the catalog again and the change carries a new relation version (what pgoutput's Relation
+// message would announce), with the UPDATE's unchanged TOAST column still unchanged.
+TEST(Wal2jsonDecoderTest, ColumnAddedSinceTheCacheIsANewRelationVersion) {
+  FakeCatalog catalog{DriftTable({kId, kNote, kBig})};
+  Wal2jsonDecoder d(catalog.Lookup());
+  auto v1 = DecodeRelation(d, R"({"action":"I","schema":"s","table":"t","columns":[)"
+                              R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                              R"({"name":"note","type":"text","typeoid":25,"value":"a"},)"
+                              R"({"name":"big","type":"text","typeoid":25,"value":"x"}]})");
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(catalog.reads, 1);
+  catalog.relation.columns.push_back(kBadge);
+  Change c;
+  auto v2 = DecodeRelation(d,
+                           R"({"action":"U","schema":"s","table":"t","columns":[)"
+                           R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                           R"({"name":"note","type":"text","typeoid":25,"value":"b"},)"
+                           R"({"name":"badge","type":"text","typeoid":25,"value":"new"}],)"
+                           R"("identity":[{"name":"id","type":"integer","typeoid":23,"value":1}]})",
+                           &c);
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(catalog.reads, 2);
+  EXPECT_EQ(*v2, catalog.relation) << "the catalog's definition, typmods and keys included";
+  EXPECT_NE(v2->Fingerprint(), v1->Fingerprint());
+  EXPECT_EQ(c.new_tuple,
+            (Tuple{Datum::Text("1"), Datum::Text("b"), Datum::Unchanged(), Datum::Text("new")}));
+  EXPECT_TRUE(c.old_tuple.empty()) << "key unchanged";
+  // The same columns left out again: the cached version, no catalog read.
+  auto again = DecodeRelation(d, R"({"action":"U","schema":"s","table":"t","columns":[)"
+                                 R"({"name":"id","type":"integer","typeoid":23,"value":2},)"
+                                 R"({"name":"note","type":"text","typeoid":25,"value":"b"},)"
+                                 R"({"name":"badge","type":"text","typeoid":25,"value":null}]})");
+  EXPECT_EQ(again, v2);
+  EXPECT_EQ(catalog.reads, 2);
+  // A retyped column (ALTER COLUMN TYPE): another version.
+  catalog.relation.columns[1] = {"note", "character varying(40)", 1043, 44, false};
+  auto v3 = DecodeRelation(d, R"({"action":"I","schema":"s","table":"t","columns":[)"
+                              R"({"name":"id","type":"integer","typeoid":23,"value":3},)"
+                              R"j({"name":"note","type":"character varying(40)","typeoid":1043,)j"
+                              R"("value":"c"},)"
+                              R"({"name":"big","type":"text","typeoid":25,"value":"x"},)"
+                              R"({"name":"badge","type":"text","typeoid":25,"value":"b"}]})");
+  ASSERT_TRUE(v3);
+  EXPECT_EQ(*v3, catalog.relation);
+  EXPECT_EQ(catalog.reads, 3);
+}
+
+// The receiver reads the WAL after the catalog moved on: `tmp` was added, used, and dropped
+// again. The changes naming it are decoded with the names and types the messages carry; the
+// catalog still completes an UPDATE's unchanged TOAST column.
+TEST(Wal2jsonDecoderTest, CatalogMovedOnTheMessagesColumnsWin) {
+  FakeCatalog catalog{DriftTable({kId, kNote, kBig})};  // tmp already dropped
+  Wal2jsonDecoder d(catalog.Lookup());
+  Change c;
+  auto with_tmp =
+      DecodeRelation(d,
+                     R"({"action":"U","schema":"s","table":"t","columns":[)"
+                     R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                     R"({"name":"note","type":"text","typeoid":25,"value":"c"},)"
+                     R"({"name":"tmp","type":"integer","typeoid":23,"value":1}],)"
+                     R"("identity":[{"name":"id","type":"integer","typeoid":23,"value":1}],)"
+                     R"("pk":[{"name":"id","type":"integer","typeoid":23}]})",
+                     &c);
+  ASSERT_TRUE(with_tmp);
+  EXPECT_EQ(ColumnNames(*with_tmp), "id,note,big,tmp");
+  EXPECT_EQ(with_tmp->oid, 16400u);
+  EXPECT_EQ(with_tmp->columns[3], (Relation::Column{"tmp", "integer", 23, -1, false}));
+  EXPECT_TRUE(with_tmp->columns[0].is_key);
+  EXPECT_EQ(c.new_tuple,
+            (Tuple{Datum::Text("1"), Datum::Text("c"), Datum::Unchanged(), Datum::Text("1")}));
+  // An INSERT printing all four: the same version, no catalog read.
+  int reads = catalog.reads;
+  auto insert = DecodeRelation(d, R"({"action":"I","schema":"s","table":"t","columns":[)"
+                                  R"({"name":"id","type":"integer","typeoid":23,"value":3},)"
+                                  R"({"name":"note","type":"text","typeoid":25,"value":"d"},)"
+                                  R"({"name":"big","type":"text","typeoid":25,"value":"x"},)"
+                                  R"({"name":"tmp","type":"integer","typeoid":23,"value":30}]})");
+  EXPECT_EQ(insert, with_tmp);
+  EXPECT_EQ(catalog.reads, reads);
+  // After DROP COLUMN tmp: an UPDATE leaving out big and tmp. tmp is gone from the catalog:
+  // the relation drops it (pgoutput's next Relation message would not list it).
+  auto dropped = DecodeRelation(d,
+                                R"({"action":"U","schema":"s","table":"t","columns":[)"
+                                R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                                R"({"name":"note","type":"text","typeoid":25,"value":"e"}]})",
+                                &c);
+  ASSERT_TRUE(dropped);
+  EXPECT_EQ(*dropped, catalog.relation);
+  EXPECT_EQ(c.new_tuple, (Tuple{Datum::Text("1"), Datum::Text("e"), Datum::Unchanged()}));
+  // A DELETE of a table the catalog no longer has: built from the identity.
+  FakeCatalog empty{DriftTable({})};
+  empty.relation.name = "other";
+  Wal2jsonDecoder gone(empty.Lookup());
+  auto del =
+      DecodeRelation(gone, R"({"action":"D","schema":"s","table":"t",)"
+                           R"("identity":[{"name":"id","type":"integer","typeoid":23,)"
+                           R"("value":1}],"pk":[{"name":"id","type":"integer","typeoid":23}]})");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(ColumnNames(*del), "id");
+  EXPECT_TRUE(del->columns[0].is_key);
+}
+
+// A column the cache knows but an UPDATE leaves out is unchanged TOAST as long as the catalog
+// still has it; the catalog is asked once per combination of left-out columns.
+TEST(Wal2jsonDecoderTest, LeftOutColumnsAreCheckedOncePerCombination) {
+  FakeCatalog catalog{DriftTable({kId, kNote, kBig, kBadge})};
+  Wal2jsonDecoder d(catalog.Lookup());
+  const char* leave_out_big = R"({"action":"U","schema":"s","table":"t","columns":[)"
+                              R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                              R"({"name":"note","type":"text","typeoid":25,"value":"a"},)"
+                              R"({"name":"badge","type":"text","typeoid":25,"value":"b"}]})";
+  const char* leave_out_big_and_badge =
+      R"({"action":"U","schema":"s","table":"t","columns":[)"
+      R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+      R"({"name":"note","type":"text","typeoid":25,"value":"a"}]})";
+  auto v = DecodeRelation(d, leave_out_big);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, catalog.relation);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(DecodeRelation(d, leave_out_big), v);
+  EXPECT_EQ(catalog.reads, 1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(DecodeRelation(d, leave_out_big_and_badge), v);
+  EXPECT_EQ(catalog.reads, 2);
+}
+
+// The walsender sends a transaction once its commit record is flushed, which is before the
+// commit is visible to other sessions: a catalog read right after the message can still show
+// the table without the column the message names. The message's names and types decide.
+TEST(Wal2jsonDecoderTest, CatalogNotYetShowingTheCommitDecodesFromTheMessage) {
+  FakeCatalog catalog{DriftTable({kId, kNote, kBig})};  // the ALTER not visible yet
+  Wal2jsonDecoder d(catalog.Lookup());
+  ASSERT_TRUE(DecodeRelation(d, R"({"action":"D","schema":"s","table":"t","identity":[)"
+                                R"({"name":"id","type":"integer","typeoid":23,"value":9}]})"));
+  Change c;
+  auto v2 = DecodeRelation(d,
+                           R"({"action":"U","schema":"s","table":"t","columns":[)"
+                           R"({"name":"id","type":"integer","typeoid":23,"value":1},)"
+                           R"({"name":"note","type":"text","typeoid":25,"value":"b"},)"
+                           R"({"name":"badge","type":"text","typeoid":25,"value":"new"}],)"
+                           R"("identity":[{"name":"id","type":"integer","typeoid":23,"value":1}]})",
+                           &c);
+  ASSERT_TRUE(v2);
+  Relation want = DriftTable({kId, kNote, kBig, kBadge});
+  EXPECT_EQ(*v2, want) << ColumnNames(*v2);
+  EXPECT_EQ(c.new_tuple,
+            (Tuple{Datum::Text("1"), Datum::Text("b"), Datum::Unchanged(), Datum::Text("new")}));
+}
+
+TEST(Wal2jsonDecoderTest, UnknownIdentityColumnIsSchemaChanged) {
+  FakeCatalog catalog{DriftTable({kId, kNote})};
+  Wal2jsonDecoder d(catalog.Lookup());
   auto ev = d.Decode(Json(R"({"action":"U","schema":"s","table":"t","columns":[)"
-                          R"({"name":"id","typeoid":23,"value":1},{"name":"new","value":2}]})"));
+                          R"({"name":"id","type":"integer","typeoid":23,"value":1}],)"
+                          R"("identity":[{"name":"code","type":"text","typeoid":25,)"
+                          R"("value":"x"}]})"));
   ASSERT_FALSE(ev.ok());
   EXPECT_EQ(ev.status().code(), StatusCode::kSchemaChanged);
-  // An INSERT naming a column the catalog lacks (dropped since) is decoded from the message.
-  auto ins = d.Decode(Json(R"({"action":"I","schema":"s","table":"t","columns":[)"
-                           R"({"name":"id","typeoid":23,"value":1},{"name":"gone","value":2}]})"));
-  ASSERT_TRUE(ins.ok()) << ins.status().ToString();
-  EXPECT_EQ(std::get<Change>(*ins).relation->columns.size(), 2u);
+  EXPECT_THAT(ev.status().message(), HasSubstr("s.t"));
 }
 
 TEST(Wal2jsonDecoderTest, CatalogErrorsRise) {

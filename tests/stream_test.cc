@@ -8,6 +8,8 @@
 //   - an idle pipeline's slot advances while another database writes;
 //   - slot problems are clear errors; a 1,000,000-row transaction stays under 256 MB RSS.
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -20,11 +22,9 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "cdc/receiver.h"
 #include "state/journal.h"
@@ -752,6 +752,125 @@ TEST(StreamTest, PluginMismatchAndSlotInUseAreClearErrors) {
 
 // Invariant 7: one 1,000,000-row transaction is journaled with bounded memory. The receiver
 // runs in a child process so its peak RSS (ru_maxrss) is its own.
+// Schema drift mid-stream: a column added while the receiver streams (its cached relation is
+// stale), then, decoded after the fact, a column added and dropped again before the receiver
+// reads the WAL (the source catalog has moved past the change). wal2json has no Relation
+// messages; its changes must still carry the relation pgoutput announces at that point, so the
+// applier's drift policy (a new Fingerprint, a new column) acts the same under both plugins.
+TEST(StreamTest, ColumnsAddedAndDroppedMidStreamDecodeLikePgoutput) {
+  PgCluster& src = Clusters().source();
+  auto db = src.CreateDatabase("drift");
+  ASSERT_OK(db);
+  ASSERT_OK(src.Exec(*db,
+                     "CREATE TABLE drift (id int PRIMARY KEY, note text, big text); "
+                     "CREATE PUBLICATION pub FOR ALL TABLES"));
+  ASSERT_OK(CreateSlot(src, *db, *db + "_p", "pgoutput"));
+  ASSERT_OK(CreateSlot(src, *db, *db + "_w", "wal2json"));
+  TempDirGuard dp{TempDir("drift-p")}, dw{TempDir("drift-w")};
+  auto run = [&](std::initializer_list<const char*> statements) {
+    for (const char* sql : statements) ASSERT_OK(src.Exec(*db, sql));
+  };
+  auto stream_until_now = [&] {
+    Lsn end = CurrentLsn(src, *db);
+    for (const std::string plugin : {"pgoutput", "wal2json"}) {
+      ThreadReceiver rx(plugin == "pgoutput" ? dp.path : dw.path,
+                        Options(src, *db, *db + (plugin == "pgoutput" ? "_p" : "_w"), plugin));
+      ASSERT_TRUE(rx.WaitFor(end))
+          << plugin << " journaled only " << rx.journal().JournaledLsn().ToString() << ": "
+          << rx.Stop().ToString();
+      ASSERT_OK(rx.Stop());
+    }
+  };
+  // Live: both receivers running, the wal2json decoder's relation cached before the ALTER.
+  {
+    ThreadReceiver rp(dp.path, Options(src, *db, *db + "_p", "pgoutput"));
+    ThreadReceiver rw(dw.path, Options(src, *db, *db + "_w", "wal2json"));
+    // A TOASTed value (incompressible enough to be stored out of line): UPDATEs that do not
+    // touch it print it as unchanged (wal2json leaves it out).
+    run(
+        {"INSERT INTO drift SELECT 1, 'a', string_agg(md5(g::text), '') "
+         "FROM generate_series(1, 4000) g"});
+    Lsn end = CurrentLsn(src, *db);
+    ASSERT_TRUE(rp.WaitFor(end) && rw.WaitFor(end)) << rw.Stop().ToString();
+    // ADD COLUMN and its first use in one transaction, as the e2e test does.
+    run(
+        {"ALTER TABLE drift ADD COLUMN badge text; "
+         "UPDATE drift SET badge = 'new-' || id, note = 'a2'",
+         "INSERT INTO drift VALUES (2, 'b', 'small', 'b2')",
+         "ALTER TABLE drift ALTER COLUMN note TYPE varchar(40)",
+         "UPDATE drift SET note = 'a3' WHERE id = 1"});
+    end = CurrentLsn(src, *db);
+    ASSERT_TRUE(rp.WaitFor(end)) << rp.Stop().ToString();
+    ASSERT_TRUE(rw.WaitFor(end)) << "wal2json journaled only "
+                                 << rw.journal().JournaledLsn().ToString() << ": "
+                                 << rw.Stop().ToString();
+    ASSERT_OK(rp.Stop());
+    ASSERT_OK(rw.Stop());
+  }
+  // After the fact: the catalog no longer has `tmp` when these changes are decoded.
+  run({"ALTER TABLE drift ADD COLUMN tmp int; UPDATE drift SET tmp = id, note = 'c' WHERE id = 1",
+       "INSERT INTO drift VALUES (3, 'd', 'x', 'b3', 30)", "DELETE FROM drift WHERE id = 3",
+       "ALTER TABLE drift DROP COLUMN tmp", "UPDATE drift SET note = 'e' WHERE id = 1",
+       "INSERT INTO drift VALUES (4, 'f', 'y', 'b4')"});
+  stream_until_now();
+  if (HasFatalFailure()) return;
+
+  std::map<std::string, std::vector<JournaledTxn>> journals;
+  for (const std::string plugin : {"pgoutput", "wal2json"}) {
+    state::StateOptions so;
+    so.dir = plugin == "pgoutput" ? dp.path : dw.path;
+    so.pipeline = "stream_test";
+    auto store = state::StateStore::Open(so);
+    ASSERT_OK(store);
+    auto txns = ReadJournal((*store)->journal());
+    ASSERT_OK(txns);
+    ExpectStrictlyOrdered(*txns);
+    journals[plugin] = std::move(txns).value();
+  }
+  const auto& p = journals["pgoutput"];
+  const auto& w = journals["wal2json"];
+  // Nine transactions with changes (ALTER TYPE and DROP COLUMN journal none).
+  ASSERT_EQ(p.size(), 9u);
+  ASSERT_EQ(w.size(), p.size());
+  auto columns = [](const Relation& r) {
+    std::string out;
+    for (const auto& c : r.columns) {
+      out += c.name + " " + c.type_name + (c.is_key ? " key" : "") + ", ";
+    }
+    return out;
+  };
+  std::set<std::string> versions, pgoutput_versions;
+  for (size_t i = 0; i < p.size(); ++i) {
+    SCOPED_TRACE("transaction " + std::to_string(i));
+    ASSERT_EQ(p[i].info.commit_lsn, w[i].info.commit_lsn);
+    ASSERT_EQ(p[i].changes.size(), w[i].changes.size());
+    for (size_t k = 0; k < p[i].changes.size(); ++k) {
+      const Change& a = p[i].changes[k];
+      const Change& b = w[i].changes[k];
+      EXPECT_EQ(a.op, b.op);
+      ASSERT_TRUE(a.relation && b.relation);
+      EXPECT_EQ(columns(*a.relation), columns(*b.relation));
+      EXPECT_EQ(a.relation->replica_identity, b.relation->replica_identity);
+      EXPECT_EQ(a.new_tuple, b.new_tuple);
+      EXPECT_EQ(a.old_tuple, b.old_tuple);
+      versions.insert(columns(*b.relation));
+      pgoutput_versions.insert(columns(*a.relation));
+    }
+  }
+  // id,note,big -> +badge -> note varchar(40) -> +tmp -> -tmp (the third again): four.
+  EXPECT_EQ(versions.size(), 4u);
+  EXPECT_EQ(versions, pgoutput_versions);
+  // The UPDATE right after ADD COLUMN carries the new column and keeps the TOASTed one
+  // unchanged (invariant 8).
+  const Change& first = w[1].changes[0];
+  ASSERT_EQ(first.relation->columns.size(), 4u);
+  EXPECT_EQ(first.relation->columns[3].name, "badge");
+  EXPECT_EQ(first.new_tuple[3], Datum::Text("new-1"));
+  EXPECT_TRUE(first.new_tuple[2].is_unchanged());
+  ASSERT_OK(DropSlot(src, *db + "_p"));
+  ASSERT_OK(DropSlot(src, *db + "_w"));
+}
+
 TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   PgCluster& src = Clusters().source();
   auto db = src.CreateDatabase("million");
