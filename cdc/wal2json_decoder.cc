@@ -125,15 +125,6 @@ const std::vector<std::pair<std::string, std::string>>& Wal2jsonDecoder::PluginO
   return kOptions;
 }
 
-struct Wal2jsonDecoder::Parser {
-  od::parser parser;
-};
-
-Wal2jsonDecoder::Wal2jsonDecoder(RelationLookup relations)
-    : lookup_(std::move(relations)), parser_(std::make_unique<Parser>()) {}
-
-Wal2jsonDecoder::~Wal2jsonDecoder() = default;
-
 namespace {
 
 struct Parsed {
@@ -149,13 +140,48 @@ struct Parsed {
   std::string table;
   bool has_columns = false;
   bool has_identity = false;
+  bool has_pk = false;
+  // One Parsed is reused from message to message, so these vectors and the strings in them
+  // keep their capacity (ReadColumns overwrites entries in place, then trims).
   std::vector<Wal2jsonDecoder::PrintedColumn> columns;
   std::vector<Wal2jsonDecoder::PrintedColumn> identity;
-  std::vector<std::string> pk;
+  std::vector<Wal2jsonDecoder::PrintedColumn> pk;
   bool transactional = false;
   std::string prefix;
   std::string content;
+
+  void Reset() {
+    action = 0;
+    xid = 0;
+    has_timestamp = false;
+    time_us = 0;
+    lsn = Lsn();
+    next_lsn = Lsn();
+    has_lsn = has_next_lsn = has_columns = has_identity = transactional = false;
+    has_pk = false;
+    schema.clear();
+    table.clear();
+    prefix.clear();
+    content.clear();
+  }
 };
+
+}  // namespace
+
+struct Wal2jsonDecoder::Parser {
+  od::parser parser;
+  Parsed parsed;
+  std::string key;                // schema '\0' table of the message being resolved
+  std::vector<size_t> positions;  // of the message's columns in its relation (Resolve)
+  std::vector<size_t> identity_positions;
+};
+
+Wal2jsonDecoder::Wal2jsonDecoder(RelationLookup relations)
+    : lookup_(std::move(relations)), parser_(std::make_unique<Parser>()) {}
+
+Wal2jsonDecoder::~Wal2jsonDecoder() = default;
+
+namespace {
 
 Status ReadString(od::value v, std::string_view what, std::string* out) {
   std::string_view s;
@@ -226,10 +252,16 @@ Status ReadColumns(od::value v, std::string_view what, bool with_values,
   od::array arr;
   auto e = v.get_array().get(arr);
   if (e) return JsonError(what, e);
+  size_t n = 0;
   for (auto elem : arr) {
     od::object obj;
     if ((e = elem.get_object().get(obj))) return JsonError(what, e);
-    Wal2jsonDecoder::PrintedColumn col;
+    if (n == out->size()) out->emplace_back();
+    Wal2jsonDecoder::PrintedColumn& col = (*out)[n++];
+    col.name.clear();
+    col.type.clear();
+    col.type_oid = 0;
+    col.value = Datum::Null();
     bool has_name = false, has_value = false;
     for (auto field : obj) {
       std::string_view key;
@@ -258,8 +290,8 @@ Status ReadColumns(od::value v, std::string_view what, bool with_values,
       return Corruption("wal2json message: " + std::string(what) +
                         " entry without name or value");
     }
-    out->push_back(std::move(col));
   }
+  out->resize(n);
   return Status::Ok();
 }
 
@@ -273,9 +305,11 @@ Status ParseObject(od::document& doc, Parsed* p) {
     od::value v;
     if ((e = field.value().get(v))) return JsonError(key, e);
     if (key == "action") {
-      std::string a;
-      TS_RETURN_IF_ERROR(ReadString(v, "action", &a));
-      if (a.size() != 1) return Corruption("wal2json message: action '" + a.substr(0, 16) + "'");
+      std::string_view a;
+      if ((e = v.get_string().get(a))) return JsonError("action", e);
+      if (a.size() != 1) {
+        return Corruption("wal2json message: action '" + std::string(a.substr(0, 16)) + "'");
+      }
       p->action = a[0];
     } else if (key == "xid") {
       bool is_null = false;
@@ -286,6 +320,9 @@ Status ParseObject(od::document& doc, Parsed* p) {
       }
       p->xid = static_cast<uint32_t>(xid);
     } else if (key == "timestamp") {
+      // Only Begin, Commit and messages use their time ("action" comes first): a change's own
+      // timestamp (the commit's again) is skipped, which saves a parse per change.
+      if (p->action == 'I' || p->action == 'U' || p->action == 'D' || p->action == 'T') continue;
       bool is_null = false;
       if (!v.is_null().get(is_null) && is_null) continue;
       std::string_view s;
@@ -309,9 +346,8 @@ Status ParseObject(od::document& doc, Parsed* p) {
       TS_RETURN_IF_ERROR(ReadColumns(v, "identity", true, &p->identity));
       p->has_identity = true;
     } else if (key == "pk") {
-      std::vector<Wal2jsonDecoder::PrintedColumn> pk;
-      TS_RETURN_IF_ERROR(ReadColumns(v, "pk", false, &pk));
-      for (auto& c : pk) p->pk.push_back(std::move(c.name));
+      TS_RETURN_IF_ERROR(ReadColumns(v, "pk", false, &p->pk));
+      p->has_pk = true;
     } else if (key == "transactional") {
       if ((e = v.get_bool().get(p->transactional))) return JsonError("transactional", e);
     } else if (key == "prefix") {
@@ -321,6 +357,9 @@ Status ParseObject(od::document& doc, Parsed* p) {
     }
     // "origin" and unknown keys are ignored: on-demand skips their values.
   }
+  if (!p->has_columns) p->columns.clear();
+  if (!p->has_identity) p->identity.clear();
+  if (!p->has_pk) p->pk.clear();
   // At the end of the document current_location() is OUT_OF_BOUNDS; anything else means
   // bytes follow the object.
   const char* loc = nullptr;
@@ -348,15 +387,14 @@ bool MapColumns(const Relation& rel, const std::vector<Wal2jsonDecoder::PrintedC
 }
 
 // Whether a message's columns can be decoded with `rel`: every printed column is in it, an
-// INSERT prints all of them, and the identity's columns are in it. `positions` receives the
-// positions of `cols`.
+// INSERT prints all of them, and the identity's columns are in it. `positions` and
+// `identity_positions` receive the positions of `cols` and `identity` in `rel`.
 bool Fits(const Relation& rel, char action, const std::vector<Wal2jsonDecoder::PrintedColumn>& cols,
           const std::vector<Wal2jsonDecoder::PrintedColumn>& identity,
-          std::vector<size_t>* positions) {
+          std::vector<size_t>* positions, std::vector<size_t>* identity_positions) {
   if (!MapColumns(rel, cols, positions)) return false;
   if (action == 'I' && positions->size() != rel.columns.size()) return false;  // complete
-  std::vector<size_t> id;
-  return MapColumns(rel, identity, &id);
+  return MapColumns(rel, identity, identity_positions);
 }
 
 // The columns of `rel` an UPDATE's new tuple left out (positions not in `printed`), one byte
@@ -385,7 +423,8 @@ const Relation::Column* FindColumn(const Relation* rel, std::string_view name) {
 std::shared_ptr<const Relation> MergeRelation(
     const std::string& schema, const std::string& table, const Relation* base,
     const std::vector<Wal2jsonDecoder::PrintedColumn>& printed,
-    const std::vector<Wal2jsonDecoder::PrintedColumn>& identity, const std::vector<std::string>& pk,
+    const std::vector<Wal2jsonDecoder::PrintedColumn>& identity,
+    const std::vector<Wal2jsonDecoder::PrintedColumn>& pk,
     const std::function<bool(const Relation::Column&)>& keep_omitted) {
   auto rel = std::make_shared<Relation>();
   rel->schema = schema;
@@ -397,7 +436,7 @@ std::shared_ptr<const Relation> MergeRelation(
   auto is_key = [&](const std::string& name) {
     if (rel->replica_identity == 'f') return true;
     for (const auto& k : pk) {
-      if (k == name) return true;
+      if (k.name == name) return true;
     }
     // REPLICA IDENTITY USING INDEX: pk names the primary key, the identity the index.
     if (rel->replica_identity == 'i') {
@@ -461,17 +500,19 @@ std::shared_ptr<const Relation> MergeRelation(
 StatusOr<std::shared_ptr<const Relation>> Wal2jsonDecoder::Resolve(
     const std::string& schema, const std::string& table, char action,
     const std::vector<PrintedColumn>& columns, const std::vector<PrintedColumn>& identity,
-    const std::vector<std::string>& pk) {
-  std::string key = schema;
+    const std::vector<PrintedColumn>& pk) {
+  std::string& key = parser_->key;  // reused: no allocation per change
+  key.assign(schema);
   key.push_back('\0');
   key.append(table);
   CachedRelation* entry = nullptr;
   if (auto it = relations_.find(key); it != relations_.end()) entry = &it->second;
   const Relation* cached = entry ? entry->relation.get() : nullptr;
 
-  std::vector<size_t> positions;
+  std::vector<size_t>& positions = parser_->positions;
+  std::vector<size_t>& identity_positions = parser_->identity_positions;
   std::string omission;
-  if (cached && Fits(*cached, action, columns, identity, &positions)) {
+  if (cached && Fits(*cached, action, columns, identity, &positions, &identity_positions)) {
     if (action != 'U' || !lookup_ || positions.size() == cached->columns.size()) {
       return entry->relation;
     }
@@ -496,7 +537,7 @@ StatusOr<std::shared_ptr<const Relation>> Wal2jsonDecoder::Resolve(
   std::shared_ptr<const Relation> result;
   if (action == 'D' || action == 'T') {
     // Only the identity (or nothing) is printed, and the cache did not fit it.
-    if (catalog && Fits(*catalog, action, columns, identity, &positions)) {
+    if (catalog && Fits(*catalog, action, columns, identity, &positions, &identity_positions)) {
       result = std::make_shared<const Relation>(std::move(*catalog));
     } else {
       result = MergeRelation(schema, table, base, printed, identity, pk,
@@ -519,7 +560,7 @@ StatusOr<std::shared_ptr<const Relation>> Wal2jsonDecoder::Resolve(
     result = MergeRelation(schema, table, base, printed, identity, pk, keep);
   }
   if (cached && *result == *cached) result = entry->relation;
-  if (!Fits(*result, action, columns, identity, &positions)) {
+  if (!Fits(*result, action, columns, identity, &positions, &identity_positions)) {
     return SchemaChanged("wal2json " + std::string(1, action) + " of " + schema + "." + table +
                          " names identity columns that neither the message nor the source "
                          "catalog has");
@@ -545,7 +586,8 @@ StatusOr<Event> Wal2jsonDecoder::Decode(std::span<const uint8_t> message) {
   od::document doc;
   auto e = parser_->parser.iterate(buffer_.data(), message.size(), buffer_.size()).get(doc);
   if (e) return JsonError("document", e);
-  Parsed p;
+  Parsed& p = parser_->parsed;
+  p.Reset();
   TS_RETURN_IF_ERROR(ParseObject(doc, &p));
 
   auto need_lsn = [&](bool next) -> Status {
@@ -605,14 +647,14 @@ StatusOr<Event> Wal2jsonDecoder::Decode(std::span<const uint8_t> message) {
   }
   c.op = p.action == 'I' ? ChangeOp::kInsert : p.action == 'U' ? ChangeOp::kUpdate
                                                                : ChangeOp::kDelete;
-  std::vector<size_t> pos;
+  // Resolve left the positions of the message's columns and identity in `rel`.
   if (p.action != 'D') {
-    MapColumns(*rel, p.columns, &pos);
+    const std::vector<size_t>& pos = parser_->positions;
     c.new_tuple.assign(rel->columns.size(), Datum::Unchanged());
     for (size_t i = 0; i < pos.size(); ++i) c.new_tuple[pos[i]] = std::move(p.columns[i].value);
   }
   if (p.action != 'I' && !p.identity.empty()) {
-    MapColumns(*rel, p.identity, &pos);
+    const std::vector<size_t>& pos = parser_->identity_positions;
     bool key_unchanged = p.action == 'U' && rel->replica_identity != 'f';
     if (key_unchanged) {
       for (size_t i = 0; i < pos.size(); ++i) {

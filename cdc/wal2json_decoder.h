@@ -90,7 +90,7 @@ class Wal2jsonDecoder {
                                                     const std::string& table, char action,
                                                     const std::vector<PrintedColumn>& columns,
                                                     const std::vector<PrintedColumn>& identity,
-                                                    const std::vector<std::string>& pk);
+                                                    const std::vector<PrintedColumn>& pk);
 
   RelationLookup lookup_;
   struct Parser;  // simdjson's on-demand parser (its namespace is an alias: no forward decl)
