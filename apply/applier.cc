@@ -19,6 +19,7 @@
 #include "core/pg.h"
 #include "core/transform.h"
 #include "snapshot/preflight.h"
+#include "snapshot/snapshot.h"
 #include "state/journal.h"
 
 namespace tenantsync::apply {
@@ -79,6 +80,11 @@ struct RelationEntry {
   TableShape shape;
   // Source column indexes that identify a row (replica identity), for no-key matching.
   std::vector<bool> identity;
+  // The table was copied in a resumed snapshot consistent at this point (meta
+  // snapshot::kMetaResumedLsnPrefix): its changes committed before it are in the copy already
+  // and are skipped. 0/0 for tables copied in the slot's own snapshot.
+  Lsn copied_at;
+  bool skip_logged = false;
 };
 
 struct PreparedStatement {
@@ -123,7 +129,7 @@ class Applier::Impl {
   Status RunBatch(state::JournalReader* reader, const TransactionInfo& first);
   Status ApplyChange(const Change& c, Lsn commit_lsn);
   Status ApplyChangeIsolated(const Change& c, Lsn commit_lsn);
-  Status ApplyTruncate(const Change& c);
+  Status ApplyTruncate(const Change& c, Lsn commit_lsn);
   Status Isolate(Lsn after, Lsn through);
   Status FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns, uint64_t changes);
   std::string ProgressSql(Lsn lsn, int64_t commit_time_us) const;
@@ -432,7 +438,15 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     }
     return Isolate(batch_after, last.commit_lsn);
   }
-  return FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes);
+  TS_RETURN_IF_ERROR(FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes));
+  if (spdlog::should_log(spdlog::level::debug)) {
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    spdlog::debug("apply: batch of {} txn, {} changes through {} in {:.1f} ms (journaled {})",
+                  txns, changes, last.commit_lsn.ToString(),
+                  ms(std::chrono::steady_clock::now() - started),
+                  store_->journal().JournaledLsn().ToString());
+  }
+  return Status::Ok();
 }
 
 Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns,
@@ -610,6 +624,15 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
   }
   e->transform.emplace(std::move(t).value());
   e->target_table = config_.TargetTable(rel->name);
+  TS_ASSIGN_OR_RETURN(auto copied_at, store_->GetMeta(snapshot::kMetaResumedLsnPrefix + rel->name));
+  if (copied_at) {
+    auto lsn = Lsn::Parse(*copied_at);
+    if (!lsn.ok()) {
+      return Corruption("state meta " + std::string(snapshot::kMetaResumedLsnPrefix) + rel->name +
+                        " is not an LSN: '" + *copied_at + "'");
+    }
+    e->copied_at = *lsn;
+  }
   for (const auto& c : rel->columns) {
     e->identity.push_back(c.is_key || rel->replica_identity == 'f');
   }
@@ -838,11 +861,25 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   if (c.op == ChangeOp::kMessage) return Status::Ok();  // journaled for ops, never applied
   if (c.op == ChangeOp::kTruncate) {
     TS_RETURN_IF_ERROR(FlushRun());
-    return ApplyTruncate(c);
+    return ApplyTruncate(c, commit_lsn);
   }
   if (!c.relation) return Corruption("journal: a change without its relation at " + commit_lsn.ToString());
   TS_ASSIGN_OR_RETURN(RelationEntry * e, EntryFor(c.relation));
   if (e->ignored) return Status::Ok();
+  // A table copied in a resumed snapshot already holds every source transaction committed
+  // before that snapshot's consistent point (snapshot/snapshot.h, "Resume"): applying one of
+  // them again would duplicate a row of a keyless table or hit a unique key with a row the
+  // source changed later. Skipping exactly those makes the table follow the source's history
+  // from its own snapshot on, so the target converges (DESIGN.md invariant 1).
+  if (commit_lsn < e->copied_at) {
+    if (!e->skip_logged) {
+      spdlog::info("apply: {} was copied in a resumed snapshot consistent at {}; its changes "
+                   "committed before that are in the copy and are skipped",
+                   c.relation->name, e->copied_at.ToString());
+      e->skip_logged = true;
+    }
+    return Status::Ok();
+  }
   const TableShape& s = e->shape;
   const TableTransform& t = *e->transform;
 
@@ -927,13 +964,13 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   return SendRow(e, op);
 }
 
-Status Applier::Impl::ApplyTruncate(const Change& c) {
+Status Applier::Impl::ApplyTruncate(const Change& c, Lsn commit_lsn) {
   std::vector<std::string> targets;
   std::string names;
   auto add = [&](const std::shared_ptr<const Relation>& rel) -> Status {
     if (!rel) return Status::Ok();
     TS_ASSIGN_OR_RETURN(RelationEntry * e, EntryFor(rel));
-    if (e->ignored) return Status::Ok();
+    if (e->ignored || commit_lsn < e->copied_at) return Status::Ok();  // see ApplyChange
     if (std::find(targets.begin(), targets.end(), e->shape.qualified) != targets.end()) {
       return Status::Ok();
     }

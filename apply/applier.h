@@ -21,6 +21,8 @@
 //   TRUNCATE TRUNCATE of the mapped target tables, per ApplyOptions::truncate
 //   no key   one row matched NULL-safely on every old column (REPLICA IDENTITY FULL)
 //   MESSAGE  not applied
+//   skipped  a change to a table copied in a resumed snapshot, committed before that snapshot's
+//            consistent point: the copy holds it already (snapshot/snapshot.h, "Resume")
 // Conflicts with rows written in the target by the new application: the source wins.
 //
 // Speed: many source transactions per target transaction, prepared statements per (table,

@@ -185,6 +185,24 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
     cv.notify_all();
   });
 
+  // Foreign keys the snapshot added NOT VALID because a resumed copy mixed two snapshots
+  // (snapshot/snapshot.h, "Resume"): the target is consistent once every source transaction
+  // committed before the newer snapshot's point is applied, i.e. once the stream is caught up
+  // (everything journaled is applied, everything received is journaled) and has received past
+  // that point. They are validated then, on their own thread: VALIDATE CONSTRAINT scans the tables
+  // but takes only SHARE UPDATE EXCLUSIVE, so the applier keeps writing meanwhile. A violation
+  // is a real one (e.g. a parent row that became a dead letter): it is reported, the keys stay
+  // NOT VALID and the next start tries again.
+  TS_ASSIGN_OR_RETURN(std::optional<std::string> mixed,
+                      store->GetMeta(snapshot::kMetaMixedSnapshots));
+  bool validate_fks = mixed.has_value();
+  Lsn validate_fks_after = stream.start_lsn;
+  if (mixed) {
+    StatusOr<Lsn> point = Lsn::Parse(*mixed);
+    if (point.ok()) validate_fks_after = std::max(validate_fks_after, *point);
+  }
+  std::thread fk_thread;
+
   auto last_tick = std::chrono::steady_clock::now();
   uint64_t last_txns = stats->transactions_applied.load();
   auto poll = options.progress_interval.count() > 0
@@ -220,6 +238,28 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
         stats->SetPhase(PipelineStats::Phase::kStreaming);
         store->PutMeta(kMetaPhase, PipelineStats::PhaseName(stats->GetPhase())).IgnoreError();
       }
+      if (validate_fks && received >= validate_fks_after) {
+        Lsn point = validate_fks_after;
+        validate_fks = false;
+        fk_thread = std::thread([&config, &store, &options, point] {
+          Status s = snapshot::ValidateDeferredForeignKeys(config, *store);
+          if (s.ok()) {
+            std::fprintf(options.progress_out,
+                         "tenantsync: caught up past the resumed snapshot (%s): the foreign keys "
+                         "added NOT VALID are validated\n",
+                         point.ToString().c_str());
+          } else {
+            std::fprintf(options.progress_out,
+                         "tenantsync: caught up past the resumed snapshot (%s), but validating "
+                         "the foreign keys added NOT VALID failed; they stay NOT VALID and are "
+                         "validated again at the next start: %s\n",
+                         point.ToString().c_str(), s.ToString().c_str());
+            store->PutMeta(kMetaLastError, s.ToString()).IgnoreError();  // ops hint only
+            store->PutMeta(kMetaLastErrorTime, std::to_string(NowMicros())).IgnoreError();
+          }
+          std::fflush(options.progress_out);
+        });
+      }
     }
     auto t = std::chrono::steady_clock::now();
     if (options.progress_interval.count() > 0 && t - last_tick >= options.progress_interval) {
@@ -240,6 +280,7 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
   applier.Stop();
   receiver_thread.join();
   applier_thread.join();
+  if (fk_thread.joinable()) fk_thread.join();
   Status result = !receiver_status.ok() ? receiver_status.WithContext("stream")
                   : !applier_status.ok() ? applier_status.WithContext("apply")
                                          : Status::Ok();

@@ -138,10 +138,12 @@ Status EnsurePublication(const Config& config, const PlanSet& plan, PgConn& src)
 // What the slot step leaves for the copy.
 struct Handoff {
   PgConn replication;      // holds the exported snapshot until every worker imported it
-  std::string snapshot_name;  // empty when resumed
+  std::string snapshot_name;  // the slot's, or when resumed the temporary slot's
   Lsn lsn;
   std::string now;
   bool resumed = false;
+  // Resumed with chunks left: the consistent point of the newer snapshot they are read in.
+  Lsn resumed_lsn;
 };
 
 Status CreateOrResumeSlot(const Config& config, state::StateStore& state, PgConn& src,
@@ -203,6 +205,32 @@ Status CreateOrResumeSlot(const Config& config, state::StateStore& state, PgConn
   // Kill point: slot created and recorded, nothing copied. A resumed run copies everything in a
   // fresh snapshot.
   KillPoint("snapshot.after_slot");
+  return Status::Ok();
+}
+
+// Resume without the exported snapshot: a newer snapshot whose consistent point is exact, from
+// a TEMPORARY logical slot (snapshot.h, "Resume"). The slot is dropped by the server when
+// `h->replication` closes (after every worker imported the snapshot) or when this process dies.
+// It needs one free replication slot and wal sender while it exists.
+Status CreateResumeSnapshot(const Config& config, Handoff* h) {
+  const std::string name = config.source.slot.substr(0, 40) + "_resume_" + std::to_string(getpid());
+  TS_ASSIGN_OR_RETURN(h->replication,
+                      PgConn::Connect(config.source.url, "tenantsync-snapshot-resume", true));
+  std::string sql = "CREATE_REPLICATION_SLOT " + QuoteIdent(name) + " TEMPORARY LOGICAL " +
+                    config.source.plugin;
+  sql += PQserverVersion(h->replication.get()) >= 150000 ? " (SNAPSHOT 'export')"
+                                                          : " EXPORT_SNAPSHOT";
+  auto cr = h->replication.Exec(sql);
+  if (!cr.ok()) {
+    return cr.status().WithContext(
+        "creating the temporary slot " + name + " whose exported snapshot the resumed copy reads "
+        "(needs one free replication slot and wal sender on the source)");
+  }
+  if (cr->rows() != 1 || cr->columns() < 3) {
+    return Fatal("unexpected CREATE_REPLICATION_SLOT answer");
+  }
+  TS_ASSIGN_OR_RETURN(h->resumed_lsn, Lsn::Parse(cr->Get(0, 1)));
+  h->snapshot_name = std::string(cr->Get(0, 2));
   return Status::Ok();
 }
 
@@ -467,6 +495,7 @@ Status WriteReport(const std::string& path, const SnapshotResult& r) {
   j["snapshot_lsn"] = r.consistent_lsn.ToString();
   j["slot"] = r.slot;
   j["resumed"] = r.resumed;
+  if (r.resumed_lsn.valid()) j["resumed_snapshot_lsn"] = r.resumed_lsn.ToString();
   j["seconds"] = r.seconds;
   j["rows"] = r.rows;
   j["dead_letters"] = r.dead_letters;
@@ -614,16 +643,29 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
     std::fprintf(stderr, "tenantsync: %s was partially copied in the lost snapshot; copying it "
                          "again whole\n", table.c_str());
   }
-  // Tables finished in the lost snapshot next to tables copied now: foreign keys between them
-  // may not hold until the stream has replayed the changes in between (invariant 1), so they are
-  // added NOT VALID and validated by ValidateDeferredForeignKeys once the stream caught up.
-  {
-    bool copies_now = false;
-    for (const auto& c : chunks) {
-      if (!done.count({c.table, c.index})) copies_now = true;
+  // Resumed with chunks left: they are read in a newer exported snapshot, and every table that
+  // has a chunk left records its consistent point before any of its rows is copied, so the
+  // applier skips exactly the changes that snapshot already holds (snapshot.h, "Resume"; a crash
+  // after this point leaves the table partly copied, and the next resume empties it and records
+  // its own point).
+  std::set<std::string> copied_now;
+  for (const auto& c : chunks) {
+    if (!done.count({c.table, c.index})) copied_now.insert(c.table);
+  }
+  if (handoff.resumed && !copied_now.empty()) {
+    TS_RETURN_IF_ERROR(CreateResumeSnapshot(config, &handoff));
+    result->resumed_lsn = handoff.resumed_lsn;
+    for (const auto& table : copied_now) {
+      TS_RETURN_IF_ERROR(
+          state.PutMeta(kMetaResumedLsnPrefix + table, handoff.resumed_lsn.ToString()));
     }
-    if (handoff.resumed && !done.empty() && copies_now) {
-      TS_RETURN_IF_ERROR(state.PutMeta(kMetaMixedSnapshots, "1"));
+    // Tables finished in the lost snapshot next to tables copied now: foreign keys between them
+    // may not hold until the stream has applied everything committed before the new point, so
+    // they are added NOT VALID and validated by ValidateDeferredForeignKeys after that. An
+    // earlier resume's record moves on to this newer point.
+    TS_ASSIGN_OR_RETURN(auto mixed_before, state.GetMeta(kMetaMixedSnapshots));
+    if (!done.empty() || mixed_before) {
+      TS_RETURN_IF_ERROR(state.PutMeta(kMetaMixedSnapshots, handoff.resumed_lsn.ToString()));
     }
   }
   std::map<std::string, std::unique_ptr<TableProgress>> progress;
@@ -657,9 +699,10 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   if (handoff.resumed && !pending.empty()) {
     std::fprintf(stderr,
                  "tenantsync: resuming the snapshot: %zu chunks left; the exported snapshot is "
-                 "gone, so they are read in a fresh snapshot and the stream (from %s) converges "
-                 "them\n",
-                 pending.size(), handoff.lsn.ToString().c_str());
+                 "gone, so they are read in a fresh snapshot consistent at %s, and the stream "
+                 "(from %s) skips their tables' changes committed before that\n",
+                 pending.size(), handoff.resumed_lsn.ToString().c_str(),
+                 handoff.lsn.ToString().c_str());
   }
   result->already_done = pending.empty();
 

@@ -4,8 +4,9 @@
 //
 //   (none) ──create slot──▶ copying ──all chunks + post-data──▶ done
 //     │                       │ crash / Ctrl-C: run again; chunks whose marker is committed in
-//     │                       │ the target are skipped, the others are copied with a fresh
-//     │                       │ REPEATABLE READ snapshot (the exported one died with the process)
+//     │                       │ the target are skipped, the others are copied in the exported
+//     │                       │ snapshot of a temporary slot (the first one died with the
+//     │                       │ process; see "Resume" below)
 //
 //  1. Preflight (snapshot/preflight.h). Nothing is written when it fails.
 //  2. Target pre-data: schema `_tenantsync` with its control tables, the tenant schema, enum types,
@@ -29,14 +30,32 @@
 //     keys, then sequence positions. Every statement is skipped when its object exists.
 //  7. meta "snapshot/state" = "done".
 //
-// Resume after the exported snapshot is gone: the remaining chunks are read in a newer snapshot,
-// so they may contain changes committed after consistent_lsn. A table only partly copied before
-// the crash is emptied and copied whole (rows moved by an UPDATE between the two snapshots would
-// otherwise be copied twice); foreign keys are added NOT VALID (see ValidateDeferredForeignKeys). The stream then replays those
-// changes from consistent_lsn; since the applier applies inserts as upserts and updates/deletes by
-// key, replaying a change whose effect is already present converges to the same row (DESIGN.md
-// invariant 1, second sentence). Tables without a key (REPLICA IDENTITY FULL) are the exception
-// to watch: a replayed insert duplicates the row; the run logs it.
+// Resume after the exported snapshot is gone (DESIGN.md invariant 1, second sentence). The
+// remaining chunks can not be read as of the slot's consistent point L1 any more, so they are read
+// in a NEWER snapshot, and that snapshot is taken so that its own consistent point L2 is exact: a
+// TEMPORARY logical slot created with SNAPSHOT 'export' (dropped when its connection closes, right
+// after every worker imported it). Logical decoding defines both slots' snapshots the same way: a
+// transaction is in the snapshot iff its commit record starts before the consistent point, and
+// our stream's commit LSN is exactly that commit record position (pgoutput and wal2json alike).
+// So for a table copied in the newer snapshot, the source transactions with commit LSN < L2 are
+// already in its rows, and those >= L2 are not.
+//
+// Every table with a chunk left is recorded, durably and before any of its chunks is copied, in
+// meta "snapshot/resumed_lsn/<source table>" = L2 (a later resume overwrites it with its own
+// point). The stream still starts at L1 (tables finished before the crash need everything after
+// L1), and the applier skips a change to a table whose recorded point is above the change's
+// commit LSN. Each table therefore sees exactly the source's history after the snapshot it was
+// copied in: no change lost, none applied twice, so no conflict on primary or secondary unique
+// keys, and it also holds for tables without a key (REPLICA IDENTITY FULL), where a replayed
+// INSERT would otherwise duplicate a row (an upsert can not make that idempotent). A table only
+// partly copied before the crash is emptied and copied whole in the new snapshot (one point per
+// table; rows moved by an UPDATE between the two snapshots would otherwise be copied twice).
+//
+// Until the applier has passed L2 the tables copied in the two snapshots may disagree on foreign
+// keys (the applier writes with session_replication_role = replica, so nothing checks them
+// meanwhile); the snapshot adds them NOT VALID and records L2 in kMetaMixedSnapshots. The
+// pipeline (apply/pipeline.h) calls ValidateDeferredForeignKeys once the stream has caught up
+// past that point; from then on the target is a prefix of the source's commit order, whole.
 #pragma once
 
 #include <atomic>
@@ -63,8 +82,14 @@ inline constexpr const char* kMetaNow = "snapshot/now";              // `value: 
 inline constexpr const char* kMetaPlanPrefix = "snapshot/plan/";     // + table: chunk count
 inline constexpr const char* kMetaChunkPrefix = "snapshot/chunk/";   // + table/n: rows
 // Set when a resumed run mixed chunks of the lost exported snapshot with a newer one: foreign
-// keys were added NOT VALID and wait for ValidateDeferredForeignKeys.
+// keys were added NOT VALID and wait for ValidateDeferredForeignKeys. The value is the newest
+// resumed snapshot's consistent point ("X/X"): the target is consistent once the stream has
+// applied everything committed before it.
 inline constexpr const char* kMetaMixedSnapshots = "snapshot/mixed_snapshots";
+// + source table: "X/X", the consistent point of the resumed snapshot the table was copied in.
+// The applier skips the table's changes committed before it (they are in the copy already).
+// Absent for tables copied in the slot's own exported snapshot.
+inline constexpr const char* kMetaResumedLsnPrefix = "snapshot/resumed_lsn/";
 
 struct SnapshotOptions {
   // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, hardware concurrency.
@@ -108,6 +133,7 @@ struct SnapshotResult {
   Lsn consistent_lsn;
   std::string slot;
   bool resumed = false;          // the slot existed: the exported snapshot was not available
+  Lsn resumed_lsn;               // resumed with chunks left: their newer snapshot's point
   bool already_done = false;     // every chunk was done before this run
   double seconds = 0;
   std::vector<TableResult> tables;  // in FK order
@@ -123,8 +149,9 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
 
 // After a resume in a fresh snapshot, tables finished in the lost snapshot and tables copied in
 // the new one may disagree on foreign keys until the stream has replayed the changes after the
-// consistent point, so the snapshot adds them NOT VALID. Call this once the stream has caught up
-// (the applier writes with session_replication_role = replica, so FK triggers do not fire while
+// consistent point, so the snapshot adds them NOT VALID. Call this once the stream has applied
+// everything committed before the LSN in kMetaMixedSnapshots (RunPipeline does, once caught up;
+// the applier writes with session_replication_role = replica, so FK triggers do not fire while
 // it converges): it runs ALTER TABLE ... VALIDATE CONSTRAINT for every not-yet-valid foreign key
 // of the tenant schema and clears kMetaMixedSnapshots. A violation then is a real one: the error
 // names the constraint.
