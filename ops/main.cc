@@ -33,6 +33,7 @@
 #include "ops/audit.h"
 #include "ops/commands.h"
 #include "ops/live_publisher.h"
+#include "ops/rotate_key.h"
 #include "snapshot/preflight.h"
 #include "snapshot/snapshot.h"
 #include "apply/pipeline.h"
@@ -87,6 +88,8 @@ struct CommandArgs {
   std::string to;            // --to LSN
   // rollback, cutover --finish
   bool confirm = false;      // --confirm: really do it
+  // rotate-key (also --dry-run, --report)
+  int batch_rows = 1000;     // --batch-rows N: rows per target transaction
 };
 
 using Handler = int (*)(const Config&, const CommandArgs&);
@@ -308,6 +311,24 @@ int RunRollbackCommand(const Config& config, const CommandArgs& args) {
   return st.ok() ? kExitOk : ReportError(st);
 }
 
+// --- rotate-key (ops/rotate_key.h) -----------------------------------------------------------
+std::atomic<bool> g_rotate_cancel{false};
+
+int RunRotateKeyCommand(const Config& config, const CommandArgs& args) {
+  ops::RotateKeyOptions ro;
+  ro.dry_run = args.dry_run;
+  ro.batch_rows = args.batch_rows;
+  ro.report_path = args.report_path;
+  ro.cancel = &g_rotate_cancel;
+  // Ctrl-C / SIGTERM: the batch in flight commits, then it stops; a rerun finishes the job.
+  std::signal(SIGINT, [](int) { g_rotate_cancel.store(true); });
+  std::signal(SIGTERM, [](int) { g_rotate_cancel.store(true); });
+  StatusOr<ops::RotateKeyResult> result = ops::RotateKey(config, ro);
+  if (!result.ok()) return ReportError(result.status());
+  std::cout << result->ToText();
+  return kExitOk;
+}
+
 // --- flags per command -------------------------------------------------------------------------
 void SnapshotFlags(CLI::App* cmd, CommandArgs* a) {
   cmd->add_flag("--dry-run", a->dry_run, "Print the plan (tables, sizes, chunks) and write nothing");
@@ -349,6 +370,14 @@ void ReplayFlags(CLI::App* cmd, CommandArgs* a) {
 void RollbackFlags(CLI::App* cmd, CommandArgs* a) {
   cmd->add_flag("--confirm", a->confirm, "Really drop; without it, only show what would go");
 }
+void RotateKeyFlags(CLI::App* cmd, CommandArgs* a) {
+  cmd->add_flag("--dry-run", a->dry_run,
+                "Count the values under older keys, per column and key id; change nothing");
+  cmd->add_option("--batch-rows", a->batch_rows, "Rows re-encrypted per target transaction")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--report", a->report_path, "Write the result as JSON to FILE");
+}
 void JsonFlag(CLI::App* cmd, CommandArgs* a) {
   cmd->add_flag("--json", a->json, "Print as JSON");
 }
@@ -378,8 +407,8 @@ const std::vector<Command>& Commands() {
       {"dead-letters", "List rows that could not be transformed or applied", JsonFlag,
        RunDeadLetters},
       {"history", "List past runs with their outcome", JsonFlag, RunHistory},
-      {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key", nullptr,
-       nullptr},
+      {"rotate-key", "Re-encrypt encrypted columns and secrets with the current key",
+       RotateKeyFlags, RunRotateKeyCommand},
   };
   return kCommands;
 }
