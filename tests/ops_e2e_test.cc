@@ -225,7 +225,18 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   });
   nlohmann::json busy;
   std::string busy_text;
+  // The running bridge's own sampler keeps /status fresh under the load too (scrapes read it).
+  int64_t oldest_sample_us = 0;
+  auto now_us = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+  };
   while (!workload_done) {
+    HttpReply own = Get(port_, "/status", kToken);
+    if (own.status == 200) {
+      int64_t age = now_us() - nlohmann::json::parse(own.body)["collected_at_us"].get<int64_t>();
+      oldest_sample_us = std::max(oldest_sample_us, age);
+    }
     auto [c, t] = Tenantsync("status --json");
     if (c != 0) continue;
     auto j = nlohmann::json::parse(t);
@@ -238,6 +249,8 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   workload.join();
   ASSERT_OK(result.status());
   EXPECT_EQ(result->committed, 3000);
+  std::printf("oldest /status sample seen under load: %.2f s\n", oldest_sample_us / 1e6);
+  EXPECT_LT(oldest_sample_us, 3'000'000) << "the sampler fell behind under load";
   ASSERT_FALSE(busy.is_null()) << "status never showed an apply rate during the workload\n" << run.Log();
   EXPECT_EQ(busy["apply"]["running_pid"].get<int64_t>(), run.pid()) << busy_text;
   EXPECT_GT(busy["apply"]["rows_per_second"].get<double>(), 0) << busy_text;
