@@ -469,7 +469,8 @@ class Receiver::Session {
     if (wal_end.value() > r_.counters_.server_wal_end.load()) {
       r_.counters_.server_wal_end.store(wal_end.value());
     }
-    r_.journal_.NoteReceived(received_);
+    // The journal learns the received position once per drained batch (FlushReceived), not
+    // per message: its lock is shared with the group-commit syncer.
     if (auto* st = r_.options_.stats) {
       st->received_lsn.store(received_.value());
       if (wal_end.value() > st->server_wal_end.load()) st->server_wal_end.store(wal_end.value());
@@ -552,7 +553,16 @@ class Receiver::Session {
     }
   }
 
+  void FlushReceived() {
+    if (received_ > noted_received_) {
+      r_.journal_.NoteReceived(received_);
+      noted_received_ = received_;
+    }
+  }
+
+  // Called whenever a drained batch ends (libpq has nothing more, or the slice is over).
   Status MaybeSendStatus() {
+    FlushReceived();
     TS_RETURN_IF_ERROR(MaybeAdvanceIdle());
     if (Clock::now() - last_status_ < status_interval_) {
       if (PQflush(repl_.get()) < 0) return ConnectionError("flush: " + repl_.LastError());
@@ -563,6 +573,7 @@ class Receiver::Session {
 
   // write = received, flush = apply = durable in the journal (invariant 2).
   Status SendStatus(bool reply_requested) {
+    FlushReceived();
     Lsn flushed = r_.journal_.JournaledLsn();
     Lsn written = std::max(received_, flushed);
     std::string msg;
@@ -590,6 +601,7 @@ class Receiver::Session {
   std::variant<std::monostate, PgoutputDecoder, Wal2jsonDecoder> decoder_;
   Lsn start_lsn_;
   Lsn received_;
+  Lsn noted_received_;  // what the journal was last told by FlushReceived
   Lsn pending_idle_;  // keepalive position seen with no transaction open, not yet journaled
   Clock::time_point last_idle_advance_;
   bool in_txn_ = false;       // between Begin and Commit on the wire
