@@ -225,9 +225,8 @@ StatusOr<Cipher> LoadConfiguredKey(const std::string& path, const std::string& k
     return InvalidArgument(path + ": set key or key_file, not both");
   }
   StatusOr<Cipher> c = InvalidArgument(
-      path + ".key: no key configured; set " + path +
-      ".key (e.g. \"${TENANTSYNC_KEY}\") or " + path +
-      ".key_file to the base64 of 32 bytes (`openssl rand -base64 32`)");
+      path + ".key: no key configured; set " + path + ".key (e.g. \"${TENANTSYNC_KEY}\") or " +
+      path + ".key_file to the base64 of 32 bytes (`openssl rand -base64 32`)");
   // The loaders' messages name the current key's settings ("encryption key: ...",
   // "encryption.key_file: ..."); a previous key's message names its own entry instead.
   auto renamed = [&](const Status& st, std::string_view prefix, const std::string& name) {
@@ -247,18 +246,21 @@ StatusOr<Cipher> LoadConfiguredKey(const std::string& path, const std::string& k
     }
   }
   if (!c.ok()) return c;
-  const bool id_shaped =
-      expected_id.size() == kKeyIdLen &&
-      std::all_of(expected_id.begin(), expected_id.end(),
-                  [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+  const bool id_shaped = expected_id.size() == kKeyIdLen &&
+                         std::all_of(expected_id.begin(), expected_id.end(), [](char ch) {
+                           return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+                         });
   if (!expected_id.empty() && !id_shaped) {
     // Not echoed: a key pasted into the wrong field must not reach a log.
-    return InvalidArgument(path + ".key_id: expected 8 lowercase hex digits (the configured key "
-                           "has id " + c->key_id() + ")");
+    return InvalidArgument(path +
+                           ".key_id: expected 8 lowercase hex digits (the configured key "
+                           "has id " +
+                           c->key_id() + ")");
   }
   if (!expected_id.empty() && expected_id != c->key_id()) {
     return InvalidArgument(path + ".key_id: is " + expected_id + " but the configured key has id " +
-                           c->key_id() + "; the key id is the first 8 hex digits of the key's "
+                           c->key_id() +
+                           "; the key id is the first 8 hex digits of the key's "
                            "SHA-256: fix the key or the key_id");
   }
   return c;
@@ -267,9 +269,8 @@ StatusOr<Cipher> LoadConfiguredKey(const std::string& path, const std::string& k
 }  // namespace
 
 StatusOr<Cipher> Cipher::FromConfig(const EncryptionConfig& encryption) {
-  TS_ASSIGN_OR_RETURN(Cipher current,
-                      LoadConfiguredKey("encryption", encryption.key, encryption.key_file,
-                                        encryption.key_id));
+  TS_ASSIGN_OR_RETURN(Cipher current, LoadConfiguredKey("encryption", encryption.key,
+                                                        encryption.key_file, encryption.key_id));
   if (encryption.previous_keys.empty()) return current;
   std::vector<Cipher> previous;
   for (size_t i = 0; i < encryption.previous_keys.size(); ++i) {
@@ -299,9 +300,9 @@ StatusOr<Cipher> Cipher::WithPreviousKeys(const Cipher& current,
   auto keys = std::make_shared<std::vector<Cipher>>();
   for (const Cipher& p : previous) {
     if (!p.keyed_) return Fatal("crypto: Cipher used before FromBase64Key; this is a bug");
-    if (c.HasKey(p.key_id()) ||
-        std::any_of(keys->begin(), keys->end(),
-                    [&](const Cipher& k) { return k.key_id() == p.key_id(); })) {
+    if (c.HasKey(p.key_id()) || std::any_of(keys->begin(), keys->end(), [&](const Cipher& k) {
+          return k.key_id() == p.key_id();
+        })) {
       return InvalidArgument("encryption: key id " + p.key_id() +
                              " is configured twice; list each key once");
     }

@@ -33,10 +33,10 @@ Cipher MakeCipher(unsigned char first = 0) {
   return *c;
 }
 
-#define ASSERT_OK_AND_ASSIGN_CIPHER(lhs, expr)                         \
-  StatusOr<Cipher> TS_CONCAT(cipher_or_, __LINE__) = (expr);             \
-  ASSERT_TRUE(TS_CONCAT(cipher_or_, __LINE__).ok())                      \
-      << TS_CONCAT(cipher_or_, __LINE__).status().ToString();            \
+#define ASSERT_OK_AND_ASSIGN_CIPHER(lhs, expr)                \
+  StatusOr<Cipher> TS_CONCAT(cipher_or_, __LINE__) = (expr);  \
+  ASSERT_TRUE(TS_CONCAT(cipher_or_, __LINE__).ok())           \
+      << TS_CONCAT(cipher_or_, __LINE__).status().ToString(); \
   lhs = std::move(TS_CONCAT(cipher_or_, __LINE__)).value()
 
 // Replaces the last base64 character of the blob with another valid one.
@@ -388,8 +388,7 @@ TEST_F(KeyringConfigTest, PreviousKeysFromKeyAndKeyFile) {
   StatusOr<Cipher> c = Cipher::FromConfig(e);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->key_id(), MakeCipher(1).key_id());
-  EXPECT_EQ(c->key_ids(), (std::vector<std::string>{MakeCipher(1).key_id(),
-                                                    MakeCipher(0).key_id(),
+  EXPECT_EQ(c->key_ids(), (std::vector<std::string>{MakeCipher(1).key_id(), MakeCipher(0).key_id(),
                                                     MakeCipher(2).key_id()}));
   EXPECT_EQ(*c->Decrypt(*MakeCipher(2).Encrypt("v", "t.c"), "t.c"), "v");
 }
@@ -433,9 +432,8 @@ TEST(KeyringFromConfigTest, SamePreviousKeyTwiceIsRefused) {
   e.previous_keys.push_back({"", Base64Encode(TestKeyBytes(0)), ""});
   StatusOr<Cipher> c = Cipher::FromConfig(e);
   EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(c.status().message(),
-              HasSubstr("encryption.previous_keys[2]: the same key as "
-                        "encryption.previous_keys[1]"));
+  EXPECT_THAT(c.status().message(), HasSubstr("encryption.previous_keys[2]: the same key as "
+                                              "encryption.previous_keys[1]"));
 }
 
 TEST(KeyringFromConfigTest, KeyIdThatDoesNotMatchTheKeyIsRefused) {

@@ -38,9 +38,9 @@ struct ColumnTarget {
 };
 
 struct TablePlan {
-  std::string qualified;         // "tenant_rawdog"."customers", ready for SQL
-  std::string display;           // tenant_rawdog.customers
-  std::vector<KeyColumn> key;    // the primary key; empty: ctid order
+  std::string qualified;       // "tenant_rawdog"."customers", ready for SQL
+  std::string display;         // tenant_rawdog.customers
+  std::vector<KeyColumn> key;  // the primary key; empty: ctid order
   std::vector<ColumnTarget> columns;
 };
 
@@ -114,8 +114,8 @@ class Rotator {
       const std::string target_table = config_.TargetTable(source_table);
       plan.qualified = QuoteQualified(schema, target_table);
       plan.display = schema + "." + target_table;
-      TS_ASSIGN_OR_RETURN(PgResult rel, conn_.ExecParams("SELECT to_regclass($1)::oid",
-                                                         {plan.qualified}));
+      TS_ASSIGN_OR_RETURN(PgResult rel,
+                          conn_.ExecParams("SELECT to_regclass($1)::oid", {plan.qualified}));
       if (rel.rows() != 1 || rel.IsNull(0, 0)) {
         return FailedPrecondition("rotate-key: target table " + plan.display +
                                   " does not exist; run the snapshot first (tables." +
@@ -131,13 +131,14 @@ class Rotator {
                              {oid, col.name}));
         if (a.rows() != 1) {
           return FailedPrecondition("rotate-key: " + plan.display + " has no column " + col.name +
-                                    " (tables." + col.context + " is encrypted); run the "
+                                    " (tables." + col.context +
+                                    " is encrypted); run the "
                                     "snapshot first or fix the config");
         }
         std::string type(a.Get(0, 0));
         if (type != "text" && type.rfind("character varying", 0) != 0) {
-          return FailedPrecondition("rotate-key: " + plan.display + "." + col.name + " is " +
-                                    type + ", not text; an encrypted column is stored as text");
+          return FailedPrecondition("rotate-key: " + plan.display + "." + col.name + " is " + type +
+                                    ", not text; an encrypted column is stored as text");
         }
         col.result = result_.columns.size();
         RotatedColumn rc;
@@ -189,8 +190,9 @@ class Rotator {
     TS_ASSIGN_OR_RETURN(PgResult rel, conn_.Exec("SELECT to_regclass('public.organizations')"));
     if (rel.rows() != 1 || rel.IsNull(0, 0)) return Status::Ok();  // no organization yet
     TS_ASSIGN_OR_RETURN(
-        PgResult r, conn_.ExecParams("SELECT secrets::text FROM public.organizations WHERE slug = $1",
-                                     {config_.tenant.slug}));
+        PgResult r,
+        conn_.ExecParams("SELECT secrets::text FROM public.organizations WHERE slug = $1",
+                         {config_.tenant.slug}));
     if (r.rows() != 1 || r.IsNull(0, 0)) return Status::Ok();
     RotatedColumn rc;
     rc.table = kOrganizations;
@@ -278,10 +280,9 @@ class Rotator {
     std::string rec = "i int", set, where;
     for (size_t k = 0; k < nkey; ++k) {
       rec += ", k" + std::to_string(k) + " text";
-      where += (k ? " AND " : "") +
-               (by_ctid ? std::string("_ts_t.ctid = _ts_v.k0::tid")
-                        : "_ts_t." + QuoteIdent(t.key[k].name) + " = _ts_v.k" + std::to_string(k) +
-                              "::" + t.key[k].type);
+      where += (k ? " AND " : "") + (by_ctid ? std::string("_ts_t.ctid = _ts_v.k0::tid")
+                                             : "_ts_t." + QuoteIdent(t.key[k].name) + " = _ts_v.k" +
+                                                   std::to_string(k) + "::" + t.key[k].type);
     }
     for (size_t c = 0; c < t.columns.size(); ++c) {
       std::string q = QuoteIdent(t.columns[c].name), n = std::to_string(c);
@@ -290,8 +291,8 @@ class Rotator {
       where += " AND _ts_t." + q + " IS NOT DISTINCT FROM _ts_v.o" + n;
     }
     const std::string update = "UPDATE " + t.qualified + " AS _ts_t SET " + set +
-                               " FROM jsonb_to_recordset($1::jsonb) AS _ts_v(" + rec +
-                               ") WHERE " + where + " RETURNING _ts_v.i";
+                               " FROM jsonb_to_recordset($1::jsonb) AS _ts_v(" + rec + ") WHERE " +
+                               where + " RETURNING _ts_v.i";
 
     int64_t done_in_table = 0;
     auto last_progress = Clock::now();
@@ -358,8 +359,9 @@ class Rotator {
           batch_text = batch.dump();
         } catch (const nlohmann::json::exception&) {
           RollbackQuietly(conn_);
-          return Fatal("rotate-key: " + t.display +
-                       ": a key value is not valid UTF-8; rotate-key needs a UTF-8 target database");
+          return Fatal(
+              "rotate-key: " + t.display +
+              ": a key value is not valid UTF-8; rotate-key needs a UTF-8 target database");
         }
         StatusOr<PgResult> updated = conn_.ExecParams(update, {batch_text});
         if (!updated.ok()) {
@@ -367,8 +369,8 @@ class Rotator {
           return updated.status().WithContext("rotate-key: updating " + t.display);
         }
         KillPoint("rotate_key.before_batch_commit");
-        TS_RETURN_IF_ERROR_CTX(conn_.Run("COMMIT"), "rotate-key: committing a batch of " +
-                                                        t.display);
+        TS_RETURN_IF_ERROR_CTX(conn_.Run("COMMIT"),
+                               "rotate-key: committing a batch of " + t.display);
         KillPoint("rotate_key.after_batch_commit");
         ++result_.batches;
         for (int u = 0; u < updated->rows(); ++u) {
@@ -429,9 +431,9 @@ class Rotator {
 
   Status RotateOrganizationInTransaction(RotatedColumn& rc) {
     TS_ASSIGN_OR_RETURN(
-        PgResult r,
-        conn_.ExecParams("SELECT secrets::text FROM public.organizations WHERE slug = $1 FOR UPDATE",
-                         {config_.tenant.slug}));
+        PgResult r, conn_.ExecParams(
+                        "SELECT secrets::text FROM public.organizations WHERE slug = $1 FOR UPDATE",
+                        {config_.tenant.slug}));
     if (r.rows() != 1 || r.IsNull(0, 0)) return conn_.Run("COMMIT");
     std::string old_text(r.Get(0, 0));
     TS_ASSIGN_OR_RETURN(nlohmann::json secrets, ParseSecrets(old_text));
@@ -439,8 +441,8 @@ class Rotator {
     for (auto& [name, value] : secrets.items()) {
       if (!value.is_string()) continue;
       const std::string& text = value.get_ref<const std::string&>();
-      if (!Cipher::LooksEncrypted(text) || text.compare(0, current_prefix_.size(),
-                                                        current_prefix_) == 0) {
+      if (!Cipher::LooksEncrypted(text) ||
+          text.compare(0, current_prefix_.size(), current_prefix_) == 0) {
         continue;
       }
       TS_ASSIGN_OR_RETURN(std::string fresh,
@@ -538,9 +540,15 @@ nlohmann::json RotateKeyResult::ToJson() const {
                     {"not_ciphertext", c.not_ciphertext},
                     {"reencrypted", c.reencrypted}});
   }
-  return {{"dry_run", dry_run},         {"key_id", key_id},   {"previous_key_ids", previous_ids},
-          {"columns", cols},            {"pending", pending()}, {"reencrypted", reencrypted()},
-          {"rows_updated", rows_updated}, {"batches", batches}, {"seconds", seconds}};
+  return {{"dry_run", dry_run},
+          {"key_id", key_id},
+          {"previous_key_ids", previous_ids},
+          {"columns", cols},
+          {"pending", pending()},
+          {"reencrypted", reencrypted()},
+          {"rows_updated", rows_updated},
+          {"batches", batches},
+          {"seconds", seconds}};
 }
 
 StatusOr<RotateKeyResult> RotateKey(const Config& config, const RotateKeyOptions& options) {

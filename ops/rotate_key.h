@@ -37,10 +37,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/status.h"
@@ -65,9 +64,9 @@ struct RotateKeyOptions {
 
 // One encrypted column (or the organization's secrets) and what happened to it.
 struct RotatedColumn {
-  std::string table;   // qualified target table, "tenant_rawdog.customers"
-  std::string column;  // target column, or "secrets" for public.organizations
-  std::string context; // the encryption context, "customers.email"
+  std::string table;    // qualified target table, "tenant_rawdog.customers"
+  std::string column;   // target column, or "secrets" for public.organizations
+  std::string context;  // the encryption context, "customers.email"
   // Values found under another configured key before the run, by key id.
   std::map<std::string, int64_t> pending_by_key_id;
   int64_t not_ciphertext = 0;  // non-NULL values that are not tenantsync ciphertext (left alone)
@@ -83,9 +82,9 @@ struct RotateKeyResult {
   int64_t batches = 0;       // target transactions committed
   double seconds = 0;
 
-  int64_t pending() const;       // values found under another key before the run
-  int64_t reencrypted() const;   // values re-encrypted by this run
-  std::string ToText() const;    // the summary printed on stdout
+  int64_t pending() const;      // values found under another key before the run
+  int64_t reencrypted() const;  // values re-encrypted by this run
+  std::string ToText() const;   // the summary printed on stdout
   nlohmann::json ToJson() const;
 };
 

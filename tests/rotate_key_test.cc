@@ -15,19 +15,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
 #include "tests/harness/shell.h"
@@ -192,8 +192,8 @@ class RotateKeyTest : public ::testing::Test {
 
   // Every encrypted value in the target, with the key to compare it against the source by.
   struct Value {
-    std::string where;    // "accounts.email", ...
-    std::string row;      // id, or the touches row's account_id|token plaintext pair
+    std::string where;  // "accounts.email", ...
+    std::string row;    // id, or the touches row's account_id|token plaintext pair
     std::optional<std::string> ciphertext;
   };
   std::vector<Value> TargetValues() {
@@ -201,8 +201,8 @@ class RotateKeyTest : public ::testing::Test {
     auto conn = Clusters().target().Connect(tgt_db_);
     EXPECT_OK(conn);
     if (!conn.ok()) return out;
-    auto a = conn->Exec(
-        "SELECT id::text, email, phone_number FROM tenant_rot.accounts ORDER BY id");
+    auto a =
+        conn->Exec("SELECT id::text, email, phone_number FROM tenant_rot.accounts ORDER BY id");
     EXPECT_OK(a);
     if (a.ok()) {
       for (int i = 0; i < a->rows(); ++i) {
@@ -217,7 +217,8 @@ class RotateKeyTest : public ::testing::Test {
         out.push_back({"touches.token", std::string(t->Get(i, 0)), t->GetOptional(i, 1)});
       }
     }
-    auto s = conn->Exec("SELECT secrets->>'api_token' FROM public.organizations WHERE slug = 'rot'");
+    auto s =
+        conn->Exec("SELECT secrets->>'api_token' FROM public.organizations WHERE slug = 'rot'");
     EXPECT_OK(s);
     if (s.ok() && s->rows() == 1) {
       out.push_back({"organizations.secrets.api_token", "rot", s->GetOptional(0, 0)});
@@ -239,7 +240,7 @@ class RotateKeyTest : public ::testing::Test {
   void ExpectAllUnderBAndCorrect() {
     Cipher b = Cipher::FromBase64Key(kKeyB).value();
     std::map<std::string, std::optional<std::string>> email, phone;  // by id, from the source
-    std::vector<std::string> touches_src, touches_tgt;                // "account_id|token"
+    std::vector<std::string> touches_src, touches_tgt;               // "account_id|token"
     {
       auto conn = Clusters().source().Connect(src_db_);
       ASSERT_OK(conn);
@@ -368,16 +369,16 @@ TEST_F(RotateKeyTest, RotatesEveryValueThenASecondRunChangesNothing) {
   EXPECT_EQ(before, after);
 
   // The audit trail has both runs, ok (the dry run is not recorded, like snapshot's).
-  ASSERT_OK_AND_ASSIGN(
-      int64_t audited,
-      Clusters().target().QueryInt(tgt_db_, "SELECT count(*) FROM _tenantsync.runs WHERE "
-                                            "command = 'rotate-key' AND outcome = 'ok'"));
+  ASSERT_OK_AND_ASSIGN(int64_t audited,
+                       Clusters().target().QueryInt(tgt_db_,
+                                                    "SELECT count(*) FROM _tenantsync.runs WHERE "
+                                                    "command = 'rotate-key' AND outcome = 'ok'"));
   EXPECT_EQ(audited, 2);
-  ASSERT_OK_AND_ASSIGN(
-      std::string audited_report,
-      Clusters().target().QueryValue(
-          tgt_db_, "SELECT report->>'reencrypted' FROM _tenantsync.runs WHERE command = "
-                   "'rotate-key' ORDER BY started_at LIMIT 1"));
+  ASSERT_OK_AND_ASSIGN(std::string audited_report,
+                       Clusters().target().QueryValue(
+                           tgt_db_,
+                           "SELECT report->>'reencrypted' FROM _tenantsync.runs WHERE command = "
+                           "'rotate-key' ORDER BY started_at LIMIT 1"));
   EXPECT_EQ(audited_report, std::to_string(total));
   ExpectNoKeyMaterialAnywhere();
 }
@@ -397,15 +398,15 @@ TEST_F(RotateKeyTest, WithoutTheOldKeyItFailsNamingTheKeyIdAndChangesNothing) {
     if (!line.empty()) lines.push_back(line);
   }
   ASSERT_EQ(lines.size(), 1u) << r.err;
-  EXPECT_THAT(lines[0], AllOf(HasSubstr("key id " + a), HasSubstr("not configured"),
-                              HasSubstr("encryption.previous_keys"),
-                              HasSubstr("nothing was changed")));
+  EXPECT_THAT(lines[0],
+              AllOf(HasSubstr("key id " + a), HasSubstr("not configured"),
+                    HasSubstr("encryption.previous_keys"), HasSubstr("nothing was changed")));
   EXPECT_EQ(CountByKeyId(), before);
   // The audit records the failure with the same one line.
-  ASSERT_OK_AND_ASSIGN(std::string error,
-                       Clusters().target().QueryValue(
-                           tgt_db_, "SELECT error FROM _tenantsync.runs WHERE command = "
-                                    "'rotate-key' AND outcome = 'failed'"));
+  ASSERT_OK_AND_ASSIGN(std::string error, Clusters().target().QueryValue(
+                                              tgt_db_,
+                                              "SELECT error FROM _tenantsync.runs WHERE command = "
+                                              "'rotate-key' AND outcome = 'failed'"));
   EXPECT_THAT(error, HasSubstr("key id " + a));
   ExpectNoKeyMaterialAnywhere();
 }
@@ -426,10 +427,12 @@ TEST_F(RotateKeyTest, KillPointsMidRotationThenARerunFinishes) {
   r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "50"},
                  {"TENANTSYNC_KILL_POINT=rotate_key.after_batch_commit"});
   EXPECT_EQ(r.exit_code, 128 + SIGABRT) << r.out << r.err;
-  ASSERT_OK_AND_ASSIGN(int64_t first_batch,
-                       Clusters().target().QueryInt(
-                           tgt_db_, "SELECT count(*) FROM tenant_rot.accounts WHERE id <= 50 AND "
-                                    "email LIKE 'tsenc1:" + b + ":%'"));
+  ASSERT_OK_AND_ASSIGN(
+      int64_t first_batch,
+      Clusters().target().QueryInt(tgt_db_,
+                                   "SELECT count(*) FROM tenant_rot.accounts WHERE id <= 50 AND "
+                                   "email LIKE 'tsenc1:" +
+                                       b + ":%'"));
   EXPECT_EQ(first_batch, 50);
   EXPECT_EQ(CountByKeyId()[b], 50 + 43);  // ids 7, 14, ..., 49 have no phone
   r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "50"});
@@ -472,6 +475,65 @@ TEST_F(RotateKeyTest, KillMinus9WhileRotatingThenARerunFinishes) {
   r = Tenantsync({"-c", config, "rotate-key"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("0 value(s) re-encrypted"));
+}
+
+// rotate-key while `run` (already on key B) streams a workload that updates and inserts the very
+// rows being rotated: nothing the applier writes is overwritten, and after catch-up every value
+// is under B and equal to the source.
+TEST_F(RotateKeyTest, WhileRunStreamsUpdatesTheAppliersValuesAreKept) {
+  SetUpSource(3000, 500);
+  Snapshot();
+  if (HasFatalFailure()) return;
+  const std::string config = ConfigB();
+  const std::string run_dir = dir_ + "/run";
+  fs::create_directories(run_dir);
+  pid_t run = Spawn({"-c", config, "run"}, run_dir, Env());
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> writes{0};
+  std::thread workload([&] {
+    auto conn = Clusters().source().Connect(src_db_);
+    if (!conn.ok()) return;
+    for (int64_t i = 0; !stop.load(); ++i) {
+      int64_t id = 1 + (i * 7919) % 3000;
+      std::string sql =
+          "UPDATE accounts SET email = 'w" + std::to_string(i) + "-' || id || '@example.com', " +
+          "phone = CASE WHEN phone IS NULL THEN NULL ELSE '+2-' || " + std::to_string(i) +
+          " END WHERE id = " + std::to_string(id) + "; INSERT INTO touches VALUES (" +
+          std::to_string(i % 50) + ", 'wtok-" + std::to_string(i) + "')";
+      if (conn->Run(sql).ok()) ++writes;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  RunResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "20"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop.store(true);
+  workload.join();
+  EXPECT_GT(writes.load(), 100) << "the workload did not run beside rotate-key";
+
+  // Catch-up: the applier goes in commit order, so once the marker is there, everything is.
+  ASSERT_OK(Clusters().source().Exec(
+      src_db_, "INSERT INTO accounts VALUES (999999, 'marker@example.com', NULL, 'marker')"));
+  bool caught_up = false;
+  for (auto deadline = Clock::now() + std::chrono::seconds(180);
+       Clock::now() < deadline && !caught_up;) {
+    auto n = Clusters().target().QueryValue(
+        tgt_db_, "SELECT count(*) FROM tenant_rot.accounts WHERE id = 999999");
+    caught_up = n.ok() && *n == "1";
+    if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  kill(run, SIGINT);
+  RunResult stopped = Wait(run, run_dir, std::chrono::seconds(60));
+  ASSERT_TRUE(caught_up) << stopped.err.substr(0, 2000);
+  ExpectAllUnderBAndCorrect();
+  r = Tenantsync({"-c", config, "rotate-key"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("0 value(s) re-encrypted"));
+  r = Tenantsync({"-c", config, "validate", "--sample", "5000"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  outputs_.push_back(stopped.err);
+  ExpectNoKeyMaterialAnywhere();
 }
 
 }  // namespace
