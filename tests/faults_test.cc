@@ -369,13 +369,16 @@ class FaultsTest : public ::testing::Test {
 
 TEST_F(FaultsTest, KillNineAndImmediateRestartsUnderWorkloadLoseNothing) {
   WriteConfig("pgoutput");
+  // kill -9 count: 5 in CI; TENANTSYNC_FAULT_KILLS=20 (bench/faults_long.sh) for the long run.
+  const char* kills_env = std::getenv("TENANTSYNC_FAULT_KILLS");
+  const int kill_count = kills_env ? std::max(1, std::atoi(kills_env)) : 5;
   // Phase 1: a workload for the whole fault phase (bounded by time, not count).
   StatusOr<testing::WorkloadResult> result = Status(StatusCode::kFatal, "not run");
   std::thread workload([&] {
     testing::WorkloadOptions o;
     o.clients = 2;
     o.transactions_per_client = 0;
-    o.seconds = 25;
+    o.seconds = 5 * kill_count;
     o.seed = 11;
     result = testing::RunRawdogWorkload(SourceUrl(), o);
   });
@@ -392,7 +395,7 @@ TEST_F(FaultsTest, KillNineAndImmediateRestartsUnderWorkloadLoseNothing) {
   };
   // kill -9 at random moments: the first ones usually land in the snapshot, later ones in the
   // stream (mid-batch or mid-commit, wherever the moment falls).
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < kill_count; ++i) {
     start_bridge();
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
     bridge_->Kill9();
