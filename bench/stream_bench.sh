@@ -3,14 +3,21 @@
 # limit, `pg_recvlogical -f /dev/null`, on the same backlog (pgbench -n -t N), for pgoutput and
 # wal2json. Every consumer has its own slot created before the workload, so all read exactly
 # the same WAL from the same position.
-#   bench/stream_bench.sh [TRANSACTIONS_PER_CLIENT=20000] [CLIENTS=4]
+#   bench/stream_bench.sh [TRANSACTIONS_PER_CLIENT=20000] [CLIENTS=4] [ROUNDS=1]
+# With several rounds every consumer reads the backlog once per round (its own slot each time)
+# and the order of the tenantsync builds alternates, so neither always runs second (the one
+# after pays for the other's journal writeback); the summary gives each consumer's median.
 # Needs: build-cdc/cdc/cdc_stream_child (cmake --build build-cdc --target cdc_stream_child).
+# TENANTSYNC_STREAM_CHILD_BEFORE=PATH adds a row for another build of the child (e.g. the one
+# before a change), on its own slots over the same backlog: before and after in one run.
 # Starts and removes a throwaway cluster in /tmp.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-20000}"
 clients="${2:-4}"
+rounds="${3:-1}"
 child="${TENANTSYNC_STREAM_CHILD:-$root/build-cdc/cdc/cdc_stream_child}"
+before="${TENANTSYNC_STREAM_CHILD_BEFORE:-}"
 bin=/usr/lib/postgresql/15/bin
 dir="$(mktemp -d /tmp/tenantsync-bench.XXXXXX)"
 chown postgres "$dir"
@@ -28,6 +35,8 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 fsync = off
 max_wal_size = '4GB'
+max_replication_slots = $((6 * rounds + 2))
+max_wal_senders = $((6 * rounds + 2))
 CONF
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 url="postgresql://postgres@127.0.0.1:$port/postgres"
@@ -35,8 +44,11 @@ psql() { as_pg "$bin/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U 
 
 as_pg "$bin/pgbench" -q -i -s 10 -h "$dir" -p "$port" -U postgres postgres >/dev/null 2>&1
 psql -c "CREATE PUBLICATION pub FOR ALL TABLES" >/dev/null
-for s in warm recv_p ts_p; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
-for s in recv_w ts_w; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'wal2json')" >/dev/null; done
+psql -c "SELECT pg_create_logical_replication_slot('warm', 'pgoutput')" >/dev/null
+for ((r = 1; r <= rounds; r++)); do
+  for s in recv_p$r ts_p$r ${before:+ts0_p$r}; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'pgoutput')" >/dev/null; done
+  for s in recv_w$r ts_w$r ${before:+ts0_w$r}; do psql -c "SELECT pg_create_logical_replication_slot('$s', 'wal2json')" >/dev/null; done
+done
 start=$(psql -c "SELECT pg_current_wal_lsn()")
 as_pg "$bin/pgbench" -n -t "$n" -c "$clients" -j 2 -h "$dir" -p "$port" -U postgres postgres >/dev/null 2>&1
 end=$(psql -c "SELECT pg_current_wal_lsn()")
@@ -55,27 +67,60 @@ run_recvlogical() {  # slot, plugin options...
     --no-loop -E "$end" -f /dev/null "$@"
   echo "$(now) - $t0" | bc
 }
-run_tenantsync() {  # slot, plugin
+run_tenantsync() {  # slot, plugin[, child binary]
+  local bin_child="${3:-$child}"
   local state; state="$(mktemp -d "$dir/state.XXXXXX")"
   local t0; t0=$(now)
-  "$child" --url "$url" --slot "$1" --plugin "$2" --publication pub --state "$state" \
+  "$bin_child" --url "$url" --slot "$1" --plugin "$2" --publication pub --state "$state" \
     --until-lsn "$end" --status-ms 100 >"$dir/child.out" 2>&1 || { cat "$dir/child.out"; exit 1; }
   local t; t=$(echo "$(now) - $t0" | bc)
   echo "$t $(du -sm "$state" | cut -f1) $(grep -o 'transactions=[0-9]*' "$dir/child.out")"
+  rm -rf "$state"
 }
 # Warm-up read of the whole backlog, so no consumer pays for reading WAL from disk.
 as_pg "$bin/pg_recvlogical" -h "$dir" -p "$port" -U postgres -d postgres -S warm --start \
   --no-loop -E "$end" -f /dev/null -o proto_version=1 -o publication_names=pub
-printf '%-9s %-16s %10s %12s %8s\n' plugin consumer seconds txn/s ratio
-for plugin in pgoutput wal2json; do
-  if [[ $plugin == pgoutput ]]; then
-    tr=$(run_recvlogical recv_p -o proto_version=1 -o publication_names=pub)
-    read -r tt mb journaled <<<"$(run_tenantsync ts_p pgoutput)"
-  else
-    tr=$(run_recvlogical recv_w "${w2j_opts[@]}")
-    read -r tt mb journaled <<<"$(run_tenantsync ts_w wal2json)"
+printf '%-9s %-18s %5s %10s %12s %8s\n' plugin consumer round seconds txn/s ratio
+row() {  # plugin, consumer, round, seconds, recvlogical seconds[, journaled, MB]
+  printf '%-9s %-18s %5s %10.2f %12.0f' "$1" "$2" "$3" "$4" "$(echo "$txns / $4" | bc -l)"
+  if [[ $# -gt 5 ]]; then
+    printf ' %8.2f   (%s, journal %s MB)' "$(echo "$5 / $4" | bc -l)" "$6" "$7"
   fi
-  printf '%-9s %-16s %10.2f %12.0f\n' "$plugin" pg_recvlogical "$tr" "$(echo "$txns / $tr" | bc -l)"
-  printf '%-9s %-16s %10.2f %12.0f %8.2f   (%s, journal %s MB)\n' "$plugin" tenantsync "$tt" \
-    "$(echo "$txns / $tt" | bc -l)" "$(echo "$tr / $tt" | bc -l)" "$journaled" "$mb"
+  printf '\n'
+  echo "$1|$2|$4" >>"$dir/times"
+}
+tenantsync_row() {  # plugin, consumer label, slot, round, recvlogical seconds[, child]
+  local tt mb journaled
+  read -r tt mb journaled <<<"$(run_tenantsync "$3" "$1" "${6:-}")"
+  row "$1" "$2" "$4" "$tt" "$5" "$journaled" "$mb"
+}
+for ((r = 1; r <= rounds; r++)); do
+  for plugin in pgoutput wal2json; do
+    p=${plugin:0:1}
+    if [[ $plugin == pgoutput ]]; then
+      tr=$(run_recvlogical "recv_p$r" -o proto_version=1 -o publication_names=pub)
+    else
+      tr=$(run_recvlogical "recv_w$r" "${w2j_opts[@]}")
+    fi
+    row "$plugin" pg_recvlogical "$r" "$tr" "$tr"
+    if [[ -n $before && $((r % 2)) -eq 1 ]]; then
+      tenantsync_row "$plugin" "tenantsync before" "ts0_$p$r" "$r" "$tr" "$before"
+    fi
+    tenantsync_row "$plugin" tenantsync "ts_$p$r" "$r" "$tr"
+    if [[ -n $before && $((r % 2)) -eq 0 ]]; then
+      tenantsync_row "$plugin" "tenantsync before" "ts0_$p$r" "$r" "$tr" "$before"
+    fi
+  done
 done
+if [[ $rounds -gt 1 ]]; then
+  echo "medians over $rounds rounds (ratio = median pg_recvlogical / median consumer):"
+  median() { grep -F "$1|$2|" "$dir/times" | cut -d'|' -f3 | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+  for plugin in pgoutput wal2json; do
+    mr=$(median "$plugin" pg_recvlogical)
+    for consumer in pg_recvlogical ${before:+"tenantsync before"} tenantsync; do
+      m=$(median "$plugin" "$consumer")
+      printf '%-9s %-18s %5s %10.2f %12.0f %8.2f\n' "$plugin" "$consumer" median "$m" \
+        "$(echo "$txns / $m" | bc -l)" "$(echo "$mr / $m" | bc -l)"
+    done
+  done
+fi
