@@ -107,8 +107,13 @@ class Applier::Impl {
  public:
   Impl(const Config& config, ApplyOptions options, state::StateStore* store, const Cipher* cipher,
        PipelineStats* stats)
-      : config_(config), options_(std::move(options)), store_(store), cipher_(cipher),
-        stats_(stats), session_(&conn_) {}
+      : config_(config),
+        options_(std::move(options)),
+        store_(store),
+        cipher_(cipher),
+        stats_(stats),
+        session_(&conn_),
+        group_tables_(options_.session_replication_role == "replica") {}
 
   Status Run(bool until_idle);
   void Stop() {
@@ -148,10 +153,19 @@ class Applier::Impl {
   Status EnterPipeline();
 
   // --- bulk path ---
+  struct BulkRun;
   Status AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
-  Status FlushRun();
-  Status StartCopy();
-  Status CopyRow(const Tuple& row);
+  // Sends every pending run (a barrier: truncate, DDL, the end of a batch).
+  Status FlushRuns();
+  // Sends the pending run of e's target table, if any.
+  Status FlushRunOf(const RelationEntry* e);
+  // Ends the open COPY, if any, and runs its set-based statement.
+  Status FlushCopying();
+  // Makes a single-row statement for e safe to send: e's earlier changes are sent, no COPY is open.
+  Status BeforeRowStatement(const RelationEntry* e);
+  Status FlushRun(BulkRun run);
+  Status StartCopy(BulkRun* run);
+  Status CopyRow(BulkRun* run, const Tuple& row);
 
   // --- failures ---
   Status HandleBadChange(const Change& c, Lsn commit_lsn, const Status& why);
@@ -186,7 +200,11 @@ class Applier::Impl {
   uint64_t batch_schema_changes_ = 0;
   uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
 
-  // The current run of same-kind changes (bulk path).
+  // Runs of same-kind changes (bulk path), at most one per target table, in the order of their
+  // first change. With group_tables_ the runs of different tables are held side by side, so the
+  // interleaved changes of many small source transactions (pgbench: accounts, tellers, branches,
+  // history) become one run per table per batch; without it there is at most one run. Only one
+  // run at a time is `copying` (its COPY holds the connection).
   struct BulkRun {
     RelationEntry* entry = nullptr;
     ChangeOp op = ChangeOp::kInsert;
@@ -196,7 +214,20 @@ class Applier::Impl {
     bool copying = false;
     int64_t seq = 0;
     std::string buffer;
-  } run_;
+    // A hash of every copied row's key (insert/update runs of keyed tables), so a run whose keys
+    // are all distinct skips the per-key sort (DISTINCT ON) of the set-based statement. Equal
+    // hashes, or more keys than kMaxTrackedKeys (memory: 8 bytes a key), keep the sort.
+    std::vector<uint64_t> key_hashes;
+    bool keys_tracked = true;
+    std::chrono::steady_clock::time_point copy_started;
+  };
+  std::vector<std::unique_ptr<BulkRun>> runs_;
+  uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
+  // Changes of different tables may be sent in another order than the source's inside one target
+  // transaction (never across a commit: invariant 4 is about commit boundaries). Only under
+  // session_replication_role = replica, where no trigger or foreign key check of the target can
+  // observe the order within the transaction; under `origin` the source's order is kept.
+  bool group_tables_ = false;
 
   mutable std::mutex mu_;
   ApplyCounters counters_;
@@ -230,7 +261,10 @@ Status Applier::Impl::Connect() {
                                    "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"),
                          "configuring the apply session");
   TS_RETURN_IF_ERROR_CTX(
-      conn_.Run("CREATE SCHEMA IF NOT EXISTS _tenantsync; "
+      // The schema only when missing: CREATE SCHEMA IF NOT EXISTS needs the database's CREATE
+      // privilege even when it exists (least-privilege role: ops/runbooks/security.md).
+      conn_.Run("DO $ts$ BEGIN IF to_regnamespace('_tenantsync') IS NULL THEN "
+                "CREATE SCHEMA _tenantsync; END IF; END $ts$; "
                 "CREATE TABLE IF NOT EXISTS _tenantsync.progress (pipeline text PRIMARY KEY, "
                 "applied_lsn pg_lsn, commit_time timestamptz, updated_at timestamptz)"),
       "creating _tenantsync.progress in the target");
@@ -254,7 +288,8 @@ void Applier::Impl::ResetCaches() {
   last_relation_ = nullptr;
   last_entry_ = nullptr;
   statements_.clear();
-  run_ = BulkRun();
+  runs_.clear();
+  held_bytes_ = 0;
 }
 
 Status Applier::Impl::Run(bool until_idle) {
@@ -332,7 +367,9 @@ std::string Applier::Impl::ProgressSql(Lsn lsn, int64_t commit_time_us) const {
 }
 
 Status Applier::Impl::Rollback() {
-  if (run_.copying) {
+  bool copying = false;
+  for (const auto& r : runs_) copying = copying || r->copying;
+  if (copying) {
     // End the COPY with an error so the connection is usable for the ROLLBACK below.
     if (PQputCopyEnd(conn_.get(), "batch failed") != 1) {
       return ConnectionError("ending COPY to the target: " + conn_.LastError());
@@ -342,7 +379,8 @@ Status Applier::Impl::Rollback() {
       if (!r.get()) break;
     }
   }
-  run_ = BulkRun();
+  runs_.clear();
+  held_bytes_ = 0;
   if (session_.active()) {
     Status s = session_.DrainAndExit();
     if (s.IsRetryable()) return s;
@@ -404,7 +442,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
   }
 
   if (failed.ok()) {
-    Status s = FlushRun();
+    Status s = FlushRuns();
     if (!s.ok()) {
       if (!IsStatementError(s)) return s;
       failed = s;
@@ -639,7 +677,7 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
 
   // Catalog reads and drift DDL run in the batch's transaction, outside pipeline mode and after
   // the changes before this one (a run held for the bulk path) are sent.
-  TS_RETURN_IF_ERROR(FlushRun());
+  TS_RETURN_IF_ERROR(FlushRuns());
   TS_RETURN_IF_ERROR(LeavePipeline());
   auto loaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
   if (!loaded.ok()) return loaded.status();
@@ -685,8 +723,10 @@ Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableI
                            where + "; create it (or run the snapshot) and restart, or set "
                            "apply.schema_drift: add");
     }
-    std::string sql = "CREATE SCHEMA IF NOT EXISTS " + QuoteIdent(options_.target_schema) +
-                      "; CREATE TABLE IF NOT EXISTS " + qualified + " (";
+    std::string sql = "DO $ts$ BEGIN IF NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = " +
+                      QuoteLiteral(options_.target_schema) + ") THEN CREATE SCHEMA " +
+                      QuoteIdent(options_.target_schema) + "; END IF; END $ts$; " +
+                      "CREATE TABLE IF NOT EXISTS " + qualified + " (";
     std::string key;
     for (size_t i = 0; i < tcols.size(); ++i) {
       if (i) sql += ", ";
@@ -860,7 +900,7 @@ Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
 Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   if (c.op == ChangeOp::kMessage) return Status::Ok();  // journaled for ops, never applied
   if (c.op == ChangeOp::kTruncate) {
-    TS_RETURN_IF_ERROR(FlushRun());
+    TS_RETURN_IF_ERROR(FlushRuns());
     return ApplyTruncate(c, commit_lsn);
   }
   if (!c.relation) return Corruption("journal: a change without its relation at " + commit_lsn.ToString());
@@ -888,7 +928,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     Status st = t.Apply(c.new_tuple, &values, c.op == ChangeOp::kUpdate ? update_ctx_ : ctx_);
     if (!st.ok()) {
       if (st.code() == StatusCode::kSchemaChanged) return st;
-      TS_RETURN_IF_ERROR(FlushRun());
+      TS_RETURN_IF_ERROR(BeforeRowStatement(e));
       return HandleBadChange(c, commit_lsn, st);
     }
   }
@@ -896,7 +936,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     Status st = t.Apply(c.old_tuple, &key, update_ctx_);
     if (!st.ok()) {
       if (st.code() == StatusCode::kSchemaChanged) return st;
-      TS_RETURN_IF_ERROR(FlushRun());
+      TS_RETURN_IF_ERROR(BeforeRowStatement(e));
       return HandleBadChange(c, commit_lsn, st);
     }
   }
@@ -911,7 +951,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     if (!isolating_ && options_.bulk_min_rows > 0) {
       return AddToRun(e, c.op, std::move(op.cols), std::move(values));
     }
-    TS_RETURN_IF_ERROR(FlushRun());
+    TS_RETURN_IF_ERROR(BeforeRowStatement(e));
     return SendRow(e, op);
   }
 
@@ -919,7 +959,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   const Tuple& locate = c.old_tuple.empty() ? values : key;
   op.key = &locate;
   if (locate.empty()) {
-    TS_RETURN_IF_ERROR(FlushRun());
+    TS_RETURN_IF_ERROR(BeforeRowStatement(e));
     return HandleBadChange(c, commit_lsn,
                            InvalidArgument("a " + std::string(OpName(c.op)) +
                                            " without old values can not be located"));
@@ -934,7 +974,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   } else {
     for (int k : s.key) {
       if (locate[k].kind != Datum::Kind::kText) {
-        TS_RETURN_IF_ERROR(FlushRun());
+        TS_RETURN_IF_ERROR(BeforeRowStatement(e));
         return HandleBadChange(c, commit_lsn,
                                InvalidArgument("the key column " + s.columns[k] +
                                                " has no value in the change; it can not be "
@@ -946,7 +986,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     for (size_t i = 0; i < values.size(); ++i) {
       if (!values[i].is_unchanged()) op.cols.push_back(static_cast<int>(i));
     }
-    if (op.cols.empty()) return FlushRun();  // nothing but unchanged TOAST: nothing to write
+    if (op.cols.empty()) return Status::Ok();  // nothing but unchanged TOAST: nothing to write
     bool same_key = !s.key.empty();
     for (int k : s.key) {
       if (values[k].is_unchanged() || (!c.old_tuple.empty() && !(values[k] == key[k]))) {
@@ -960,7 +1000,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     Tuple k = c.old_tuple.empty() ? values : key;
     return AddToRun(e, c.op, s.key, std::move(k));
   }
-  TS_RETURN_IF_ERROR(FlushRun());
+  TS_RETURN_IF_ERROR(BeforeRowStatement(e));
   return SendRow(e, op);
 }
 
@@ -1007,58 +1047,156 @@ Status Applier::Impl::ApplyTruncate(const Change& c, Lsn commit_lsn) {
 // ---------------------------------------------------------------------------------------------
 // The bulk path: runs of one kind of change on one table with one column set.
 
-Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
-  if (run_.entry != e || run_.op != op || run_.cols != cols) {
-    TS_RETURN_IF_ERROR(FlushRun());
-    run_.entry = e;
-    run_.op = op;
-    run_.cols = std::move(cols);
+namespace {
+// Rows held in memory across all pending runs of a batch (invariant 7): beyond it every run is
+// sent. A run alone beyond kMaxRunBytes goes to COPY whatever its length.
+constexpr uint64_t kMaxHeldBytes = 8u << 20;
+constexpr uint64_t kMaxRunBytes = 4u << 20;
+constexpr size_t kMaxTrackedKeys = 4u << 20;
+
+// FNV-1a over the key columns (kind, length and bytes of each), for BulkRun::key_hashes.
+uint64_t KeyHash(const Tuple& row, const std::vector<int>& key) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 1099511628211ull;
+    }
+  };
+  for (int k : key) {
+    const Datum& d = row[k];
+    const auto kind = static_cast<unsigned char>(d.kind);
+    const uint64_t n = d.text.size();
+    mix(&kind, 1);
+    mix(&n, sizeof n);
+    mix(d.text.data(), d.text.size());
   }
-  if (run_.copying) return CopyRow(row);
-  run_.bytes += TupleBytes(row);
-  run_.rows.push_back(std::move(row));
-  if (run_.rows.size() >= static_cast<size_t>(options_.bulk_min_rows) || run_.bytes >= (8u << 20)) {
-    return StartCopy();
+  return h;
+}
+}  // namespace
+
+Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
+  BulkRun* run = nullptr;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    BulkRun* r = runs_[i].get();
+    if (r->entry == e) {
+      run = r;
+    } else if (!group_tables_ || r->entry->shape.qualified == e->shape.qualified) {
+      // Another table without grouping, or the same target table under another relation
+      // definition (drift): its changes go first.
+      TS_RETURN_IF_ERROR(FlushRunOf(r->entry));
+      return AddToRun(e, op, std::move(cols), std::move(row));
+    }
+  }
+  if (run != nullptr && (run->op != op || run->cols != cols)) {
+    TS_RETURN_IF_ERROR(FlushRunOf(e));
+    run = nullptr;
+  }
+  if (run == nullptr) {
+    runs_.push_back(std::make_unique<BulkRun>());
+    run = runs_.back().get();
+    run->entry = e;
+    run->op = op;
+    run->cols = std::move(cols);
+  }
+  if (run->copying) return CopyRow(run, row);
+  const uint64_t bytes = TupleBytes(row);
+  run->bytes += bytes;
+  held_bytes_ += bytes;
+  run->rows.push_back(std::move(row));
+  if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
+      run->bytes >= kMaxRunBytes) {
+    return StartCopy(run);
+  }
+  if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
+  return Status::Ok();
+}
+
+Status Applier::Impl::FlushRuns() {
+  while (!runs_.empty()) TS_RETURN_IF_ERROR(FlushRunOf(runs_.front()->entry));
+  return Status::Ok();
+}
+
+Status Applier::Impl::FlushRunOf(const RelationEntry* e) {
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    if (runs_[i]->entry != e) continue;
+    BulkRun run = std::move(*runs_[i]);
+    runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+    held_bytes_ -= run.bytes;
+    // Rows too few for COPY go as single statements, which need the connection free of COPY.
+    if (!run.copying) TS_RETURN_IF_ERROR(FlushCopying());
+    return FlushRun(std::move(run));
   }
   return Status::Ok();
 }
 
-Status Applier::Impl::StartCopy() {
-  RelationEntry* e = run_.entry;
+Status Applier::Impl::FlushCopying() {
+  for (const auto& r : runs_) {
+    if (r->copying) return FlushRunOf(r->entry);
+  }
+  return Status::Ok();
+}
+
+Status Applier::Impl::BeforeRowStatement(const RelationEntry* e) {
+  if (!group_tables_) return FlushRuns();
+  for (size_t i = 0; i < runs_.size();) {
+    if (runs_[i]->entry == e || runs_[i]->entry->shape.qualified == e->shape.qualified) {
+      TS_RETURN_IF_ERROR(FlushRunOf(runs_[i]->entry));
+      i = 0;  // FlushRunOf may have removed other runs too
+    } else {
+      ++i;
+    }
+  }
+  return FlushCopying();
+}
+
+Status Applier::Impl::StartCopy(BulkRun* run) {
+  // One COPY at a time: another table's open COPY is finished first (its run stays whole).
+  TS_RETURN_IF_ERROR(FlushCopying());
+  RelationEntry* e = run->entry;
   TS_RETURN_IF_ERROR(LeavePipeline());
   std::string stage = internal::StageTableName(e->id);
   TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, stage)));
-  TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, stage, run_.cols)));
-  run_.copying = true;
-  run_.seq = 0;
-  run_.buffer.clear();
-  std::vector<Tuple> rows = std::move(run_.rows);
-  run_.rows.clear();
-  run_.bytes = 0;
-  for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(r));
+  TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, stage, run->cols)));
+  run->copying = true;
+  run->copy_started = std::chrono::steady_clock::now();
+  run->seq = 0;
+  run->buffer.clear();
+  std::vector<Tuple> rows = std::move(run->rows);
+  run->rows.clear();
+  held_bytes_ -= run->bytes;
+  run->bytes = 0;
+  for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(run, r));
   return Status::Ok();
 }
 
-Status Applier::Impl::CopyRow(const Tuple& row) {
-  run_.buffer += std::to_string(++run_.seq);
-  for (int c : run_.cols) {
-    run_.buffer += '\t';
-    internal::AppendCopyText(row[c], &run_.buffer);
+Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
+  if (run->keys_tracked) {
+    const std::vector<int>& key = run->entry->shape.key;
+    if (key.empty() || run->op == ChangeOp::kDelete || run->key_hashes.size() >= kMaxTrackedKeys) {
+      run->keys_tracked = false;
+      run->key_hashes = std::vector<uint64_t>();
+    } else {
+      run->key_hashes.push_back(KeyHash(row, key));
+    }
   }
-  run_.buffer += '\n';
-  if (run_.buffer.size() >= (1u << 20)) {
-    if (PQputCopyData(conn_.get(), run_.buffer.data(), static_cast<int>(run_.buffer.size())) != 1) {
+  run->buffer += std::to_string(++run->seq);
+  for (int c : run->cols) {
+    run->buffer += '\t';
+    internal::AppendCopyText(row[c], &run->buffer);
+  }
+  run->buffer += '\n';
+  if (run->buffer.size() >= (1u << 20)) {
+    if (PQputCopyData(conn_.get(), run->buffer.data(), static_cast<int>(run->buffer.size())) != 1) {
       return ConnectionError("sending COPY data to the target: " + conn_.LastError());
     }
-    run_.buffer.clear();
+    run->buffer.clear();
   }
   return Status::Ok();
 }
 
-Status Applier::Impl::FlushRun() {
-  if (run_.entry == nullptr) return Status::Ok();
-  BulkRun run = std::move(run_);
-  run_ = BulkRun();
+Status Applier::Impl::FlushRun(BulkRun run) {
   RelationEntry* e = run.entry;
   if (!run.copying) {
     // Too short for COPY: one statement per row.
@@ -1090,10 +1228,20 @@ Status Applier::Impl::FlushRun() {
   TS_RETURN_IF_ERROR(copy_status);
   std::string stage = internal::StageTableName(e->id);
   const auto started = std::chrono::steady_clock::now();
+  bool unique_keys = run.keys_tracked;
+  if (unique_keys) {
+    std::sort(run.key_hashes.begin(), run.key_hashes.end());
+    unique_keys =
+        std::adjacent_find(run.key_hashes.begin(), run.key_hashes.end()) == run.key_hashes.end();
+  }
   std::string sql;
   switch (run.op) {
-    case ChangeOp::kInsert: sql = internal::BulkInsertSql(e->shape, stage, run.cols); break;
-    case ChangeOp::kUpdate: sql = internal::BulkUpdateSql(e->shape, stage, run.cols); break;
+    case ChangeOp::kInsert:
+      sql = internal::BulkInsertSql(e->shape, stage, run.cols, unique_keys);
+      break;
+    case ChangeOp::kUpdate:
+      sql = internal::BulkUpdateSql(e->shape, stage, run.cols, unique_keys);
+      break;
     case ChangeOp::kDelete: sql = internal::BulkDeleteSql(e->shape, stage); break;
     default: return Fatal("bulk path: unexpected operation; this is a bug");
   }
@@ -1111,9 +1259,11 @@ Status Applier::Impl::FlushRun() {
   }
   TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
   if (run.seq >= 10000) {
-    spdlog::info("apply: bulk {} of {} rows into {} in {:.1f} s", OpName(run.op), run.seq,
-                 e->target_table,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
+    spdlog::info("apply: bulk {} of {} rows into {} in {:.1f} s ({:.1f} s staging{})",
+                 OpName(run.op), run.seq, e->target_table,
+                 secs(std::chrono::steady_clock::now() - started), secs(started - run.copy_started),
+                 unique_keys ? ", keys unique: no per-key sort" : "");
   }
   batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
   batch_bulk_rows_ += static_cast<uint64_t>(run.seq);

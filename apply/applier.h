@@ -28,7 +28,12 @@
 // Speed: many source transactions per target transaction, prepared statements per (table,
 // operation, column set) sent in libpq pipeline mode, and a bulk path for runs of one kind of
 // change on one table (COPY into a temporary staging table, then one INSERT ... ON CONFLICT,
-// UPDATE ... FROM or DELETE ... USING).
+// UPDATE ... FROM or DELETE ... USING; the per-key sort that keeps the last change of a key is
+// left out when the run's keys are all distinct). Under session_replication_role = replica the
+// changes of a batch are grouped per table (each table's own order kept), so many small
+// transactions that each touch several tables still form long runs: nothing in the target
+// observes the order of tables inside one transaction, and every commit is still a source commit
+// boundary (invariant 4). A failed batch is re-run change by change in the source's order.
 //
 // Failures: a target transaction that fails is rolled back and re-run change by change under
 // savepoints to find the change at fault, which becomes a dead letter (table, key, reason; never

@@ -425,6 +425,36 @@ TEST_F(ApplyTest, BulkPathAppliesLongRunsLikeSingleStatements) {
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE name = 'u'"), "1000");
 }
 
+// The pgbench shape: many small transactions, each touching several tables, keys updated again
+// and again. Grouped per table inside a batch, each table's changes form one run (bulk path, the
+// last change per key wins); the result equals applying them one by one in commit order.
+TEST_F(ApplyTest, InterleavedTablesOfManySmallTransactionsGoThroughTheBulkPathPerTable) {
+  auto items = tenantsync::Items();
+  auto log = Rel("audit_log", {{"item", "bigint"}, {"qty", "integer"}}, 'f', 16800);
+  std::vector<Change> first;
+  for (int i = 1; i <= 50; ++i) first.push_back(Insert(items, Item(i, "n", 0, T("keep"))));
+  Txn(first);
+  long long expected_sum = 0;
+  std::vector<int> qty(51, 0);
+  for (int t = 1; t <= 600; ++t) {
+    int id = t % 50 + 1;
+    qty[id] = t;
+    Txn({Update(items, Item(id, "u", t, U())),
+         Insert(log, {T(std::to_string(id)), T(std::to_string(t))})});
+  }
+  for (int i = 1; i <= 50; ++i) expected_sum += qty[i];
+  auto o = Options();
+  o.bulk_min_rows = 100;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.isolated_batches, 0u);
+  EXPECT_GE(counters_.bulk_rows, 1000u) << "batches " << counters_.batches;
+  EXPECT_EQ(Q("SELECT sum(qty) FROM tenant_rawdog.items"), std::to_string(expected_sum));
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE note = 'keep' AND name = 'u'"), "50");
+  EXPECT_EQ(Q("SELECT count(*) || ':' || sum(qty) FROM tenant_rawdog.audit_log"),
+            "600:" + std::to_string(600 * 601 / 2));
+  EXPECT_EQ(Q("SELECT applied_lsn::text FROM _tenantsync.progress"), last_lsn_.ToString());
+}
+
 TEST_F(ApplyTest, BulkRunWithABadRowFallsBackToOneDeadLetter) {
   Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
   auto r = tenantsync::Items();

@@ -162,15 +162,16 @@ std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
 }
 
 std::string BulkInsertSql(const TableShape& t, const std::string& stage,
-                          const std::vector<int>& cols) {
+                          const std::vector<int>& cols, bool unique_keys) {
   std::string list = ColumnList(t, cols);
   std::string sql = "INSERT INTO " + t.qualified + " (" + list + ") SELECT " + list + " FROM ";
   if (t.key.empty()) return sql + QuoteIdent(stage) + " ORDER BY ts_seq";
-  return sql + LastPerKey(t, stage) + " s" + OnConflict(t, cols);
+  return sql + (unique_keys ? QuoteIdent(stage) : LastPerKey(t, stage)) + " s" +
+         OnConflict(t, cols);
 }
 
 std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
-                          const std::vector<int>& set_cols) {
+                          const std::vector<int>& set_cols, bool unique_keys) {
   std::string set;
   for (int c : set_cols) {
     if (Contains(t.key, c)) continue;
@@ -187,8 +188,8 @@ std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
     const std::string& k = QuoteIdent(t.columns[t.key[i]]);
     where += "t." + k + " = s." + k;
   }
-  return "UPDATE " + t.qualified + " t SET " + set + " FROM " + LastPerKey(t, stage) + " s WHERE " +
-         where;
+  return "UPDATE " + t.qualified + " t SET " + set + " FROM " +
+         (unique_keys ? QuoteIdent(stage) : LastPerKey(t, stage)) + " s WHERE " + where;
 }
 
 std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {

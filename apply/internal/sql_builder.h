@@ -62,14 +62,15 @@ std::string CreateStageSql(const TableShape& t, const std::string& stage);
 std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
                              const std::vector<int>& cols);
 // INSERT INTO t (cols) SELECT the last staged row per key (by ts_seq) ON CONFLICT ... as InsertSql;
-// without a key, every staged row in ts_seq order.
+// without a key, every staged row in ts_seq order. `unique_keys`: the caller knows no key occurs
+// twice in the stage, so the per-key sort (DISTINCT ON) is left out.
 std::string BulkInsertSql(const TableShape& t, const std::string& stage,
-                          const std::vector<int>& cols);
+                          const std::vector<int>& cols, bool unique_keys = false);
 // UPDATE t SET <set_cols but the key> FROM (the last staged row per key) s WHERE t.key = s.key.
 // Only for runs whose key did not change. REQUIRES: !t.key.empty(), every key column is in
-// `set_cols` (it is staged to match on).
+// `set_cols` (it is staged to match on). `unique_keys`: as for BulkInsertSql.
 std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
-                          const std::vector<int>& set_cols);
+                          const std::vector<int>& set_cols, bool unique_keys = false);
 // DELETE FROM t USING <stage> s WHERE t.key = s.key. REQUIRES: !t.key.empty().
 std::string BulkDeleteSql(const TableShape& t, const std::string& stage);
 std::string TruncateStageSql(const std::string& stage);

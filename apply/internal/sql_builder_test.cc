@@ -88,6 +88,17 @@ TEST(SqlBuilder, BulkStatementsUseTheLastStagedRowPerKey) {
             "EXCLUDED.\"Qty \"\"x\"\"\"");
 }
 
+TEST(SqlBuilder, BulkStatementsSkipThePerKeySortForUniqueKeys) {
+  TableShape t = Items();
+  EXPECT_EQ(BulkUpdateSql(t, "ts_stage_3", {0, 2}, /*unique_keys=*/true),
+            "UPDATE \"tenant_rawdog\".\"items\" t SET \"Qty \"\"x\"\"\" = s.\"Qty \"\"x\"\"\" FROM "
+            "\"ts_stage_3\" s WHERE t.\"id\" = s.\"id\"");
+  EXPECT_EQ(BulkInsertSql(t, "ts_stage_3", {0, 2}, /*unique_keys=*/true),
+            "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"Qty \"\"x\"\"\") SELECT \"id\", "
+            "\"Qty \"\"x\"\"\" FROM \"ts_stage_3\" s ON CONFLICT (\"id\") DO UPDATE SET "
+            "\"Qty \"\"x\"\"\" = EXCLUDED.\"Qty \"\"x\"\"\"");
+}
+
 TEST(SqlBuilder, CopyTextEscapesSeparatorsAndNull) {
   std::string out;
   AppendCopyText(Datum::Text("a\tb\nc\\d\re"), &out);
