@@ -19,11 +19,22 @@ while read -r _lsn json; do
   printf '%s' "$json" >"$corpus/wal2json/seed$i"; i=$((i + 1))
 done <cdc/testdata/zoo.wal2json.jsonl
 cut -d' ' -f2- cdc/testdata/zoo.wal2json.jsonl >"$corpus/wal2json/all"
+failed=0
 for f in pgoutput wal2json; do
   echo "== ${f}_fuzz for ${secs}s"
   # -rss_limit_mb / -malloc_limit_mb: an allocation larger than 64 MB from inputs of at most
-  # 64 KB is a finding (unbounded allocation from a count read off the wire).
-  build-fuzz/cdc/${f}_fuzz "$corpus/$f" -max_total_time="$secs" -max_len=65536 \
-    -rss_limit_mb=1024 -malloc_limit_mb=64 -print_final_stats=1 2>&1 |
-    grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Done" || true
+  # 64 KB is a finding (unbounded allocation from a count read off the wire). A finding (crash,
+  # sanitizer report, leak, timeout, OOM) makes the fuzzer exit non-zero, and so this script;
+  # the reproducer is left in build-fuzz/cdc/ (crash-*, leak-*, oom-*, timeout-*).
+  log=build-fuzz/cdc/${f}_fuzz.log
+  if build-fuzz/cdc/${f}_fuzz "$corpus/$f" -max_total_time="$secs" -max_len=65536 \
+      -rss_limit_mb=1024 -malloc_limit_mb=64 -print_final_stats=1 \
+      -artifact_prefix=build-fuzz/cdc/ >"$log" 2>&1; then
+    grep -E "stat::number_of_executed_units|stat::peak_rss|Done" "$log" || true
+  else
+    echo "${f}_fuzz found a problem:" >&2
+    grep -E -A30 "ERROR|SUMMARY|Test unit written" "$log" | head -60 >&2 || tail -40 "$log" >&2
+    failed=1
+  fi
 done
+exit "$failed"
