@@ -85,6 +85,12 @@ struct RelationEntry {
   // and are skipped. 0/0 for tables copied in the slot's own snapshot.
   Lsn copied_at;
   bool skip_logged = false;
+  // The bulk path's staging table exists in this session (a temp table: gone with the connection,
+  // or with the transaction that created it when that one rolls back, which also drops this
+  // entry). ON COMMIT DELETE ROWS empties it at every commit; within one batch it is emptied
+  // before its second use (stage_used_in_batch == the batch's number).
+  bool stage_created = false;
+  uint64_t stage_used_in_batch = 0;
 };
 
 struct PreparedStatement {
@@ -199,6 +205,7 @@ class Applier::Impl {
   uint64_t batch_bulk_rows_ = 0;
   uint64_t batch_schema_changes_ = 0;
   uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
+  uint64_t batch_number_ = 0;      // RunBatch calls in this process, for stage_used_in_batch
 
   // Runs of same-kind changes (bulk path), at most one per target table, in the order of their
   // first change. With group_tables_ the runs of different tables are held side by side, so the
@@ -397,6 +404,7 @@ Status Applier::Impl::Rollback() {
 Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
   const auto started = std::chrono::steady_clock::now();
   const Lsn batch_after = applied_lsn_;
+  ++batch_number_;
   ctx_.now = TimestampText(NowMicros());
   ctx_.for_update = false;
   update_ctx_ = ctx_;
@@ -1157,7 +1165,12 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
   RelationEntry* e = run->entry;
   TS_RETURN_IF_ERROR(LeavePipeline());
   std::string stage = internal::StageTableName(e->id);
-  TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, stage)));
+  if (!e->stage_created) {
+    TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, stage)));
+    e->stage_created = true;
+  } else if (e->stage_used_in_batch == batch_number_) {
+    TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
+  }
   TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, stage, run->cols)));
   run->copying = true;
   run->copy_started = std::chrono::steady_clock::now();
@@ -1257,7 +1270,7 @@ Status Applier::Impl::FlushRun(BulkRun run) {
                                                                  " into " + e->target_table);
     }
   }
-  TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
+  e->stage_used_in_batch = batch_number_;  // emptied at commit, or before its next COPY
   if (run.seq >= 10000) {
     auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
     spdlog::info("apply: bulk {} of {} rows into {} in {:.1f} s ({:.1f} s staging{})",
