@@ -473,9 +473,8 @@ Status FinishCutover(const Config& config, const FinishOptions& options) {
     std::fprintf(options.out, "dropped replication slot %s\n", slot_name.c_str());
   }
   if (pub_exists != "0") {
-    TS_RETURN_IF_ERROR_CTX(source.Run("DROP PUBLICATION IF EXISTS " + QuoteIdent(pub)),
-                           "dropping publication " + pub);
-    std::fprintf(options.out, "dropped publication %s\n", pub.c_str());
+    TS_RETURN_IF_ERROR(
+        internal::DropPublicationIfOurs(source, pub, "cutover --finish", options.out));
   }
   std::fprintf(options.out, "cutover finished: the source no longer retains WAL for %s\n",
                config.pipeline.c_str());

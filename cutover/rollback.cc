@@ -174,10 +174,8 @@ Status Rollback(const Config& config, const RollbackOptions& options) {
                       QueryText(source, "SELECT count(*) FROM pg_publication WHERE pubname = $1",
                                 {config.source.publication}));
   if (pub != "0") {
-    TS_RETURN_IF_ERROR_CTX(
-        source.Run("DROP PUBLICATION IF EXISTS " + QuoteIdent(config.source.publication)),
-        "dropping publication " + config.source.publication);
-    std::fprintf(out, "dropped publication %s\n", config.source.publication.c_str());
+    TS_RETURN_IF_ERROR(
+        internal::DropPublicationIfOurs(source, config.source.publication, "rollback", out));
   }
 
   // Target: one transaction, so a failure leaves it as it was.

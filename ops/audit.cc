@@ -18,8 +18,11 @@ namespace {
 constexpr const char* kAuditPrefix = "audit/";
 
 // client_min_messages: "already exists, skipping" notices are not for the user's terminal.
+// The schema only when missing: CREATE SCHEMA IF NOT EXISTS needs the database's CREATE privilege
+// even when the schema exists, which the least-privilege target role does not have.
 const char* kCreateRuns =
-    "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS _tenantsync; "
+    "SET client_min_messages = warning; DO $ts$ BEGIN IF to_regnamespace('_tenantsync') IS NULL "
+    "THEN CREATE SCHEMA _tenantsync; END IF; END $ts$; "
     "CREATE TABLE IF NOT EXISTS _tenantsync.runs ("
     " id text PRIMARY KEY, pipeline text NOT NULL, command text NOT NULL, os_user text,"
     " host text, arguments text, started_at timestamptz NOT NULL, finished_at timestamptz,"

@@ -2,12 +2,19 @@
 // (DESIGN.md invariant 10). `tenantsync check` runs exactly this.
 //
 // Checks: both servers reachable; source wal_level = logical; the source role may replicate
-// (REPLICATION or superuser) and read every mapped table; a free replication slot and wal sender
-// (unless the slot exists already); the slot is not in use by another process; every table named
-// in the config exists; every mapped table has a primary key, a replica identity index or
-// REPLICA IDENTITY FULL; the transform rules fit the source columns; target tables that exist
-// already have every mapped column with a compatible type; the target schema can be created;
-// the encryption key is present and valid when a column or tenant secret needs it.
+// (REPLICATION or superuser), pg_hba.conf admits its replication connection, and it may read
+// every mapped table and their sequences; the publication covers the mapped tables, or the role
+// may create or extend it; a free replication slot and wal sender (unless the slot exists
+// already); the slot is not in use by another process; every table named in the config exists;
+// every mapped table has a primary key, a replica identity index or REPLICA IDENTITY FULL; the
+// transform rules fit the source columns; target tables that exist already have every mapped
+// column with a compatible type; the target role may create tables in the tenant schema and in
+// _tenantsync (or create those schemas), write the tenant's row of public.organizations (or
+// create that table), and SET session_replication_role when the applier uses `replica`; the
+// encryption key is present and valid when a column or tenant secret needs it.
+//
+// The privileges are those of the least-privilege roles of ops/runbooks/security.md; a missing
+// one is a line holding the GRANT (or CREATE/ALTER) statement that fixes it.
 //
 // Each failure is one line naming the table/column/setting and the fix. Nothing is written on
 // either server. Secrets never appear in the lines (URLs are masked).

@@ -18,6 +18,7 @@
 #include "snapshot/internal/chunk_copier.h"
 #include "snapshot/internal/plan.h"
 #include "snapshot/internal/progress.h"
+#include "snapshot/internal/publication.h"
 #include "snapshot/preflight.h"
 
 namespace tenantsync::snapshot {
@@ -38,8 +39,13 @@ constexpr const char* kSessionSettings =
     "SET client_encoding = 'UTF8'; SET bytea_output = 'hex'; SET TimeZone = 'UTC'; "
     "SET client_min_messages = warning";
 
+// The schema is only created when missing: CREATE SCHEMA IF NOT EXISTS checks the database's
+// CREATE privilege first, which the least-privilege target role (owner of a `_tenantsync` the DBA
+// created: ops/runbooks/security.md) does not have.
 constexpr const char* kControlDdl = R"SQL(
-CREATE SCHEMA IF NOT EXISTS _tenantsync;
+DO $ts$ BEGIN
+  IF to_regnamespace('_tenantsync') IS NULL THEN CREATE SCHEMA _tenantsync; END IF;
+END $ts$;
 CREATE TABLE IF NOT EXISTS _tenantsync.progress (
   pipeline text PRIMARY KEY,
   applied_lsn pg_lsn,
@@ -98,7 +104,13 @@ Status UpsertOrganization(const Config& config, const Cipher* cipher, PgConn& ds
     TS_ASSIGN_OR_RETURN(std::string enc, cipher->Encrypt(value, "organizations.secrets." + name));
     secrets[name] = enc;
   }
-  TS_RETURN_IF_ERROR_CTX(dst.Run(kOrganizationsDdl), "creating public.organizations");
+  // The platform usually owns public.organizations; CREATE TABLE IF NOT EXISTS would still need
+  // CREATE on schema public, so it only runs when the table is missing.
+  TS_ASSIGN_OR_RETURN(PgResult exists,
+                      dst.Exec("SELECT to_regclass('public.organizations') IS NOT NULL"));
+  if (exists.Get(0, 0) != "t") {
+    TS_RETURN_IF_ERROR_CTX(dst.Run(kOrganizationsDdl), "creating public.organizations");
+  }
   std::string name = config.tenant.name.empty() ? config.tenant.slug : config.tenant.name;
   auto r = dst.ExecParams(kOrganizationsUpsert,
                           {config.tenant.slug, name, EmptyToNull(config.tenant.domain),
@@ -111,27 +123,15 @@ Status UpsertOrganization(const Config& config, const Cipher* cipher, PgConn& ds
   return Status::Ok();
 }
 
+// Uses an existing publication as it is when it covers the mapped tables; otherwise creates or
+// extends it when the source role may, and else stops with the statement for the DBA
+// (internal/publication.h).
 Status EnsurePublication(const Config& config, const PlanSet& plan, PgConn& src) {
-  const std::string& pub = config.source.publication;
-  const std::string& ss = config.source.schema;
-  TS_ASSIGN_OR_RETURN(PgResult r, src.ExecParams(
-      "SELECT puballtables FROM pg_publication WHERE pubname = $1", {pub}));
-  std::set<std::string> missing(plan.order.begin(), plan.order.end());
-  if (r.rows() == 1) {
-    if (r.Get(0, 0) == "t") return Status::Ok();
-    TS_ASSIGN_OR_RETURN(PgResult have, src.ExecParams(
-        "SELECT tablename FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2",
-        {pub, ss}));
-    for (int i = 0; i < have.rows(); ++i) missing.erase(std::string(have.Get(i, 0)));
-    if (missing.empty()) return Status::Ok();
-  }
-  std::string list;
-  for (const auto& t : missing) list += (list.empty() ? "" : ", ") + QuoteQualified(ss, t);
-  std::string sql = r.rows() == 1 ? "ALTER PUBLICATION " + QuoteIdent(pub) + " ADD TABLE " + list
-                    : list.empty() ? "CREATE PUBLICATION " + QuoteIdent(pub)
-                                   : "CREATE PUBLICATION " + QuoteIdent(pub) + " FOR TABLE " + list;
-  TS_RETURN_IF_ERROR_CTX(src.Run(sql), "creating publication " + pub +
-                                           " (the source role must own the tables)");
+  TS_ASSIGN_OR_RETURN(internal::PublicationState st,
+                      internal::ReadPublicationState(config, plan.order, src));
+  if (st.ready()) return Status::Ok();
+  if (!st.role_may_fix) return FailedPrecondition(internal::PublicationFailure(config, st));
+  TS_RETURN_IF_ERROR_CTX(src.Run(st.fix), "creating publication " + config.source.publication);
   return Status::Ok();
 }
 
@@ -459,7 +459,13 @@ Status PostData(const Config& config, const PlanSet& plan, PgConn& src, PgConn& 
       if (!seq.source_sequence.empty()) {
         auto r = src.Exec("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM " +
                           seq.source_sequence);
-        if (r.ok() && r->rows() == 1) source_last = std::string(r->Get(0, 0));
+        if (!r.ok()) {
+          // Never a silent 0: the target's next id could then collide after the cutover.
+          return r.status().WithContext("reading source sequence " + seq.source_sequence +
+                                        " (GRANT SELECT ON SEQUENCE " + seq.source_sequence +
+                                        " TO the role in source.url)");
+        }
+        if (r->rows() == 1) source_last = std::string(r->Get(0, 0));
       }
       TS_RETURN_IF_ERROR_CTX(
           dst.ExecParams("SELECT setval(pg_get_serial_sequence($1, $2), v) FROM (SELECT "

@@ -77,4 +77,26 @@ StatusOr<DataTransactions> CountDataTransactions(state::StateStore& store, Lsn a
   return out;
 }
 
+Status DropPublicationIfOurs(PgConn& source, const std::string& pub, const std::string& what,
+                             FILE* out) {
+  TS_ASSIGN_OR_RETURN(PgResult r, source.ExecParams(
+      "SELECT pg_has_role(pubowner, 'USAGE'), pubowner::regrole::text, current_user "
+      "FROM pg_publication WHERE pubname = $1",
+      {pub}));
+  if (r.rows() == 0) return Status::Ok();
+  if (r.Get(0, 0) != "t") {
+    std::fprintf(out,
+                 "%s: publication %s is owned by %s, not by role %s: left in place (it retains "
+                 "no WAL); to remove it run as %s or a superuser: DROP PUBLICATION %s\n",
+                 what.c_str(), pub.c_str(), std::string(r.Get(0, 1)).c_str(),
+                 std::string(r.Get(0, 2)).c_str(), std::string(r.Get(0, 1)).c_str(),
+                 QuoteIdent(pub).c_str());
+    return Status::Ok();
+  }
+  TS_RETURN_IF_ERROR_CTX(source.Run("DROP PUBLICATION IF EXISTS " + QuoteIdent(pub)),
+                         "dropping publication " + pub);
+  std::fprintf(out, "dropped publication %s\n", pub.c_str());
+  return Status::Ok();
+}
+
 }  // namespace tenantsync::cutover::internal

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,6 +45,13 @@ struct DataTransactions {
 // our barrier markers, are not data). Read-only; works beside a running writer.
 StatusOr<DataTransactions> CountDataTransactions(state::StateStore& store, Lsn after,
                                                  Lsn through);
+
+// Drops the source publication `pub` when it exists and the source role may (owner or member of
+// the owning role, or superuser); a publication the DBA created for a least-privilege role
+// (ops/runbooks/security.md) is left in place with a line on `out` naming its owner and the
+// statement, because it retains no WAL and is not ours to drop. `what` prefixes that line.
+Status DropPublicationIfOurs(PgConn& source, const std::string& pub, const std::string& what,
+                             FILE* out);
 
 // SELECT returning one value as text.
 StatusOr<std::string> QueryText(PgConn& conn, const std::string& sql,

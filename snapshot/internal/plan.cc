@@ -140,7 +140,9 @@ std::unique_ptr<PlanSet> BuildPlan(const Config& config, Catalog source, Catalog
     }
   }
 
-  plan->pre_data.push_back("CREATE SCHEMA IF NOT EXISTS " + tq);
+  // Only when missing: CREATE SCHEMA checks the database's CREATE privilege before IF NOT EXISTS,
+  // and the least-privilege target role owns a schema the DBA created but may not create one.
+  if (!target_schema_exists) plan->pre_data.push_back("CREATE SCHEMA IF NOT EXISTS " + tq);
   for (const auto& e : src.enums) {
     std::string labels;
     for (const auto& l : e.labels) labels += (labels.empty() ? "" : ", ") + QuoteLiteral(l);
