@@ -125,7 +125,10 @@ std::string HashExpression(const std::string& type, const std::string& expr, int
   } else if (t == "jsonb") {
     fn = "jsonb_hash_extended";
   } else if (t == "bytea") {
-    fn = "hashvarlenaextended";
+    // hashvarlenaextended takes `internal` and can not be called from SQL; the hex text is one
+    // to one with the bytes.
+    fn = "hashtextextended";
+    arg = "encode(" + expr + ", 'hex')";
   } else if (t == "text[]" || t == "integer[]" || t == "bigint[]" || t == "uuid[]") {
     fn = "hash_array_extended";
   } else {
