@@ -265,12 +265,27 @@ void JournalImpl::Shutdown() {
 }
 
 void JournalImpl::SyncLoop() {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::microseconds(
+      static_cast<int64_t>(std::max(0.0, options_.group_commit_interval_ms) * 1000));
+  auto last_sync = Clock::now() - interval;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
+    // Commit notifies only the first pending commit of a group (syncer_idle_), so a stream of
+    // small transactions costs one wake-up per group, not one per commit.
+    syncer_idle_ = true;
     sync_wanted_.wait(lock, [&] { return unsynced_ || stop_syncer_; });
+    syncer_idle_ = false;
     if (!unsynced_) return;  // stopping with nothing pending
+    // Coalesce: let commits gather until the interval since the previous sync is over. The
+    // receiver keeps receiving and journaling meanwhile; only the acknowledgement waits.
+    sync_wanted_.wait_until(lock, last_sync + interval, [&] {
+      return stop_syncer_ || unsynced_bytes_ >= options_.group_commit_max_bytes;
+    });
     WriterState written = writer_;
     unsynced_ = false;
+    unsynced_bytes_ = 0;
+    last_sync = Clock::now();
     lock.unlock();
     // Everything Write() returned for before this point is in the WAL file; one fsync makes
     // all of it durable (group commit).
@@ -364,7 +379,7 @@ Status JournalImpl::Append(const Change& change) {
     truncated_fps_.push_back(tfp);
   }
   EncodeChange(change, fp, truncated_fps_, &value_buf_);
-  key_buf_ = Key64x2(seq_, change_index_);
+  AssignKey64x2(&key_buf_, seq_, change_index_);
   batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_), AsSlice(value_buf_));
   ++change_index_;
   spool_bytes_ += key_buf_.size() + value_buf_.size();
@@ -465,6 +480,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   }
   batch_.Clear();
   pending_relations_.clear();
+  bool wake_syncer = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = next;
@@ -473,12 +489,18 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     if (options_.sync_each_commit) {
       durable_ = next;
     } else {
+      // Wake the syncer for the first commit of a group, and once more when the group crosses
+      // group_commit_max_bytes; in between it sleeps out its interval undisturbed.
+      const uint64_t limit = options_.group_commit_max_bytes;
+      wake_syncer = (syncer_idle_ && !unsynced_) ||
+                    (unsynced_bytes_ < limit && unsynced_bytes_ + rec.bytes >= limit);
       unsynced_ = true;
+      unsynced_bytes_ += rec.bytes;
     }
   }
   if (options_.sync_each_commit) {
     advanced_.notify_all();
-  } else {
+  } else if (wake_syncer) {
     sync_wanted_.notify_one();
   }
   return Status::Ok();

@@ -79,7 +79,9 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Status Trim(bool size_pressure);
   Status LoadOldest();
   Lsn JournaledLsnLocked() const;
-  void SyncLoop();  // group commit: fsyncs the WAL whenever commits are pending
+  // Group commit: fsyncs the WAL when commits are pending, at most once per
+  // StateOptions::group_commit_interval_ms (sooner past group_commit_max_bytes, or at Shutdown).
+  void SyncLoop();
 
   std::shared_ptr<Db> db_;
   StateOptions options_;
@@ -107,11 +109,13 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // --- shared ---
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
-  WriterState writer_;        // guarded by mu_; what is written (durable too in sync mode)
-  WriterState durable_;       // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
-  bool unsynced_ = false;     // guarded by mu_; group commit: writes await an fsync
-  bool stop_syncer_ = false;  // guarded by mu_
-  Status sync_error_;         // guarded by mu_; the group fsync's last error, returned by Commit
+  WriterState writer_;           // guarded by mu_; what is written (durable too in sync mode)
+  WriterState durable_;          // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  bool unsynced_ = false;        // guarded by mu_; group commit: writes await an fsync
+  uint64_t unsynced_bytes_ = 0;  // guarded by mu_; encoded bytes of the commits awaiting it
+  bool syncer_idle_ = false;     // guarded by mu_; the syncer waits for a first pending commit
+  bool stop_syncer_ = false;     // guarded by mu_
+  Status sync_error_;            // guarded by mu_; the group fsync's last error, returned by Commit
   std::condition_variable sync_wanted_;
   std::thread syncer_;
   TrimState trim_;                        // guarded by mu_
