@@ -29,12 +29,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apply/internal/sql_builder.h"
 #include "apply/pipeline.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/pg.h"
-#include "core/transform.h"
 #include "cutover/cutover.h"
 #include "cutover/replay.h"
 #include "cutover/rollback.h"
@@ -42,6 +40,7 @@
 #include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
 #include "tests/harness/status_matchers.h"
+#include "tests/harness/table_compare.h"
 #include "tests/harness/test_env.h"
 
 namespace tenantsync {
@@ -238,92 +237,16 @@ class CutoverTest : public ::testing::Test {
     return o;
   }
 
-  // Every table: the transformed source rows equal the target rows as multisets (the keyless
-  // table's duplicates count). One line per differing table.
+  // Every table equals the transformed source row by row (tests/harness/table_compare.h); one
+  // line per difference.
   std::vector<std::string> CompareAll() {
-    std::vector<std::string> diffs;
     std::vector<std::string> tables = testing::RawdogTables();
     tables.push_back("cutover_marker");
     auto src = testing::Clusters().source().Connect(src_db_);
     auto tgt = testing::Clusters().target().Connect(tgt_db_);
     if (!src.ok() || !tgt.ok()) return {"cannot connect for the comparison"};
-    for (const std::string& t : tables) {
-      std::string d = CompareTable(&*src, &*tgt, t);
-      if (!d.empty()) diffs.push_back(t + ": " + d);
-    }
-    return diffs;
-  }
-
-  std::string CompareTable(PgConn* src, PgConn* tgt, const std::string& table) {
-    auto cols = src->ExecParams(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-        "coalesce(a.attnum = ANY (i.indkey), false) FROM pg_attribute a "
-        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-        "WHERE a.attrelid = ('public.' || quote_ident($1))::regclass AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY a.attnum",
-        {table});
-    if (!cols.ok()) return cols.status().ToString();
-    std::vector<SourceColumn> source_columns;
-    std::string select;
-    for (int i = 0; i < cols->rows(); ++i) {
-      source_columns.push_back({std::string(cols->Get(i, 0)), std::string(cols->Get(i, 1)),
-                                cols->Get(i, 2) == "t"});
-      select += (i ? ", " : "") + QuoteIdent(cols->Get(i, 0));
-    }
-    auto transform =
-        TableTransform::Build(table, config_.FindTable(table), source_columns, &*cipher_);
-    if (!transform.ok()) return transform.status().ToString();
-    std::vector<int> compared;  // `value: now` columns are not compared
-    std::string target_cols;
-    for (size_t i = 0; i < transform->target_columns().size(); ++i) {
-      if (transform->target_columns()[i].source_index < 0) continue;
-      compared.push_back(static_cast<int>(i));
-      target_cols += (target_cols.empty() ? "" : ", ") +
-                     QuoteIdent(transform->target_columns()[i].name);
-    }
-    std::string qualified = QuoteQualified("tenant_rawdog", config_.TargetTable(table));
-    auto rows = src->Exec("SELECT " + select + " FROM " + QuoteQualified("public", table));
-    if (!rows.ok()) return rows.status().ToString();
-    Status s = tgt->Run("SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.expected; CREATE TEMP TABLE expected AS "
-                        "SELECT " + target_cols + " FROM " + qualified + " WITH NO DATA");
-    if (!s.ok()) return s.ToString();
-    auto copy = tgt->Exec("COPY expected FROM STDIN");
-    if (!copy.ok()) return copy.status().ToString();
-    TransformContext ctx;
-    ctx.now = "2000-01-01 00:00:00+00";
-    std::string buf;
-    for (int r = 0; r < rows->rows(); ++r) {
-      Tuple in, out;
-      for (int c = 0; c < rows->columns(); ++c) {
-        in.push_back(rows->IsNull(r, c) ? Datum::Null()
-                                        : Datum::Text(std::string(rows->Get(r, c))));
-      }
-      Status ts = transform->Apply(in, &out, ctx);
-      if (!ts.ok()) return "transform: " + ts.ToString();
-      for (size_t k = 0; k < compared.size(); ++k) {
-        if (k) buf += '\t';
-        apply::internal::AppendCopyText(out[compared[k]], &buf);
-      }
-      buf += '\n';
-    }
-    if (PQputCopyData(tgt->get(), buf.data(), static_cast<int>(buf.size())) != 1 ||
-        PQputCopyEnd(tgt->get(), nullptr) != 1) {
-      return "COPY failed: " + tgt->LastError();
-    }
-    for (;;) {
-      PgResult r(PQgetResult(tgt->get()));
-      if (!r.get()) break;
-      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return "COPY failed: " + tgt->LastError();
-    }
-    auto diff = tgt->Exec(
-        "SELECT (SELECT count(*) FROM (SELECT * FROM expected EXCEPT ALL SELECT " + target_cols +
-        " FROM " + qualified + ") a), (SELECT count(*) FROM (SELECT " + target_cols + " FROM " +
-        qualified + " EXCEPT ALL SELECT * FROM expected) b), (SELECT count(*) FROM expected)");
-    if (!diff.ok()) return diff.status().ToString();
-    std::string missing(diff->Get(0, 0)), extra(diff->Get(0, 1));
-    if (missing == "0" && extra == "0") return "";
-    return missing + " of " + std::string(diff->Get(0, 2)) +
-           " source rows missing or different in the target, " + extra + " extra target rows";
+    return testing::CompareTables(&*src, &*tgt, config_, cipher_ ? &*cipher_ : nullptr, tables)
+        .differences;
   }
 
   int64_t SourceInt(const std::string& sql) {

@@ -23,12 +23,12 @@
 #include <thread>
 #include <vector>
 
-#include "apply/internal/sql_builder.h"
 #include "core/config.h"
 #include "core/crypto.h"
 #include "core/pg.h"
-#include "core/transform.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/harness/bridge_process.h"
+#include "tests/harness/table_compare.h"
 #include "tests/harness/tcp_proxy.h"
 #include "tests/harness/test_env.h"
 
@@ -38,73 +38,7 @@ namespace {
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-std::string BinaryPath() {
-  const char* env = std::getenv("TENANTSYNC_BINARY");
-  return env && *env ? env : TENANTSYNC_BINARY_PATH;
-}
-
-// The bridge process: `tenantsync -c CONFIG run`, stdout and stderr appended to a log file.
-class Bridge {
- public:
-  Bridge(std::string config, std::string log) : config_(std::move(config)), log_(std::move(log)) {}
-  ~Bridge() {
-    if (pid_ > 0) Kill9();
-  }
-  void Start(const char* command = "run") {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      std::string bin = BinaryPath();
-      execl(bin.c_str(), bin.c_str(), "-c", config_.c_str(), command, static_cast<char*>(nullptr));
-      _exit(127);
-    }
-  }
-  void Kill9() {
-    kill(pid_, SIGKILL);
-    int st;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-  }
-  // SIGINT, then the exit code (or -signal); -1000 when it did not exit within 60 s.
-  int Interrupt() {
-    kill(pid_, SIGINT);
-    for (int i = 0; i < 600; ++i) {
-      int st;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    Kill9();
-    return -1000;
-  }
-  bool Exited() {
-    int st;
-    if (pid_ > 0 && waitpid(pid_, &st, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return pid_ <= 0;
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  std::string LogTail() const {
-    std::string l = Log();
-    return l.size() > 3000 ? l.substr(l.size() - 3000) : l;
-  }
-
- private:
-  std::string config_;
-  std::string log_;
-  pid_t pid_ = -1;
-};
+using Bridge = testing::BridgeProcess;
 
 class FaultsTest : public ::testing::Test {
  protected:
@@ -200,7 +134,7 @@ class FaultsTest : public ::testing::Test {
     auto cipher = Cipher::FromConfig(config_.encryption);
     ASSERT_TRUE(cipher.ok()) << cipher.status().ToString();
     cipher_.emplace(std::move(cipher).value());
-    bridge_ = std::make_unique<Bridge>(config_path_, dir_ + "/bridge.log");
+    bridge_ = std::make_unique<Bridge>(Binary(), config_path_, dir_ + "/bridge.log");
   }
 
   StatusOr<testing::WorkloadResult> Workload(int per_client, testing::WorkloadMix mix,
@@ -244,100 +178,22 @@ class FaultsTest : public ::testing::Test {
                                          << " s (" << last << "): " << bridge_->LogTail();
   }
 
-  // Every table: the transformed source rows and the target rows are equal as multisets of full
-  // rows (compared by the target server in the target's types). Returns one line per difference.
+  static std::string Binary() { return testing::TenantsyncBinary(TENANTSYNC_BINARY_PATH); }
+
+  // Every table equals the transformed source row by row (tests/harness/table_compare.h).
+  // Returns one line per difference; adds the rows compared to rows_compared_.
   std::vector<std::string> CompareAll() {
-    std::vector<std::string> diffs;
     std::vector<std::string> tables = testing::RawdogTables();
     tables.push_back("e2e_marker");
     auto src = testing::Clusters().source().Connect(src_db_);
     auto tgt = testing::Clusters().target().Connect(tgt_db_);
     if (!src.ok() || !tgt.ok()) return {"cannot connect for the comparison"};
-    for (const std::string& t : tables) {
-      std::string d = CompareTable(&*src, &*tgt, t);
-      if (!d.empty()) diffs.push_back(t + ": " + d);
-    }
-    return diffs;
+    testing::TableComparison c =
+        testing::CompareTables(&*src, &*tgt, config_, cipher_ ? &*cipher_ : nullptr, tables);
+    rows_compared_ += c.rows_compared;
+    return c.differences;
   }
-
-  // Rows compared by the last CompareAll (source rows per table, summed).
   int64_t rows_compared_ = 0;
-
-  std::string CompareTable(PgConn* src, PgConn* tgt, const std::string& table) {
-    auto cols = src->ExecParams(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
-        "coalesce(a.attnum = ANY (i.indkey), false) FROM pg_attribute a "
-        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-        "WHERE a.attrelid = ('public.' || quote_ident($1))::regclass AND a.attnum > 0 "
-        "AND NOT a.attisdropped ORDER BY a.attnum",
-        {table});
-    if (!cols.ok()) return cols.status().ToString();
-    std::vector<SourceColumn> source_columns;
-    std::string select;
-    for (int i = 0; i < cols->rows(); ++i) {
-      source_columns.push_back(
-          {std::string(cols->Get(i, 0)), std::string(cols->Get(i, 1)), cols->Get(i, 2) == "t"});
-      select += (i ? ", " : "") + QuoteIdent(cols->Get(i, 0));
-    }
-    auto transform =
-        TableTransform::Build(table, config_.FindTable(table), source_columns, &*cipher_);
-    if (!transform.ok()) return transform.status().ToString();
-    std::vector<int> compared;  // target columns fed by the source (`value: now` is not compared)
-    std::string target_cols;
-    for (size_t i = 0; i < transform->target_columns().size(); ++i) {
-      if (transform->target_columns()[i].source_index < 0) continue;
-      compared.push_back(static_cast<int>(i));
-      target_cols +=
-          (target_cols.empty() ? "" : ", ") + QuoteIdent(transform->target_columns()[i].name);
-    }
-    std::string qualified = QuoteQualified("tenant_rawdog", config_.TargetTable(table));
-    auto rows = src->Exec("SELECT " + select + " FROM " + QuoteQualified("public", table));
-    if (!rows.ok()) return rows.status().ToString();
-    Status s = tgt->Run(
-        "SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.expected; "
-        "CREATE TEMP TABLE expected AS "
-        "SELECT " +
-        target_cols + " FROM " + qualified + " WITH NO DATA");
-    if (!s.ok()) return s.ToString();
-    auto copy = tgt->Exec("COPY expected FROM STDIN");
-    if (!copy.ok()) return copy.status().ToString();
-    TransformContext ctx;
-    ctx.now = "2000-01-01 00:00:00+00";
-    std::string buf;
-    for (int r = 0; r < rows->rows(); ++r) {
-      Tuple in, out;
-      for (int c = 0; c < rows->columns(); ++c) {
-        in.push_back(rows->IsNull(r, c) ? Datum::Null()
-                                        : Datum::Text(std::string(rows->Get(r, c))));
-      }
-      Status ts = transform->Apply(in, &out, ctx);
-      if (!ts.ok()) return "transform: " + ts.ToString();
-      for (size_t k = 0; k < compared.size(); ++k) {
-        if (k) buf += '\t';
-        apply::internal::AppendCopyText(out[compared[k]], &buf);
-      }
-      buf += '\n';
-    }
-    if (PQputCopyData(tgt->get(), buf.data(), static_cast<int>(buf.size())) != 1 ||
-        PQputCopyEnd(tgt->get(), nullptr) != 1) {
-      return "COPY failed: " + tgt->LastError();
-    }
-    for (;;) {
-      PgResult r(PQgetResult(tgt->get()));
-      if (!r.get()) break;
-      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return "COPY failed: " + tgt->LastError();
-    }
-    auto diff = tgt->Exec(
-        "SELECT (SELECT count(*) FROM (SELECT * FROM expected EXCEPT ALL SELECT " + target_cols +
-        " FROM " + qualified + ") a), (SELECT count(*) FROM (SELECT " + target_cols + " FROM " +
-        qualified + " EXCEPT ALL SELECT * FROM expected) b), (SELECT count(*) FROM expected)");
-    if (!diff.ok()) return diff.status().ToString();
-    std::string missing(diff->Get(0, 0)), extra(diff->Get(0, 1));
-    rows_compared_ += std::atoll(std::string(diff->Get(0, 2)).c_str());
-    if (missing == "0" && extra == "0") return "";
-    return missing + " of " + std::string(diff->Get(0, 2)) +
-           " source rows missing or different in the target, " + extra + " extra target rows";
-  }
 
   std::string SlotConfirmed() {
     auto v = testing::Clusters().source().QueryValue(
@@ -685,7 +541,7 @@ TEST_F(FaultsTest, CorruptOrTruncatedStateDirectoryStopsClearly) {
     fs::remove_all(state);
     fs::copy(good, state, fs::copy_options::recursive);
     d.apply();
-    bridge_ = std::make_unique<Bridge>(config_path_, dir_ + "/damaged-" + std::to_string(n) + ".log");
+    bridge_ = std::make_unique<Bridge>(Binary(), config_path_, dir_ + "/damaged-" + std::to_string(n) + ".log");
     bridge_->Start();
     bool exited = false;
     for (int i = 0; i < 200 && !exited; ++i) {
@@ -720,7 +576,7 @@ TEST_F(FaultsTest, CorruptOrTruncatedStateDirectoryStopsClearly) {
   if (continued == 0) {
     fs::remove_all(state);
     fs::copy(good, state, fs::copy_options::recursive);
-    bridge_ = std::make_unique<Bridge>(config_path_, dir_ + "/bridge-after.log");
+    bridge_ = std::make_unique<Bridge>(Binary(), config_path_, dir_ + "/bridge-after.log");
     bridge_->Start();
   }
   auto more = Workload(100, testing::WorkloadMix::kBalanced, 52);
