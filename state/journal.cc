@@ -287,9 +287,9 @@ void JournalImpl::SyncLoop() {
     unsynced_bytes_ = 0;
     last_sync = Clock::now();
     lock.unlock();
-    // Everything Write() returned for before this point is in the WAL file; one fsync makes
-    // all of it durable (group commit).
-    Status s = FromRocks(db_->db()->SyncWAL(), db_->dir(), "syncing the journal");
+    // Everything Write() returned for before this point is in the WAL (its buffer or file);
+    // one write and one fsync make all of it durable (group commit).
+    Status s = db_->FlushWal(/*sync=*/true, "syncing the journal");
     lock.lock();
     if (!s.ok()) {
       sync_error_ = s;
@@ -471,7 +471,10 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
   batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
-  Status s = db_->Write(&batch_, options_.sync_each_commit, "committing a transaction");
+  // Group commit: into RocksDB's WAL buffer; the syncer writes and fsyncs it for the group.
+  Status s = options_.sync_each_commit
+                 ? db_->Write(&batch_, /*sync=*/true, "committing a transaction")
+                 : db_->WriteBuffered(&batch_, "committing a transaction");
   in_txn_ = false;
   if (!s.ok()) {
     // Whatever was spooled is an orphan now, deleted at the next Open.

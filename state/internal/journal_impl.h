@@ -2,9 +2,11 @@
 //
 // Crash semantics, relied on by invariant 2:
 //  - Changes are written (unsynced) before their transaction's commit record; the commit record
-//    and the writer state go in one batch with sync=true. RocksDB recovers a prefix of the WAL
-//    (kPointInTimeRecovery), so after any crash every commit record has all its changes, and
-//    JournaledLsn() after reopening is at least what any Commit/AdvanceIdle returned OK for.
+//    and the writer state go in one batch with sync=true (group commit: into RocksDB's WAL
+//    buffer, and JournaledLsn() advances only after the syncer's FlushWal(sync=true) that
+//    covers it; a crash loses whole buffered batches at the WAL's end). RocksDB recovers a prefix
+//    of the WAL (kPointInTimeRecovery), so after any crash every commit record has all its changes,
+//    and JournaledLsn() after reopening is at least what any Commit/AdvanceIdle returned OK for.
 //  - Changes of a transaction without a commit record (seq > writer state's last_seq) are
 //    orphans; Open deletes them. Readers never see them: they walk commit records only.
 //  - Retention deletes (DeleteRange) whole transactions and rewrites the trim state in one batch.
