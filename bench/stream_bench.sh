@@ -10,6 +10,8 @@
 # Needs: build-cdc/cdc/cdc_stream_child (cmake --build build-cdc --target cdc_stream_child).
 # TENANTSYNC_STREAM_CHILD_BEFORE=PATH adds a row for another build of the child (e.g. the one
 # before a change), on its own slots over the same backlog: before and after in one run.
+# Each tenantsync row also gives the child's CPU time (user + sys, from /usr/bin/time): on a
+# loaded machine a steadier measure of the receiver's cost than its wall time.
 # Starts and removes a throwaway cluster in /tmp.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -71,28 +73,31 @@ run_tenantsync() {  # slot, plugin[, child binary]
   local bin_child="${3:-$child}"
   local state; state="$(mktemp -d "$dir/state.XXXXXX")"
   local t0; t0=$(now)
-  "$bin_child" --url "$url" --slot "$1" --plugin "$2" --publication pub --state "$state" \
+  /usr/bin/time -f '%U %S' -o "$dir/cpu" \
+    "$bin_child" --url "$url" --slot "$1" --plugin "$2" --publication pub --state "$state" \
     --until-lsn "$end" --status-ms 100 >"$dir/child.out" 2>&1 || { cat "$dir/child.out"; exit 1; }
   local t; t=$(echo "$(now) - $t0" | bc)
-  echo "$t $(du -sm "$state" | cut -f1) $(grep -o 'transactions=[0-9]*' "$dir/child.out")"
+  local cpu; cpu=$(awk '{printf "%.2f", $1 + $2}' "$dir/cpu")
+  echo "$t $(du -sm "$state" | cut -f1) $cpu $(grep -o 'transactions=[0-9]*' "$dir/child.out")"
   rm -rf "$state"
 }
 # Warm-up read of the whole backlog, so no consumer pays for reading WAL from disk.
 as_pg "$bin/pg_recvlogical" -h "$dir" -p "$port" -U postgres -d postgres -S warm --start \
   --no-loop -E "$end" -f /dev/null -o proto_version=1 -o publication_names=pub
-printf '%-9s %-18s %5s %10s %12s %8s\n' plugin consumer round seconds txn/s ratio
-row() {  # plugin, consumer, round, seconds, recvlogical seconds[, journaled, MB]
+printf '%-9s %-18s %5s %10s %12s %8s %6s\n' plugin consumer round seconds txn/s ratio cpu_s
+row() {  # plugin, consumer, round, seconds, recvlogical seconds[, journaled, MB, CPU seconds]
   printf '%-9s %-18s %5s %10.2f %12.0f' "$1" "$2" "$3" "$4" "$(echo "$txns / $4" | bc -l)"
   if [[ $# -gt 5 ]]; then
-    printf ' %8.2f   (%s, journal %s MB)' "$(echo "$5 / $4" | bc -l)" "$6" "$7"
+    printf ' %8.2f %6.2f   (%s, journal %s MB)' "$(echo "$5 / $4" | bc -l)" "$8" "$6" "$7"
+    echo "$1|$2|$8" >>"$dir/cpus"
   fi
   printf '\n'
   echo "$1|$2|$4" >>"$dir/times"
 }
 tenantsync_row() {  # plugin, consumer label, slot, round, recvlogical seconds[, child]
-  local tt mb journaled
-  read -r tt mb journaled <<<"$(run_tenantsync "$3" "$1" "${6:-}")"
-  row "$1" "$2" "$4" "$tt" "$5" "$journaled" "$mb"
+  local tt mb cpu journaled
+  read -r tt mb cpu journaled <<<"$(run_tenantsync "$3" "$1" "${6:-}")"
+  row "$1" "$2" "$4" "$tt" "$5" "$journaled" "$mb" "$cpu"
 }
 for ((r = 1; r <= rounds; r++)); do
   for plugin in pgoutput wal2json; do
@@ -114,13 +119,18 @@ for ((r = 1; r <= rounds; r++)); do
 done
 if [[ $rounds -gt 1 ]]; then
   echo "medians over $rounds rounds (ratio = median pg_recvlogical / median consumer):"
-  median() { grep -F "$1|$2|" "$dir/times" | cut -d'|' -f3 | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+  median() {  # plugin, consumer[, file]
+    grep -F "$1|$2|" "$dir/${3:-times}" | cut -d'|' -f3 | sort -n |
+      awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+  }
   for plugin in pgoutput wal2json; do
     mr=$(median "$plugin" pg_recvlogical)
     for consumer in pg_recvlogical ${before:+"tenantsync before"} tenantsync; do
       m=$(median "$plugin" "$consumer")
-      printf '%-9s %-18s %5s %10.2f %12.0f %8.2f\n' "$plugin" "$consumer" median "$m" \
+      printf '%-9s %-18s %5s %10.2f %12.0f %8.2f' "$plugin" "$consumer" median "$m" \
         "$(echo "$txns / $m" | bc -l)" "$(echo "$mr / $m" | bc -l)"
+      [[ $consumer == pg_recvlogical ]] || printf ' %6.2f' "$(median "$plugin" "$consumer" cpus)"
+      printf '\n'
     done
   done
 fi
