@@ -71,8 +71,16 @@ void CollectTarget(const Config& config, PgConn& target, StatusReport* r) {
 
 // The running pipeline's published counters (another process), when fresh.
 void ApplyLiveFigures(const LiveFigures& f, int64_t now_us, StatusReport* r) {
-  if (now_us - f.at_us > kLiveFiguresMaxAgeUs || f.phase == "stopped" || f.phase == "failed") {
-    return;  // not running (or hung): its rates are history, not live
+  if (f.phase == "stopped" || f.phase == "failed") return;  // it said goodbye: meta has the rest
+  if (now_us - f.at_us > kLiveFiguresMaxAgeUs) {
+    // Not running (killed or crashed without a word), or hung: its rates are history, and the
+    // phase the state directory recorded is no longer true.
+    if (r->phase == "starting" || r->phase == "snapshot" || r->phase == "catching-up" ||
+        r->phase == "streaming") {
+      r->phase = "stopped";
+      r->vanished_since_us = f.at_us;
+    }
+    return;
   }
   r->live_pid = f.pid;
   r->phase = f.phase;
@@ -237,6 +245,7 @@ nlohmann::json ToJson(const StatusReport& r) {
                   {"transactions", r.journal_transactions},
                   {"oldest_lsn", r.journal_oldest_lsn.ToString()},
                   {"retention_hours", r.retention_hours}};
+  if (r.vanished_since_us != 0) j["vanished_since_us"] = r.vanished_since_us;
   j["apply"] = {{"running_pid", r.live_pid},
                 {"transactions_total", r.transactions_applied},
                 {"rows_total", r.rows_applied},
@@ -281,6 +290,12 @@ std::string ToText(const StatusReport& r) {
     phase += buf;
   }
   line("phase", phase);
+  if (r.vanished_since_us != 0) {
+    std::snprintf(buf, sizeof buf, "not running: its process stopped reporting %.0f s ago (killed "
+                  "or crashed?); start it again, it resumes from its journal",
+                  static_cast<double>(r.collected_at_us - r.vanished_since_us) / 1e6);
+    line("bridge", buf);
+  }
   line("source", r.source_reachable ? "reachable" : "UNREACHABLE: " + r.source_error);
   line("target", r.target_reachable ? "reachable" : "UNREACHABLE: " + r.target_error);
   if (!r.target_error.empty() && r.target_reachable) line("target error", r.target_error);

@@ -65,6 +65,10 @@ struct StatusReport {
   uint64_t transactions_applied = 0;
   uint64_t rows_applied = 0;
   int64_t live_pid = 0;  // the process the live figures are from (0: none running)
+  // Set when the state directory says a pipeline is running (snapshot / catching-up / streaming)
+  // but its process stopped publishing figures (killed, crashed, machine restarted): the time it
+  // was last seen. The phase then reads "stopped".
+  int64_t vanished_since_us = 0;
   uint64_t dead_letters = 0;
   std::string last_error;
   int64_t last_error_time_us = 0;

@@ -447,6 +447,28 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
   EXPECT_EQ(fs::status(dir_ / "state").permissions() & (fs::perms::group_all | fs::perms::others_all),
             fs::perms::none);
 
+  // A bridge killed without a word (kill -9) shows as not running once its figures go stale,
+  // not as streaming forever.
+  {
+    Child again({Binary(), "-c", config_, "run"}, env_, (dir_ / "run2.log").string());
+    ASSERT_TRUE(WaitFor([&] { return Get(port_, "/healthz").status == 200 || !again.Running(); },
+                        std::chrono::seconds(120))) << again.Log();
+    auto [rc_live, live_text] = Tenantsync("status --json");
+    ASSERT_EQ(rc_live, 0) << live_text;
+    EXPECT_EQ(nlohmann::json::parse(live_text)["phase"], "streaming") << live_text;
+    EXPECT_EQ(again.Stop(SIGKILL, std::chrono::seconds(10)), 128 + SIGKILL);
+    std::string gone_text;
+    EXPECT_TRUE(WaitFor([&] {
+      auto [c, t] = Tenantsync("status --json");
+      gone_text = t;
+      return c == 0 && nlohmann::json::parse(t)["phase"] == "stopped";
+    }, std::chrono::seconds(15))) << gone_text;
+    EXPECT_GT(nlohmann::json::parse(gone_text).value("vanished_since_us", int64_t{0}), 0) << gone_text;
+    auto [rc_gone, gone_human] = Tenantsync("status");
+    EXPECT_EQ(rc_gone, 0);
+    EXPECT_THAT(gone_human, HasSubstr("not running: its process stopped reporting")) << gone_human;
+  }
+
   Clusters().source().Exec(source_db_, "SELECT pg_drop_replication_slot('ops_" + source_db_ + "')").IgnoreError();
 }
 
