@@ -292,13 +292,15 @@ void JournalImpl::SyncLoop() {
     Status s = db_->FlushWal(/*sync=*/true, "syncing the journal");
     lock.lock();
     if (!s.ok()) {
-      sync_error_ = s;
-      unsynced_ = true;
-      if (stop_syncer_) return;
-      sync_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_syncer_; });
-      continue;
+      // After a failed WAL write RocksDB may have dropped what its buffer held, so nothing
+      // written since the last good sync may ever be reported durable by this instance
+      // (invariant 2): the error stays, Commit and AdvanceIdle return it, and JournaledLsn()
+      // stops here. Reopening the journal recovers exactly what reached the disk; the source
+      // resends the rest.
+      sync_error_ =
+          s.WithContext("group commit stopped; restart to continue from the journal's durable end");
+      return;
     }
-    sync_error_ = Status::Ok();
     if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;
     advanced_.notify_all();
   }
@@ -532,6 +534,7 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!sync_error_.ok()) return sync_error_;  // see SyncLoop: nothing may become durable now
     if (lsn <= JournaledLsnLocked()) return Status::Ok();
   }
   // Synced: it also makes every earlier (group-committed) write durable, so the idle position
@@ -546,6 +549,7 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
   TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/true, "recording an idle position"));
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!sync_error_.ok()) return sync_error_;  // a group sync failed meanwhile: see SyncLoop
     idle_lsn_ = std::max(idle_lsn_, lsn);
     received_lsn_ = std::max(received_lsn_, lsn);
     if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;

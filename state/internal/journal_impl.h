@@ -117,7 +117,7 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   uint64_t unsynced_bytes_ = 0;  // guarded by mu_; encoded bytes of the commits awaiting it
   bool syncer_idle_ = false;     // guarded by mu_; the syncer waits for a first pending commit
   bool stop_syncer_ = false;     // guarded by mu_
-  Status sync_error_;            // guarded by mu_; the group fsync's last error, returned by Commit
+  Status sync_error_;            // guarded by mu_; a failed group sync: sticky, returned by Commit
   std::condition_variable sync_wanted_;
   std::thread syncer_;
   TrimState trim_;                        // guarded by mu_
