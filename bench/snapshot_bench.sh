@@ -7,26 +7,35 @@
 #   4. a native subscription's initial sync (then post-data)
 # and reports wall time and peak RSS (/usr/bin/time -v) of each.
 #
-#   bench/snapshot_bench.sh [--pgbench-scale N] [--rawdog-scale N] [--workers N]
-# Defaults: pgbench scale 50 (~5M accounts), RAWDOG scale 50 (~850k rows), workers = cores.
-# Needs a built tree (BUILD=build by default) and runs clusters as user postgres when root.
+#   bench/snapshot_bench.sh [--pgbench-scale N] [--rawdog-scale N] [--workers N] [--only pgbench|rawdog]
+#                           [--before BINARY] [--rounds N]
+# Defaults: pgbench scale 50 (~5M accounts), RAWDOG scale 50 (~850k rows), workers: tenantsync's own
+# default (snapshot.workers: 0). --before times a second tenantsync binary (an older build) right
+# after this one on the same data, for before/after figures from one run; --rounds repeats every
+# method N times in a row (the machine's noise shows as the spread between rounds).
+# Needs a built tree (BUILD=build by default, or TENANTSYNC_BINARY=path) and runs clusters as user
+# postgres when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 build=${BUILD:-build}
-bin=$root/$build/ops/tenantsync
+bin=${TENANTSYNC_BINARY:-$root/$build/ops/tenantsync}
 rawdog=$root/$build/tests/rawdog
 pgbin=/usr/lib/postgresql/15/bin
-pgscale=50 rdscale=50 workers=$(nproc)
+pgscale=50 rdscale=50 workers=0 only="" before="" rounds=1
 while (($#)); do
   case "$1" in
     --pgbench-scale) pgscale=$2; shift 2 ;;
     --rawdog-scale) rdscale=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --only) only=$2; shift 2 ;;
+    --before) before=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "snapshot_bench: unknown option $1" >&2; exit 2 ;;
   esac
 done
+[[ -z $before || -x $before ]] || { echo "snapshot_bench: --before $before is not executable" >&2; exit 2; }
 [[ -x $bin && -x $rawdog ]] || { echo "build first: cmake --build $build --target tenantsync rawdog" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/tenantsync-bench-XXXXXX)
@@ -113,8 +122,9 @@ subscription_run() {  # srcdb dstdb
 }
 export -f subscription_run
 
-tenantsync_run() {  # srcdb dstdb pipeline
-  local dir=$work/ts-$3
+tenantsync_run() {  # srcdb dstdb pipeline [binary]
+  local dir=$work/ts-$3 exe=${4:-$bin}
+  rm -rf "$dir"
   mkdir -p "$dir"
   {
     echo "pipeline: $3"
@@ -123,50 +133,63 @@ tenantsync_run() {  # srcdb dstdb pipeline
     echo "tenant: {slug: $3, name: Bench}"
     echo "state_dir: $dir/state"
     echo "encryption: {key: \"$(head -c 32 /dev/urandom | base64)\"}"
-    echo "snapshot: {workers: $workers}"
+    echo "snapshot: {workers: $workers}"  # 0: tenantsync's default
     # RAWDOG: every rule of examples/rawdog.yaml (pgbench has none of these tables).
     if [[ $1 == rawdog ]]; then sed -n '/^tables:/,$p' "$root/examples/rawdog.yaml"; fi
   } >"$dir/config.yaml"
-  "$bin" -c "$dir/config.yaml" snapshot --report "$dir/report.json"
+  "$exe" -c "$dir/config.yaml" snapshot --report "$dir/report.json"
 }
 export -f tenantsync_run
-export bin work root workers
+export bin work root workers before
 
+ts_label() { if ((workers > 0)); then echo "$workers workers"; else echo "default workers"; fi; }
 bench_dataset() {  # name srcdb
-  local name=$1 sdb=$2
+  local name=$1 sdb=$2 round
   echo "== $name: $(psql "$S/$sdb" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")" | tee -a "$results"
-  fresh_target ts_$name
-  measure "$name: tenantsync snapshot ($workers workers)" bash -c "tenantsync_run $sdb ts_$name b$name"
-  psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
-  for fmt in binary text; do
-    for par in 1 2; do
-      fresh_target p_${fmt}_${par}_$name
-      measure "$name: COPY pipe $fmt, $par table(s) at a time" bash -c "pipe_run $sdb p_${fmt}_${par}_$name $fmt $par"
+  for ((round = 1; round <= rounds; round++)); do
+    fresh_target ts_$name
+    measure "$name: tenantsync snapshot ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name"
+    psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
+    if [[ -n $before ]]; then
+      fresh_target ts_$name
+      measure "$name: tenantsync before ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name $before"
+      psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
+    fi
+    for fmt in binary text; do
+      for par in 1 2; do
+        fresh_target p_${fmt}_${par}_$name
+        measure "$name: COPY pipe $fmt, $par table(s) at a time" bash -c "pipe_run $sdb p_${fmt}_${par}_$name $fmt $par"
+      done
     done
+    if command -v pgcopydb >/dev/null; then
+      fresh_target cp_$name
+      rm -rf "$work/pgcopydb-$name"
+      measure "$name: pgcopydb clone (2 table jobs, 2 index jobs)" pgcopydb clone --source "$S/$sdb" --target "$T/cp_$name" --table-jobs 2 --index-jobs 2 --dir "$work/pgcopydb-$name" --no-owner --no-acl
+    else
+      echo "$name: pgcopydb not installed (apt-get install pgcopydb)" | tee -a "$results"
+    fi
+    fresh_target sub_$name
+    measure "$name: native subscription initial sync (+ post-data)" bash -c "subscription_run $sdb sub_$name"
   done
-  if command -v pgcopydb >/dev/null; then
-    fresh_target cp_$name
-    measure "$name: pgcopydb clone (2 table jobs, 2 index jobs)" pgcopydb clone --source "$S/$sdb" --target "$T/cp_$name" --table-jobs 2 --index-jobs 2 --dir "$work/pgcopydb-$name" --no-owner --no-acl
-  else
-    echo "$name: pgcopydb not installed (apt-get install pgcopydb)" | tee -a "$results"
-  fi
-  fresh_target sub_$name
-  measure "$name: native subscription initial sync (+ post-data)" bash -c "subscription_run $sdb sub_$name"
 }
 
-echo "loading pgbench scale $pgscale ..."
-psql "$S/postgres" -c "CREATE DATABASE pgb"
-t0=$(date +%s)
-"$pgbin/pgbench" -i -q -s "$pgscale" --foreign-keys "$S/pgb" >/dev/null 2>&1
-echo "pgbench -i -s $pgscale took $(( $(date +%s) - t0 )) s"
-# pgbench_history has no key; tenantsync's preflight insists on a replica identity.
-psql "$S/pgb" -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
-bench_dataset pgbench pgb
+if [[ $only != rawdog ]]; then
+  echo "loading pgbench scale $pgscale ..."
+  psql "$S/postgres" -c "CREATE DATABASE pgb"
+  t0=$(date +%s)
+  "$pgbin/pgbench" -i -q -s "$pgscale" --foreign-keys "$S/pgb" >/dev/null 2>&1
+  echo "pgbench -i -s $pgscale took $(( $(date +%s) - t0 )) s" | tee -a "$results"
+  # pgbench_history has no key; tenantsync's preflight insists on a replica identity.
+  psql "$S/pgb" -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
+  bench_dataset pgbench pgb
+fi
 
-echo "loading RAWDOG scale $rdscale ..."
-psql "$S/postgres" -c "CREATE DATABASE rawdog"
-"$rawdog" load --url "$S/rawdog" --scale "$rdscale" >/dev/null
-bench_dataset rawdog rawdog
+if [[ $only != pgbench ]]; then
+  echo "loading RAWDOG scale $rdscale ..."
+  psql "$S/postgres" -c "CREATE DATABASE rawdog"
+  "$rawdog" load --url "$S/rawdog" --scale "$rdscale" >/dev/null
+  bench_dataset rawdog rawdog
+fi
 
 echo
 echo "Results (machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg)):"

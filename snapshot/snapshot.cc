@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include "core/crypto.h"
@@ -260,10 +261,44 @@ StatusOr<std::vector<Chunk>> ChunkPlan(const Config& config, const PlanSet& plan
       c.count = static_cast<int>(count);
       c.first_block = i * blocks_per_chunk;
       c.end_block = i + 1 == count ? -1 : (i + 1) * blocks_per_chunk;
+      c.whole_created_table = count == 1 && !tp.target_exists;
       chunks.push_back(c);
     }
   }
   return chunks;
+}
+
+// True when the connection string names a server on this machine (a Unix socket, localhost or a
+// loopback address; no host at all means the default socket). An unparsable string counts as
+// remote: Connect reports it.
+bool ServerOnThisHost(const std::string& url) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
+  if (err) PQfreemem(err);
+  if (!opts) return false;
+  std::string host, hostaddr;
+  for (PQconninfoOption* o = opts; o->keyword; ++o) {
+    if (!o->val) continue;
+    if (std::string_view(o->keyword) == "host") host = o->val;
+    if (std::string_view(o->keyword) == "hostaddr") hostaddr = o->val;
+  }
+  PQconninfoFree(opts);
+  const std::string& h = hostaddr.empty() ? host : hostaddr;
+  return h.empty() || h[0] == '/' || h == "localhost" || h.rfind("127.", 0) == 0 || h == "::1";
+}
+
+// snapshot.workers: 0. Every copy stream keeps three processes busy: a source backend, a target
+// backend and our worker thread. When both servers run on this machine their backends compete for
+// its cores with ours, and more streams than cores/2 only add context switches and
+// relation-extension and WAL-insert lock waits (on 2 cores, 2 streams into pgbench_accounts took
+// 1.5x as long as 1: bench/RESULTS.md, Snapshot). Otherwise the servers do that work elsewhere
+// and one stream per core keeps them fed.
+int DefaultWorkers(const Config& config) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (ServerOnThisHost(config.source.url) && ServerOnThisHost(config.target.url)) {
+    return std::max(1, cores / 2);
+  }
+  return cores;
 }
 
 // Work queue shared by the copy workers. Tables whose target existed before the run may have
@@ -418,8 +453,9 @@ Status RunPostItems(const Config& config, const std::vector<std::vector<std::str
 
 // Post-data in pg_dump order: keys, checks and indexes (per table, tables in parallel, biggest
 // first), then foreign keys, then sequence positions. Objects that exist are skipped.
+template <typename PhaseDone>
 Status PostData(const Config& config, const PlanSet& plan, PgConn& src, PgConn& dst,
-                int workers, bool foreign_keys_not_valid) {
+                int workers, bool foreign_keys_not_valid, PhaseDone& phase_done) {
   const std::string& ts = config.target.schema;
   std::set<std::string> existing;
   TS_ASSIGN_OR_RETURN(PgResult ex, dst.ExecParams(
@@ -448,7 +484,9 @@ Status PostData(const Config& config, const PlanSet& plan, PgConn& src, PgConn& 
     if (!f.empty()) fks.push_back(std::move(f));
   }
   TS_RETURN_IF_ERROR_CTX(RunPostItems(config, units, workers), "building keys and indexes");
+  phase_done("keys");
   TS_RETURN_IF_ERROR_CTX(RunPostItems(config, fks, workers), "adding foreign keys");
+  phase_done("foreign_keys");
   // Sequences: at least the source's position and the target's max, so that rows inserted in the
   // target after cutover never collide.
   for (const auto& name : plan.order) {
@@ -476,6 +514,7 @@ Status PostData(const Config& config, const PlanSet& plan, PgConn& src, PgConn& 
           "setting the sequence of " + tgt + "." + seq.target_column);
     }
   }
+  phase_done("sequences");
   return Status::Ok();
 }
 
@@ -491,6 +530,16 @@ void PrintSummary(FILE* out, const SnapshotResult& r) {
   std::fprintf(out, "%-28s %12lld %10s %9.1f %12s %6lld\n", "total",
                static_cast<long long>(r.rows), "", r.seconds, "",
                static_cast<long long>(r.dead_letters));
+  if (!r.phases.empty()) {
+    std::string line;
+    for (const auto& [name, seconds] : r.phases) {
+      char part[64];
+      std::snprintf(part, sizeof part, "%s%s %.1f s", line.empty() ? "" : ", ", name.c_str(),
+                    seconds);
+      line += part;
+    }
+    std::fprintf(out, "phases: %s\n", line.c_str());
+  }
   std::fprintf(out, "snapshot consistent at %s (slot %s)%s\n", r.consistent_lsn.ToString().c_str(),
                r.slot.c_str(), r.resumed ? ", resumed in a fresh snapshot" : "");
   std::fflush(out);
@@ -505,6 +554,8 @@ Status WriteReport(const std::string& path, const SnapshotResult& r) {
   j["seconds"] = r.seconds;
   j["rows"] = r.rows;
   j["dead_letters"] = r.dead_letters;
+  j["phases"] = nlohmann::json::object();
+  for (const auto& [name, seconds] : r.phases) j["phases"][name] = seconds;
   j["tables"] = nlohmann::json::array();
   for (const auto& t : r.tables) {
     j["tables"].push_back({{"table", t.table}, {"rows", t.rows}, {"bytes", t.bytes},
@@ -555,6 +606,12 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   if (options.dry_run) return PrintSnapshotPlan(config, options.out);
   const int64_t t0 = NowMicros();
   *result = SnapshotResult();
+  int64_t phase_start = t0;
+  auto phase_done = [&](const char* name) {
+    const int64_t now = NowMicros();
+    result->phases.emplace_back(name, (now - phase_start) / 1e6);
+    phase_start = now;
+  };
   if (!options.skip_preflight) {
     TS_ASSIGN_OR_RETURN(auto failures, Preflight(config, {}));
     if (!failures.empty()) return FailedPrecondition(Join(failures, "\n"));
@@ -603,6 +660,7 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
     }
   }
   TS_RETURN_IF_ERROR(UpsertOrganization(config, cipher.get(), dst));
+  phase_done("setup");
 
   // Publication, slot and exported snapshot.
   TS_RETURN_IF_ERROR(EnsurePublication(config, *plan, src));
@@ -614,6 +672,8 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   if (!handoff.resumed && options.after_slot_created) {
     options.after_slot_created(handoff.snapshot_name, handoff.lsn);
   }
+
+  phase_done("slot");
 
   // Chunks, minus those whose marker is committed in the target.
   TS_ASSIGN_OR_RETURN(std::vector<Chunk> chunks, ChunkPlan(config, *plan, state));
@@ -719,7 +779,7 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   }
   Scheduler scheduler(pending, remaining, waits_for);
   int workers = options.workers > 0 ? options.workers : config.snapshot.workers;
-  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (workers <= 0) workers = DefaultWorkers(config);
   workers = std::min<int>(workers, static_cast<int>(pending.size()));
   ImportBarrier barrier(workers);
   WorkerShared shared{&config, plan.get(), {}, &scheduler, &barrier, &progress};
@@ -754,9 +814,11 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   for (auto& t : threads) t.join();
   display.Stop();
   TS_RETURN_IF_ERROR(scheduler.error());
+  phase_done("copy");
 
   TS_ASSIGN_OR_RETURN(auto mixed, state.GetMeta(kMetaMixedSnapshots));
-  TS_RETURN_IF_ERROR(PostData(config, *plan, src, dst, std::max(1, workers), mixed.has_value()));
+  TS_RETURN_IF_ERROR(PostData(config, *plan, src, dst, std::max(1, workers), mixed.has_value(),
+                              phase_done));
   if (mixed) {
     std::fprintf(stderr,
                  "tenantsync: foreign keys were added NOT VALID (the resumed copy mixes two "

@@ -63,6 +63,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -92,7 +93,8 @@ inline constexpr const char* kMetaMixedSnapshots = "snapshot/mixed_snapshots";
 inline constexpr const char* kMetaResumedLsnPrefix = "snapshot/resumed_lsn/";
 
 struct SnapshotOptions {
-  // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, hardware concurrency.
+  // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, cores / 2 (at least 1)
+  // when both servers are on this machine (their backends need the other half), else cores.
   int workers = 0;
   // Print the plan (tables in order, row estimates, transforms, DDL) to `plan_out` and write
   // nothing anywhere: no slot, no publication, no target DDL, no state.
@@ -139,6 +141,10 @@ struct SnapshotResult {
   std::vector<TableResult> tables;  // in FK order
   int64_t rows = 0;
   int64_t dead_letters = 0;
+  // Wall seconds of each phase, in order ("setup": preflight, catalogs, target schema and the
+  // organization record; "slot": publication, slot and exported snapshot; "copy"; "keys": primary
+  // keys, unique and check constraints, indexes; "foreign_keys"; "sequences"). For the report.
+  std::vector<std::pair<std::string, double>> phases;
 };
 
 // Runs the snapshot phase described above. On success the slot exists and the stream can start

@@ -100,9 +100,23 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
   const bool binary = plan.binary;
   const std::string tgt = QuoteQualified(env_.config->target.schema, plan.target_table);
   TS_RETURN_IF_ERROR(target_.Run("BEGIN"));
+  bool freeze = false;
+  if (chunk.whole_created_table) {
+    // FREEZE needs the table truncated (or created) in this transaction. TRUNCATE of our own,
+    // still empty table loses nothing; when it is refused (another role owns the table, or a
+    // foreign key someone added points at it) the chunk is copied without FREEZE.
+    freeze = target_
+                 .Run("SAVEPOINT tenantsync_freeze; TRUNCATE " + tgt +
+                      "; RELEASE SAVEPOINT tenantsync_freeze")
+                 .ok();
+    if (!freeze) TS_RETURN_IF_ERROR(target_.Run("ROLLBACK TO SAVEPOINT tenantsync_freeze"));
+  }
+  std::string options;
+  if (binary) options = "FORMAT binary";
+  if (freeze) options += options.empty() ? "FREEZE" : ", FREEZE";
   TS_RETURN_IF_ERROR_CTX(
       target_.Run("COPY " + tgt + " (" + plan.target_column_list + ") FROM STDIN" +
-                  (binary ? " (FORMAT binary)" : "")),
+                  (options.empty() ? "" : " (" + options + ")")),
       "starting COPY into " + tgt);
   TS_RETURN_IF_ERROR_CTX(source_.Run(SourceSql(plan, chunk, plan.source_select_list, binary)),
                          "starting COPY out of " + plan.source->name);
@@ -125,7 +139,15 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
     PgBuffer owned(raw);
     pass->bytes += n;
     if (binary) {
-      put(raw, n);
+      if (buf.size() + static_cast<size_t>(n) > kFlushBytes && !buf.empty()) {
+        put(buf.data(), buf.size());
+        buf.clear();
+      }
+      if (static_cast<size_t>(n) >= kFlushBytes) {
+        put(raw, n);  // a large row goes as it is (buf keeps its 256 kB capacity)
+      } else {
+        buf.append(raw, static_cast<size_t>(n));
+      }
       // A binary COPY message is one row, except the header (in the first) and the trailer.
       ++pass->rows;
     } else {

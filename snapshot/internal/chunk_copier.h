@@ -4,7 +4,9 @@
 //
 // Paths:
 //  - binary pass-through (TablePlan::binary): COPY ... TO STDOUT (FORMAT binary) bytes go to
-//    COPY ... FROM STDIN (FORMAT binary) without being parsed;
+//    COPY ... FROM STDIN (FORMAT binary) without being parsed, 256 kB per CopyData message (the
+//    source sends one message per row; forwarding them one by one made the target backend, the
+//    bottleneck of the copy, handle millions of tiny messages);
 //  - transform: COPY text out → ParseCopyTextRow → TableTransform::Apply → AppendCopyTextRow →
 //    COPY text in, 256 kB at a time (memory does not grow with the chunk: invariant 7).
 // A row that fails its transform is a dead letter (or aborts under on_error: abort). When the
@@ -39,6 +41,11 @@ struct Chunk {
   int count = 1;
   int64_t first_block = 0;
   int64_t end_block = -1;    // exclusive; -1 = to the end of the table
+  // The chunk is the whole table and the table was created by this pipeline (no rows but this
+  // chunk's, no foreign keys yet): its transaction empties the table first and copies with
+  // COPY ... FREEZE, so the rows are written frozen and the key build, the foreign key checks
+  // and the target's vacuum do not have to set hint bits on (rewrite) every page again.
+  bool whole_created_table = false;
 };
 
 // The WHERE clause selecting the chunk's rows by ctid ("" for a single-chunk table).
