@@ -103,7 +103,7 @@ struct OpsConfig {
 };
 
 struct SnapshotConfig {
-  int workers = 0;                        // copy workers; 0 = cores, cores/2 if both servers local
+  int workers = 0;                        // copy workers; 0 = number of cores
   ErrorPolicy on_error = ErrorPolicy::kDeadLetter;  // rows that fail a transform or insert
   int64_t chunk_bytes = 256ll << 20;      // tables larger than this are split into ctid ranges
 };

@@ -9,7 +9,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <string_view>
 #include <thread>
 
 #include "core/crypto.h"
@@ -266,39 +265,6 @@ StatusOr<std::vector<Chunk>> ChunkPlan(const Config& config, const PlanSet& plan
     }
   }
   return chunks;
-}
-
-// True when the connection string names a server on this machine (a Unix socket, localhost or a
-// loopback address; no host at all means the default socket). An unparsable string counts as
-// remote: Connect reports it.
-bool ServerOnThisHost(const std::string& url) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(url.c_str(), &err);
-  if (err) PQfreemem(err);
-  if (!opts) return false;
-  std::string host, hostaddr;
-  for (PQconninfoOption* o = opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    if (std::string_view(o->keyword) == "host") host = o->val;
-    if (std::string_view(o->keyword) == "hostaddr") hostaddr = o->val;
-  }
-  PQconninfoFree(opts);
-  const std::string& h = hostaddr.empty() ? host : hostaddr;
-  return h.empty() || h[0] == '/' || h == "localhost" || h.rfind("127.", 0) == 0 || h == "::1";
-}
-
-// snapshot.workers: 0. Every copy stream keeps three processes busy: a source backend, a target
-// backend and our worker thread. When both servers run on this machine their backends compete for
-// its cores with ours, and more streams than cores/2 only add context switches and
-// relation-extension and WAL-insert lock waits (on 2 cores, 2 streams into pgbench_accounts took
-// 1.5x as long as 1: bench/RESULTS.md, Snapshot). Otherwise the servers do that work elsewhere
-// and one stream per core keeps them fed.
-int DefaultWorkers(const Config& config) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (ServerOnThisHost(config.source.url) && ServerOnThisHost(config.target.url)) {
-    return std::max(1, cores / 2);
-  }
-  return cores;
 }
 
 // Work queue shared by the copy workers. Tables whose target existed before the run may have
@@ -779,7 +745,7 @@ Status RunSnapshot(const Config& config, const SnapshotOptions& options, state::
   }
   Scheduler scheduler(pending, remaining, waits_for);
   int workers = options.workers > 0 ? options.workers : config.snapshot.workers;
-  if (workers <= 0) workers = DefaultWorkers(config);
+  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   workers = std::min<int>(workers, static_cast<int>(pending.size()));
   ImportBarrier barrier(workers);
   WorkerShared shared{&config, plan.get(), {}, &scheduler, &barrier, &progress};

@@ -93,8 +93,7 @@ inline constexpr const char* kMetaMixedSnapshots = "snapshot/mixed_snapshots";
 inline constexpr const char* kMetaResumedLsnPrefix = "snapshot/resumed_lsn/";
 
 struct SnapshotOptions {
-  // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, cores / 2 (at least 1)
-  // when both servers are on this machine (their backends need the other half), else cores.
+  // Copy workers; 0 = config.snapshot.workers, and when that is 0 too, hardware concurrency.
   int workers = 0;
   // Print the plan (tables in order, row estimates, transforms, DDL) to `plan_out` and write
   // nothing anywhere: no slot, no publication, no target DDL, no state.
