@@ -4,9 +4,9 @@
 //
 // Paths:
 //  - binary pass-through (TablePlan::binary): COPY ... TO STDOUT (FORMAT binary) bytes go to
-//    COPY ... FROM STDIN (FORMAT binary) without being parsed, 256 kB per CopyData message (the
-//    source sends one message per row; forwarding them one by one made the target backend, the
-//    bottleneck of the copy, handle millions of tiny messages);
+//    COPY ... FROM STDIN (FORMAT binary) without being parsed, grouped into ~8 kB CopyData
+//    messages (the source sends one message per row; the target backend need not handle millions
+//    of tiny ones);
 //  - transform: COPY text out → ParseCopyTextRow → TableTransform::Apply → AppendCopyTextRow →
 //    COPY text in, 256 kB at a time (memory does not grow with the chunk: invariant 7).
 // A row that fails its transform is a dead letter (or aborts under on_error: abort). When the
