@@ -265,42 +265,25 @@ void JournalImpl::Shutdown() {
 }
 
 void JournalImpl::SyncLoop() {
-  using Clock = std::chrono::steady_clock;
-  const auto interval = std::chrono::microseconds(
-      static_cast<int64_t>(std::max(0.0, options_.group_commit_interval_ms) * 1000));
-  auto last_sync = Clock::now() - interval;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // Commit notifies only the first pending commit of a group (syncer_idle_), so a stream of
-    // small transactions costs one wake-up per group, not one per commit.
-    syncer_idle_ = true;
     sync_wanted_.wait(lock, [&] { return unsynced_ || stop_syncer_; });
-    syncer_idle_ = false;
     if (!unsynced_) return;  // stopping with nothing pending
-    // Coalesce: let commits gather until the interval since the previous sync is over. The
-    // receiver keeps receiving and journaling meanwhile; only the acknowledgement waits.
-    sync_wanted_.wait_until(lock, last_sync + interval, [&] {
-      return stop_syncer_ || unsynced_bytes_ >= options_.group_commit_max_bytes;
-    });
     WriterState written = writer_;
     unsynced_ = false;
-    unsynced_bytes_ = 0;
-    last_sync = Clock::now();
     lock.unlock();
-    // Everything Write() returned for before this point is in the WAL (its buffer or file);
-    // one write and one fsync make all of it durable (group commit).
-    Status s = db_->FlushWal(/*sync=*/true, "syncing the journal");
+    // Everything Write() returned for before this point is in the WAL file; one fsync makes
+    // all of it durable (group commit).
+    Status s = FromRocks(db_->db()->SyncWAL(), db_->dir(), "syncing the journal");
     lock.lock();
     if (!s.ok()) {
-      // After a failed WAL write RocksDB may have dropped what its buffer held, so nothing
-      // written since the last good sync may ever be reported durable by this instance
-      // (invariant 2): the error stays, Commit and AdvanceIdle return it, and JournaledLsn()
-      // stops here. Reopening the journal recovers exactly what reached the disk; the source
-      // resends the rest.
-      sync_error_ =
-          s.WithContext("group commit stopped; restart to continue from the journal's durable end");
-      return;
+      sync_error_ = s;
+      unsynced_ = true;
+      if (stop_syncer_) return;
+      sync_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_syncer_; });
+      continue;
     }
+    sync_error_ = Status::Ok();
     if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;
     advanced_.notify_all();
   }
@@ -381,7 +364,7 @@ Status JournalImpl::Append(const Change& change) {
     truncated_fps_.push_back(tfp);
   }
   EncodeChange(change, fp, truncated_fps_, &value_buf_);
-  AssignKey64x2(&key_buf_, seq_, change_index_);
+  key_buf_ = Key64x2(seq_, change_index_);
   batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_), AsSlice(value_buf_));
   ++change_index_;
   spool_bytes_ += key_buf_.size() + value_buf_.size();
@@ -473,10 +456,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
   batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
-  // Group commit: into RocksDB's WAL buffer; the syncer writes and fsyncs it for the group.
-  Status s = options_.sync_each_commit
-                 ? db_->Write(&batch_, /*sync=*/true, "committing a transaction")
-                 : db_->WriteBuffered(&batch_, "committing a transaction");
+  Status s = db_->Write(&batch_, options_.sync_each_commit, "committing a transaction");
   in_txn_ = false;
   if (!s.ok()) {
     // Whatever was spooled is an orphan now, deleted at the next Open.
@@ -485,7 +465,6 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   }
   batch_.Clear();
   pending_relations_.clear();
-  bool wake_syncer = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = next;
@@ -494,18 +473,12 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     if (options_.sync_each_commit) {
       durable_ = next;
     } else {
-      // Wake the syncer for the first commit of a group, and once more when the group crosses
-      // group_commit_max_bytes; in between it sleeps out its interval undisturbed.
-      const uint64_t limit = options_.group_commit_max_bytes;
-      wake_syncer = (syncer_idle_ && !unsynced_) ||
-                    (unsynced_bytes_ < limit && unsynced_bytes_ + rec.bytes >= limit);
       unsynced_ = true;
-      unsynced_bytes_ += rec.bytes;
     }
   }
   if (options_.sync_each_commit) {
     advanced_.notify_all();
-  } else if (wake_syncer) {
+  } else {
     sync_wanted_.notify_one();
   }
   return Status::Ok();
@@ -534,7 +507,6 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!sync_error_.ok()) return sync_error_;  // see SyncLoop: nothing may become durable now
     if (lsn <= JournaledLsnLocked()) return Status::Ok();
   }
   // Synced: it also makes every earlier (group-committed) write durable, so the idle position
@@ -549,7 +521,6 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
   TS_RETURN_IF_ERROR(db_->Write(&b, /*sync=*/true, "recording an idle position"));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!sync_error_.ok()) return sync_error_;  // a group sync failed meanwhile: see SyncLoop
     idle_lsn_ = std::max(idle_lsn_, lsn);
     received_lsn_ = std::max(received_lsn_, lsn);
     if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;

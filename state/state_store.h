@@ -46,16 +46,6 @@ struct StateOptions {
   // the transactions visible to readers. Invariant 2 holds either way because the receiver acks
   // JournaledLsn(); a crash loses at most unacknowledged transactions, which the source resends.
   bool sync_each_commit = true;
-  // Group commit only (sync_each_commit = false): the background fsync runs at most once per
-  // this many milliseconds, so a stream of small transactions shares one fsync per interval
-  // instead of one per few transactions (each fsync costs kernel time and a wake-up of the
-  // syncer). The price is latency, not safety: a transaction becomes durable, acknowledgeable
-  // and visible to readers up to this much later; nothing unsynced is ever acknowledged
-  // (invariant 2). 0: sync back to back whenever anything is pending.
-  double group_commit_interval_ms = 5;
-  // Group commit only: sync before the interval is over once this many encoded bytes of
-  // committed transactions await an fsync (bounds the writeback one fsync has to wait for).
-  uint64_t group_commit_max_bytes = 8 << 20;
 };
 
 struct DeadLetter {

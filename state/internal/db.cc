@@ -212,10 +212,6 @@ rocksdb::DBOptions MakeDbOptions(bool create) {
   // No preallocation of WAL files (1.1 x the largest write buffer, ~35 MB each): on a nearly
   // full disk it is what fails first, also right after a restart that should make progress.
   o.allow_fallocate = false;
-  // Group commit writes each transaction into RocksDB's WAL buffer and the syncer writes and
-  // fsyncs the buffer once per group (Db::WriteBuffered, Db::FlushWal): one write(2) per group
-  // instead of one per transaction. Every other write flushes at once (Db::Write).
-  o.manual_wal_flush = true;
   return o;
 }
 
@@ -429,9 +425,6 @@ Db::~Db() {
   if (db_ != nullptr) {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     for (auto* h : extra_handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    // Writes still in the WAL buffer (manual_wal_flush) go to the OS before closing; an error
-    // here loses only unacknowledged group-commit writes, which the source resends.
-    if (!read_only_) db_->FlushWAL(/*sync=*/false).PermitUncheckedError();
     // Close() only reports background errors already reported to writers.
     db_->Close().PermitUncheckedError();
     delete db_;
@@ -449,21 +442,19 @@ Status Db::CatchUp() {
 }
 
 Status Db::Write(rocksdb::WriteBatch* batch, bool sync, std::string_view what) {
-  TS_RETURN_IF_ERROR(WriteBuffered(batch, what, sync));
-  // sync = true: RocksDB flushed the WAL buffer before its fsync. Otherwise flush it now, so the
-  // write is in the OS (survives a process crash) on return, as without manual WAL flush.
-  return sync ? Status::Ok() : FlushWal(/*sync=*/false, what);
-}
-
-Status Db::WriteBuffered(rocksdb::WriteBatch* batch, std::string_view what) {
-  return WriteBuffered(batch, what, /*sync=*/false);
-}
-
-Status Db::WriteBuffered(rocksdb::WriteBatch* batch, std::string_view what, bool sync) {
   if (read_only_) {
     return FailedPrecondition("state directory " + dir_ + " is open read-only");
   }
-  TS_RETURN_IF_ERROR(ResumeIfNeeded(what));
+  if (needs_resume_.load(std::memory_order_relaxed)) {
+    // Clears RocksDB's background error (e.g. disk full) by flushing what is pending; fails
+    // again, as disk full, while there is still no space. Busy: RocksDB's own recovery from
+    // disk full is running (its SstFileManager polls for free space every few seconds); the
+    // write below then either succeeds (recovered) or returns the disk-full error again.
+    rocksdb::Status r = db_->Resume();
+    if (!r.ok() && !r.IsBusy()) {
+      return FromRocks(r, dir_, std::string(what) + " (resuming after an error)");
+    }
+  }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   rocksdb::Status s = db_->Write(wo, batch);
@@ -472,31 +463,6 @@ Status Db::WriteBuffered(rocksdb::WriteBatch* batch, std::string_view what, bool
     return FromRocks(s, dir_, what);
   }
   needs_resume_.store(false, std::memory_order_relaxed);
-  return Status::Ok();
-}
-
-Status Db::FlushWal(bool sync, std::string_view what) {
-  if (read_only_) return Status::Ok();
-  TS_RETURN_IF_ERROR(ResumeIfNeeded(what));
-  rocksdb::Status s = db_->FlushWAL(sync);
-  if (!s.ok()) {
-    needs_resume_.store(true, std::memory_order_relaxed);
-    return FromRocks(s, dir_, what);
-  }
-  return Status::Ok();
-}
-
-Status Db::ResumeIfNeeded(std::string_view what) {
-  if (needs_resume_.load(std::memory_order_relaxed)) {
-    // Clears RocksDB's background error (e.g. disk full) by flushing what is pending; fails
-    // again, as disk full, while there is still no space. Busy: RocksDB's own recovery from
-    // disk full is running (its SstFileManager polls for free space every few seconds); the
-    // write that follows then either succeeds (recovered) or returns the disk-full error again.
-    rocksdb::Status r = db_->Resume();
-    if (!r.ok() && !r.IsBusy()) {
-      return FromRocks(r, dir_, std::string(what) + " (resuming after an error)");
-    }
-  }
   return Status::Ok();
 }
 

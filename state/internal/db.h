@@ -62,17 +62,7 @@ class Db {
 
   // Writes `batch`. After a disk-full error RocksDB stops accepting writes; the next Write first
   // asks it to resume, so the pipeline continues once space is freed.
-  // The WAL is written by RocksDB in manual-flush mode (DBOptions::manual_wal_flush): Write
-  // flushes it (sync = false: into the OS, as without manual flush; sync = true: fsynced), so
-  // every caller keeps the usual semantics.
   Status Write(rocksdb::WriteBatch* batch, bool sync, std::string_view what);
-  // Group commit's write: the batch may stay in RocksDB's WAL buffer (bounded, 1 MB) until the
-  // next FlushWal or Write. A process crash loses what is still buffered, whole batches and only
-  // at the WAL's end (recovery still sees a prefix of the writes); the caller must not treat it
-  // as written to the OS, let alone durable, before FlushWal.
-  Status WriteBuffered(rocksdb::WriteBatch* batch, std::string_view what);
-  // Writes the WAL buffer to the OS and, with `sync`, fsyncs the WAL: one call per group commit.
-  Status FlushWal(bool sync, std::string_view what);
   StatusOr<std::optional<std::string>> Get(Cf c, std::string_view key, std::string_view what) const;
   std::unique_ptr<rocksdb::Iterator> NewIterator(Cf c, const rocksdb::ReadOptions& ro = {}) const;
 
@@ -80,8 +70,6 @@ class Db {
   Db() = default;
   Status OpenDb(bool fresh, bool read_only);
   Status CheckMarker(bool fresh, const std::string& pipeline);
-  Status WriteBuffered(rocksdb::WriteBatch* batch, std::string_view what, bool sync);
-  Status ResumeIfNeeded(std::string_view what);
 
   std::string dir_;
   bool read_only_ = false;

@@ -2,11 +2,9 @@
 //
 // Crash semantics, relied on by invariant 2:
 //  - Changes are written (unsynced) before their transaction's commit record; the commit record
-//    and the writer state go in one batch with sync=true (group commit: into RocksDB's WAL
-//    buffer, and JournaledLsn() advances only after the syncer's FlushWal(sync=true) that
-//    covers it; a crash loses whole buffered batches at the WAL's end). RocksDB recovers a prefix
-//    of the WAL (kPointInTimeRecovery), so after any crash every commit record has all its changes,
-//    and JournaledLsn() after reopening is at least what any Commit/AdvanceIdle returned OK for.
+//    and the writer state go in one batch with sync=true. RocksDB recovers a prefix of the WAL
+//    (kPointInTimeRecovery), so after any crash every commit record has all its changes, and
+//    JournaledLsn() after reopening is at least what any Commit/AdvanceIdle returned OK for.
 //  - Changes of a transaction without a commit record (seq > writer state's last_seq) are
 //    orphans; Open deletes them. Readers never see them: they walk commit records only.
 //  - Retention deletes (DeleteRange) whole transactions and rewrites the trim state in one batch.
@@ -81,9 +79,7 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Status Trim(bool size_pressure);
   Status LoadOldest();
   Lsn JournaledLsnLocked() const;
-  // Group commit: fsyncs the WAL when commits are pending, at most once per
-  // StateOptions::group_commit_interval_ms (sooner past group_commit_max_bytes, or at Shutdown).
-  void SyncLoop();
+  void SyncLoop();  // group commit: fsyncs the WAL whenever commits are pending
 
   std::shared_ptr<Db> db_;
   StateOptions options_;
@@ -111,13 +107,11 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // --- shared ---
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
-  WriterState writer_;           // guarded by mu_; what is written (durable too in sync mode)
-  WriterState durable_;          // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
-  bool unsynced_ = false;        // guarded by mu_; group commit: writes await an fsync
-  uint64_t unsynced_bytes_ = 0;  // guarded by mu_; encoded bytes of the commits awaiting it
-  bool syncer_idle_ = false;     // guarded by mu_; the syncer waits for a first pending commit
-  bool stop_syncer_ = false;     // guarded by mu_
-  Status sync_error_;            // guarded by mu_; a failed group sync: sticky, returned by Commit
+  WriterState writer_;        // guarded by mu_; what is written (durable too in sync mode)
+  WriterState durable_;       // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  bool unsynced_ = false;     // guarded by mu_; group commit: writes await an fsync
+  bool stop_syncer_ = false;  // guarded by mu_
+  Status sync_error_;         // guarded by mu_; the group fsync's last error, returned by Commit
   std::condition_variable sync_wanted_;
   std::thread syncer_;
   TrimState trim_;                        // guarded by mu_
