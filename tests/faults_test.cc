@@ -27,6 +27,7 @@
 #include "core/crypto.h"
 #include "core/pg.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/fixtures/rawdog_config.h"
 #include "tests/harness/bridge_process.h"
 #include "tests/harness/table_compare.h"
 #include "tests/harness/tcp_proxy.h"
@@ -106,27 +107,7 @@ class FaultsTest : public ::testing::Test {
         << "ops: {listen: \"127.0.0.1:0\"}\n"
         << "snapshot: {workers: 2}\n"
         << "apply: {batch_max_ms: 100}\n"
-        << R"(tables:
-  orders:
-    columns:
-      gross_sales_cents: {type: bigint, on_error: 0}
-      migrated_at: {type: timestamptz, value: now}
-  creators:
-    columns:
-      commission_percent: {type: double precision, on_error: 10}
-      payout_email: {encrypt: true}
-      access_token: {encrypt: true}
-  customers:
-    columns:
-      phone: {rename: phone_number, encrypt: true}
-      email: {encrypt: true}
-  withdrawal_requests:
-    columns:
-      bank_account: {encrypt: true}
-  esign_documents:
-    columns:
-      signer_email: {encrypt: true}
-)";
+        << testing::kRawdogTablesYaml;
     out.close();
     auto cfg = LoadConfig(config_path_);
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();

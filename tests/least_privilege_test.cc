@@ -34,6 +34,7 @@
 
 #include "core/pg.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/fixtures/rawdog_config.h"
 #include "tests/harness/shell.h"
 #include "tests/harness/test_env.h"
 
@@ -233,27 +234,7 @@ class LeastPrivilegeTest : public ::testing::Test {
         << "ops: {listen: \"127.0.0.1:0\"}\n"
         << "snapshot: {workers: 2}\n"
         << "apply: {batch_max_ms: 100}\n"
-        << R"(tables:
-  orders:
-    columns:
-      gross_sales_cents: {type: bigint, on_error: 0}
-      migrated_at: {type: timestamptz, value: now}
-  creators:
-    columns:
-      commission_percent: {type: double precision, on_error: 10}
-      payout_email: {encrypt: true}
-      access_token: {encrypt: true}
-  customers:
-    columns:
-      phone: {rename: phone_number, encrypt: true}
-      email: {encrypt: true}
-  withdrawal_requests:
-    columns:
-      bank_account: {encrypt: true}
-  esign_documents:
-    columns:
-      signer_email: {encrypt: true}
-)";
+        << testing::kRawdogTablesYaml;
   }
 
   void TearDown() override {
