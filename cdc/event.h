@@ -6,6 +6,7 @@
 // outside any transaction, as StandaloneMessage.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -65,5 +66,16 @@ using RelationLookup =
 
 // Microseconds between the PostgreSQL epoch (2000-01-01) and the Unix epoch.
 inline constexpr int64_t kPgEpochOffsetUs = 946684800LL * 1000000LL;
+
+// A PostgreSQL timestamp read off the wire (microseconds since 2000-01-01) as Unix microseconds.
+// The value comes from the network, so an out-of-range one (e.g. infinity) is clamped rather than
+// overflowed: timestamps only feed lag figures and the journal's commit time.
+inline int64_t PgToUnixMicros(int64_t pg_us) {
+  int64_t unix_us = 0;
+  if (__builtin_add_overflow(pg_us, kPgEpochOffsetUs, &unix_us)) {
+    return pg_us > 0 ? INT64_MAX : INT64_MIN;
+  }
+  return unix_us;
+}
 
 }  // namespace tenantsync::cdc

@@ -109,7 +109,7 @@ StatusOr<Event> PgoutputDecoder::Decode(std::span<const uint8_t> message) {
       TS_ASSIGN_OR_RETURN(b.xid, r.ReadU32("xid"));
       TS_RETURN_IF_ERROR(r.ExpectEnd());
       b.final_lsn = ToLsn(final_lsn);
-      b.commit_time_us = ts + kPgEpochOffsetUs;
+      b.commit_time_us = PgToUnixMicros(ts);
       return Event(b);
     }
     case 'C': {
@@ -123,7 +123,7 @@ StatusOr<Event> PgoutputDecoder::Decode(std::span<const uint8_t> message) {
       TS_RETURN_IF_ERROR(r.ExpectEnd());
       c.commit_lsn = ToLsn(commit_lsn);
       c.end_lsn = ToLsn(end_lsn);
-      c.commit_time_us = ts + kPgEpochOffsetUs;
+      c.commit_time_us = PgToUnixMicros(ts);
       return Event(c);
     }
     case 'O': {

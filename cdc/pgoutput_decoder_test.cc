@@ -239,6 +239,28 @@ Status DecodeStatus(PgoutputDecoder& d, const std::vector<uint8_t>& bytes) {
   return d.Decode(bytes).status();
 }
 
+// Found by pgoutput_fuzz: a Begin/Commit whose commit time is near INT64_MAX/MIN (what
+// 'infinity' looks like on the wire) overflowed when moved to the Unix epoch. It is clamped.
+TEST(PgoutputDecoderTest, ExtremeCommitTimesAreClampedNotOverflowed) {
+  PgoutputDecoder d;
+  // 'B' final_lsn=0x0000000100000000 commit_time=0x7ffdb3ed2558cb70 xid=0x000002df
+  std::vector<uint8_t> begin = {'B', 0, 0, 0, 1, 0, 0, 0, 0, 0x7f, 0xfd, 0xb3, 0xed,
+                                0x25, 0x58, 0xcb, 0x70, 0, 0, 2, 0xdf};
+  auto ev = d.Decode(begin);
+  ASSERT_TRUE(ev.ok()) << ev.status().ToString();
+  EXPECT_EQ(std::get<BeginTxn>(*ev).commit_time_us, INT64_MAX);
+  EXPECT_EQ(std::get<BeginTxn>(*ev).xid, 0x2dfu);
+  // 'C' flags=0 commit_lsn end_lsn commit_time=INT64_MAX ('infinity')
+  std::vector<uint8_t> commit = {'C', 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 8,
+                                 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  auto c = d.Decode(commit);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(std::get<CommitTxn>(*c).commit_time_us, INT64_MAX);
+  EXPECT_EQ(PgToUnixMicros(INT64_MIN), INT64_MIN + kPgEpochOffsetUs);  // no overflow that way
+  EXPECT_EQ(PgToUnixMicros(0), kPgEpochOffsetUs);
+  EXPECT_EQ(PgToUnixMicros(-kPgEpochOffsetUs), 0);
+}
+
 TEST(PgoutputDecoderTest, HugeColumnCountInTinyMessageFailsBeforeAllocating) {
   // 'R' oid=1 "s\0" "t\0" 'd' ncols=60000, and nothing else: 10 bytes of payload.
   std::vector<uint8_t> m = {'R', 0, 0, 0, 1, 's', 0, 't', 0, 'd', 0xea, 0x60};

@@ -530,7 +530,7 @@ class Receiver::Session {
       if (in_txn_) return Corruption("non-transactional message inside a transaction");
       // Journaled as a one-change transaction at the message's LSN; end_lsn = lsn so a restart
       // from there receives it again and the journal drops the resend.
-      TransactionInfo t{0, m->lsn, m->lsn, send_time_pg_us + kPgEpochOffsetUs};
+      TransactionInfo t{0, m->lsn, m->lsn, PgToUnixMicros(send_time_pg_us)};
       TS_RETURN_IF_ERROR(j.Begin(t));
       Status s = j.Append(m->change);
       if (s.ok()) s = j.Commit(t);
