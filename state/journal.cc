@@ -20,6 +20,10 @@ constexpr char kCheckpointPrefix[] = "ckpt/";
 
 // Unsynced spool writes are flushed to RocksDB in batches of about this size.
 constexpr size_t kSpoolFlushBytes = 2 << 20;
+// Group commit: the syncer stops waiting out its interval once the committed transactions in the
+// writer's batch reach this size; at twice this size (the syncer is stuck in a slow fsync) the
+// writer writes them itself, unsynced. Bounds the batch's memory (invariant 7).
+constexpr size_t kGroupBytes = kSpoolFlushBytes;
 // One retention pass deletes at most this many transactions (bounds the applier's pause).
 constexpr uint64_t kMaxTrimPerPass = 100000;
 // Under size pressure retention trims applied transactions until the journal is below this
@@ -215,6 +219,7 @@ Status JournalImpl::LoadPositions() {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = writer;
     durable_ = writer;  // what survived is durable now
+    written_ = writer;
     trim_ = trim;
     applied_ = applied;
     idle_lsn_ = idle;
@@ -265,28 +270,117 @@ void JournalImpl::Shutdown() {
 }
 
 void JournalImpl::SyncLoop() {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::microseconds(
+      static_cast<int64_t>(std::max(0.0, options_.group_commit_interval_ms) * 1000));
+  auto last_sync = Clock::now() - interval;
+  // Committed transactions to write (in batch_, which the syncer may only take between the
+  // writer's transactions) or already written unsynced by the writer.
+  auto work = [&] {
+    return (batch_has_commits_ && !in_txn_) ||
+           written_.last_commit_lsn > durable_.last_commit_lsn;
+  };
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    sync_wanted_.wait(lock, [&] { return unsynced_ || stop_syncer_; });
-    if (!unsynced_) return;  // stopping with nothing pending
-    WriterState written = writer_;
-    unsynced_ = false;
-    lock.unlock();
-    // Everything Write() returned for before this point is in the WAL file; one fsync makes
-    // all of it durable (group commit).
-    Status s = FromRocks(db_->db()->SyncWAL(), db_->dir(), "syncing the journal");
-    lock.lock();
-    if (!s.ok()) {
-      sync_error_ = s;
-      unsynced_ = true;
-      if (stop_syncer_) return;
-      sync_wanted_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_syncer_; });
-      continue;
+    // Commit wakes the syncer only while it waits here (syncer_waiting_): one wake-up per group.
+    syncer_waiting_ = true;
+    sync_wanted_.wait(lock, [&] { return stop_syncer_ || work(); });
+    syncer_waiting_ = false;
+    if (!work()) return;  // stopping with nothing pending
+    if (!stop_syncer_) {
+      // Coalesce: commits gather in the writer's batch until the interval since the previous
+      // sync is over. The receiver keeps receiving and journaling meanwhile.
+      sync_wanted_.wait_until(lock, last_sync + interval,
+                              [&] { return stop_syncer_ || group_full_; });
     }
-    sync_error_ = Status::Ok();
-    if (written.last_commit_lsn > durable_.last_commit_lsn) durable_ = written;
+    write_done_.wait(lock, [&] { return !writing_; });  // the writer's own write, if any
+    if (!sync_error_.ok()) return;
+    WriterState target;
+    if (batch_has_commits_ && !in_txn_) {
+      std::swap(batch_, group_);  // group_ was cleared after the last write: batch_ reuses it
+      batch_has_commits_ = false;
+      group_full_ = false;
+      target = writer_;  // every committed transaction is in group_ or written before it
+    } else if (written_.last_commit_lsn > durable_.last_commit_lsn) {
+      target = written_;  // the writer wrote them; an empty batch just syncs (group_ is empty)
+    } else {
+      continue;  // a transaction is open again: its Commit hands the batch over
+    }
+    writing_ = true;
+    lock.unlock();
+    // sync=true: the WAL is fsynced after this batch is written to it, which also makes every
+    // earlier write durable (rocksdb/db.h, DB::Close: "Write() using an empty write batch with
+    // WriteOptions.sync=true" syncs the WAL). RocksDB refuses it once a WAL write has failed.
+    Status s = db_->Write(&group_, /*sync=*/true, "syncing the journal");
+    group_.Clear();
+    last_sync = Clock::now();
+    lock.lock();
+    writing_ = false;
+    write_done_.notify_all();
+    if (!s.ok()) {
+      // RocksDB may have lost the batch with the failed write, so nothing after the last good
+      // sync may ever be reported durable by this instance (invariant 2): the error stays,
+      // Begin, Commit and AdvanceIdle return it, JournaledLsn() stops here. Reopening recovers
+      // exactly what reached the disk; the source resends the rest.
+      sync_error_ = s.WithContext(
+          "group commit stopped; restart to continue from the journal's durable end");
+      advanced_.notify_all();
+      return;
+    }
+    if (target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
+    if (target.last_commit_lsn > durable_.last_commit_lsn) durable_ = target;
     advanced_.notify_all();
   }
+}
+
+void JournalImpl::EndTxnLocked() {
+  in_txn_ = false;
+  if (batch_has_commits_ && syncer_waiting_) sync_wanted_.notify_one();
+}
+
+Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* idle) {
+  WriterState target;
+  bool carries_commits = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    // Commit order in the WAL: a group the syncer took before this batch's transactions is
+    // written first.
+    write_done_.wait(lock, [&] { return !writing_; });
+    if (!sync_error_.ok()) return sync_error_;
+    carries_commits = batch_has_commits_;
+    // The syncer took the committed transactions meanwhile, and there is nothing else to write.
+    if (!carries_commits && !in_txn_ && !sync && idle == nullptr) return Status::Ok();
+    batch_has_commits_ = false;
+    group_full_ = false;
+    target = writer_;
+    writing_ = true;  // batch_ is ours until writing_ is false again
+  }
+  if (idle != nullptr) {
+    batch_.Put(db_->cf(kCfJournalMeta), kIdleKey, AsSlice(EncodeLsnRecord(*idle)));
+  }
+  Status s = db_->Write(&batch_, sync, what);
+  if (s.ok()) batch_.Clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!s.ok()) {
+      // As in SyncLoop: committed transactions may be lost with it, and RocksDB stops writing.
+      sync_error_ = s.WithContext(
+          "group commit stopped; restart to continue from the journal's durable end");
+      advanced_.notify_all();
+    } else {
+      if (carries_commits && target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
+      if (sync && target.last_commit_lsn > durable_.last_commit_lsn) durable_ = target;
+      if (idle != nullptr) {
+        idle_lsn_ = std::max(idle_lsn_, *idle);
+        received_lsn_ = std::max(received_lsn_, *idle);
+      }
+    }
+  }
+  write_done_.notify_all();
+  sync_wanted_.notify_one();  // written_ may be ahead of durable_ now
+  if (sync) advanced_.notify_all();
+  return s;
 }
 
 Lsn JournalImpl::DurableCommitLsn() const {
@@ -321,14 +415,18 @@ Status JournalImpl::Begin(const TransactionInfo& info) {
   Lsn last;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!sync_error_.ok()) return sync_error_;  // see SyncLoop: the journal has stopped
     last = writer_.last_commit_lsn;
+    in_txn_ = true;  // from here the syncer leaves batch_ alone until the transaction ends
   }
-  in_txn_ = true;
   skipping_ = info.commit_lsn.valid() && info.commit_lsn <= last;
   flushed_any_ = false;
   change_index_ = 0;
   spool_bytes_ = 0;
-  if (!skipping_) seq_ = next_seq_++;
+  if (!skipping_) {
+    seq_ = next_seq_++;
+    batch_.SetSavePoint();  // group commit: earlier transactions may still be in batch_
+  }
   return Status::Ok();
 }
 
@@ -364,7 +462,7 @@ Status JournalImpl::Append(const Change& change) {
     truncated_fps_.push_back(tfp);
   }
   EncodeChange(change, fp, truncated_fps_, &value_buf_);
-  key_buf_ = Key64x2(seq_, change_index_);
+  AssignKey64x2(&key_buf_, seq_, change_index_);
   batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_), AsSlice(value_buf_));
   ++change_index_;
   spool_bytes_ += key_buf_.size() + value_buf_.size();
@@ -376,19 +474,25 @@ Status JournalImpl::Append(const Change& change) {
 }
 
 Status JournalImpl::FlushSpool() {
-  Status s = db_->Write(&batch_, /*sync=*/false, "spooling a transaction");
+  // Group commit: batch_ may start with committed transactions, written here too.
+  Status s = options_.sync_each_commit
+                 ? db_->Write(&batch_, /*sync=*/false, "spooling a transaction")
+                 : WriteOwnBatch("spooling a transaction", /*sync=*/false);
   if (!s.ok()) {
     DiscardSpool();
     return s;
   }
   batch_.Clear();
+  batch_.SetSavePoint();  // what follows is the open transaction's, to roll back on Abort
   pending_relations_.clear();
   flushed_any_ = true;
   return Status::Ok();
 }
 
 void JournalImpl::DiscardSpool() {
-  batch_.Clear();
+  // Back to the open transaction's save point, keeping the committed transactions before it
+  // (group commit). NotFound: no save point (a skipped transaction): nothing of it is in batch_.
+  batch_.RollbackToSavePoint().PermitUncheckedError();
   for (uint64_t fp : pending_relations_) known_relations_.erase(fp);
   pending_relations_.clear();
 }
@@ -417,8 +521,9 @@ Status JournalImpl::CheckLimit(uint64_t extra_bytes) {
 Status JournalImpl::Commit(const TransactionInfo& info) {
   if (!in_txn_) return FailedPrecondition("Journal::Commit without Begin");
   if (skipping_) {
-    in_txn_ = false;
     skipping_ = false;
+    std::lock_guard<std::mutex> lock(mu_);
+    EndTxnLocked();
     return Status::Ok();
   }
   if (!info.commit_lsn.valid()) {
@@ -456,15 +561,23 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
   batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
-  Status s = db_->Write(&batch_, options_.sync_each_commit, "committing a transaction");
-  in_txn_ = false;
-  if (!s.ok()) {
-    // Whatever was spooled is an orphan now, deleted at the next Open.
-    DiscardSpool();
-    return s;
+  if (options_.sync_each_commit) {
+    Status s = db_->Write(&batch_, /*sync=*/true, "committing a transaction");
+    if (!s.ok()) {
+      // Whatever was spooled is an orphan now, deleted at the next Open.
+      DiscardSpool();
+      std::lock_guard<std::mutex> lock(mu_);
+      in_txn_ = false;
+      return s;
+    }
+    batch_.Clear();
+  } else {
+    // Group commit: the transaction stays in batch_ for the syncer, which writes it with the
+    // others committed meanwhile (one write, one fsync); JournaledLsn() follows that fsync.
+    batch_.PopSavePoint().PermitUncheckedError();  // Begin set it: the transaction is whole
   }
-  batch_.Clear();
   pending_relations_.clear();
+  const size_t batch_bytes = batch_.GetDataSize();
   {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = next;
@@ -472,24 +585,34 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     if (!oldest_lsn_.valid()) oldest_lsn_ = rec.commit_lsn;
     if (options_.sync_each_commit) {
       durable_ = next;
+      written_ = next;
     } else {
-      unsynced_ = true;
+      batch_has_commits_ = true;
+      if (batch_bytes >= kGroupBytes && !group_full_) {
+        group_full_ = true;
+        sync_wanted_.notify_one();
+      }
     }
+    EndTxnLocked();
   }
   if (options_.sync_each_commit) {
     advanced_.notify_all();
-  } else {
-    sync_wanted_.notify_one();
+  } else if (batch_bytes >= 2 * kGroupBytes) {
+    // The syncer is stuck in a slow fsync: write the batch now rather than let it grow.
+    return WriteOwnBatch("committing transactions", /*sync=*/false);
   }
   return Status::Ok();
 }
 
 Status JournalImpl::Abort() {
   if (!in_txn_) return Status::Ok();
-  in_txn_ = false;
   bool skipped = skipping_;
   skipping_ = false;
-  DiscardSpool();
+  if (!skipped) DiscardSpool();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EndTxnLocked();
+  }
   if (skipped || !flushed_any_) return Status::Ok();
   rocksdb::WriteBatch b;
   b.DeleteRange(db_->cf(kCfJournalChange), AsSlice(Key64x2(seq_, 0)),
@@ -507,10 +630,15 @@ Status JournalImpl::AdvanceIdle(Lsn lsn) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!sync_error_.ok()) return sync_error_;  // see SyncLoop: nothing may become durable now
     if (lsn <= JournaledLsnLocked()) return Status::Ok();
   }
-  // Synced: it also makes every earlier (group-committed) write durable, so the idle position
-  // never runs ahead of an unsynced transaction.
+  if (!options_.sync_each_commit) {
+    // With the committed transactions still in batch_, in one synced write after any group
+    // write under way: the idle position never runs ahead of an unsynced transaction.
+    return WriteOwnBatch("recording an idle position", /*sync=*/true, &lsn);
+  }
+  // Synced; in sync mode every committed transaction is durable already.
   WriterState written;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -11,7 +11,9 @@
 // Commit writes the transaction's commit record with sync=true, so when it returns OK the whole
 // transaction is durable and JournaledLsn() covers it. (With StateOptions::sync_each_commit =
 // false, group commit: the transaction becomes durable, visible and covered by JournaledLsn()
-// shortly after Commit returns, when the background fsync that includes it completes.) A
+// shortly after Commit returns, when the background write + fsync that includes it completes; a
+// failed write or fsync is returned by the next Begin, Commit or AdvanceIdle, and the journal
+// stays stopped until it is reopened.) A
 // transaction whose commit_lsn is not greater than the last committed one is a duplicate (a resend
 // after reconnect): Begin returns OK and the journal ignores it through Commit (IsSkipping() is
 // true), so the journal never holds a transaction twice. Spooled changes of a transaction that was

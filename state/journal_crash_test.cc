@@ -313,6 +313,79 @@ TEST(JournalDiskFullTest, DiskFullIsResourceExhaustedAndRecoversOnceSpaceIsFreed
   std::printf("disk full: %zu transactions committed around the full disk\n", committed.size());
 }
 
+// Group commit on a full disk: the failed write or sync (the syncer's group write, or the writer's
+// own spool write of a big transaction that carries committed ones) stops the journal with a
+// clear error instead of an abort, and nothing JournaledLsn() ever reported is missing after
+// reopening (invariant 2).
+TEST(JournalDiskFullTest, GroupCommitNeverReportsDurableWhatAFullDiskLost) {
+  // Every seventh transaction is ~2.4 MB: spooled by the writer itself, with the committed
+  // transactions still waiting for the syncer in the same write.
+  auto ChangesFor = [](uint64_t i) { return i % 7 == 6 ? 1200 : 5; };
+  TempDir tmp;
+  std::string mnt = tmp.Sub("mnt");
+  std::filesystem::create_directory(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=128m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  std::string dir = mnt + "/state";
+  StateOptions options = CrashOptions(dir);
+  options.sync_each_commit = false;
+  auto rel = MakeRelation("orders");
+  std::string payload(2000, 'd');
+  Lsn reported;  // the highest JournaledLsn() seen: what a receiver may have acknowledged
+  {
+    auto store = StateStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    Journal& j = (*store)->journal();
+    {
+      std::ofstream filler(mnt + "/filler", std::ios::binary);
+      std::string mb(1 << 20, 'f');
+      for (int i = 0; i < 120 && filler.write(mb.data(), mb.size()); ++i) {
+      }
+    }
+    Status s;
+    for (uint64_t i = 0; i < 20000 && s.ok(); ++i) {
+      TransactionInfo t = TxnFor(i);
+      s = j.Begin(t);
+      for (int k = 0; k < ChangesFor(i) && s.ok(); ++k) {
+        s = j.Append(MakeInsert(rel, {Datum::Text(std::to_string(i)), Datum::Text(payload)}));
+      }
+      if (s.ok()) s = j.Commit(t);
+      if (!s.ok()) j.Abort().IgnoreError();  // s is what the test checks
+      reported = std::max(reported, j.JournaledLsn());
+      if (i % 50 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(s.code(), StatusCode::kResourceExhausted) << s.ToString();
+    // Stays stopped: no later commit or idle position becomes durable in this instance.
+    std::filesystem::remove(mnt + "/filler");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    reported = std::max(reported, j.JournaledLsn());
+  }
+  auto store = StateStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_GE((*store)->journal().JournaledLsn(), reported);
+  auto reader = (*store)->journal().NewReader(Lsn());
+  ASSERT_TRUE(reader.ok());
+  TransactionInfo info;
+  Change c;
+  uint64_t expect = 0;
+  while ((*reader)->NextTransaction(&info).value()) {
+    ASSERT_EQ(info.commit_lsn, TxnFor(expect).commit_lsn);
+    int n = 0;
+    while ((*reader)->NextChange(&c).value()) ++n;
+    EXPECT_EQ(n, ChangesFor(expect)) << "transaction " << expect;
+    ++expect;
+  }
+  ASSERT_GT(expect, 0u);
+  EXPECT_GE(TxnFor(expect - 1).end_lsn, reported) << "a reported transaction is missing";
+  std::printf("group commit, disk full: %llu transactions recovered, reported durable up to %s\n",
+              static_cast<unsigned long long>(expect), reported.ToString().c_str());
+}
+
 TEST(JournalBigTransactionTest, MillionChangesStreamThroughWithBoundedMemory) {
   TempDir tmp;
   auto store_or = StateStore::Open(CrashOptions(tmp.path()));

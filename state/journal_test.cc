@@ -343,6 +343,39 @@ TEST_F(JournalTest, GroupCommitMakesTransactionsDurableAndVisibleShortlyAfter) {
   EXPECT_EQ(ReadAll(), want);
 }
 
+// Group commit keeps committed transactions in the writer's batch until the syncer takes it; an
+// aborted transaction after them (small, or spooled to RocksDB past the spool size) must take
+// only its own changes away.
+TEST_F(JournalTest, GroupCommitAbortKeepsTheTransactionsCommittedBeforeIt) {
+  options_.sync_each_commit = false;
+  options_.group_commit_interval_ms = 50;  // the first commits are still in the batch at Abort
+  Reopen();
+  auto rel = MakeRelation("customers");
+  auto abort_after = [&](uint64_t commit, int changes) {
+    ASSERT_TRUE(j().Begin(MakeTxn(commit)).ok());
+    for (int i = 0; i < changes; ++i) {
+      Status s = j().Append(MakeInsert(rel, {Datum::Text("aborted"), Datum::Text(std::string(200, 'a')),
+                                             Datum::Null()}));
+      ASSERT_TRUE(s.ok()) << s.ToString();
+    }
+    ASSERT_TRUE(j().Abort().ok());
+  };
+  Commit(100, 2);
+  abort_after(200, 3);
+  Commit(300, 2);
+  abort_after(400, 20000);  // ~5 MB: spooled to RocksDB with the committed ones before it
+  Commit(500, 2);
+  // A resend of the aborted transaction is journaled (it was never committed).
+  Commit(600, 1);
+  ASSERT_TRUE(j().AdvanceIdle(Lsn(700)).ok());  // synced with everything committed before it
+  EXPECT_EQ(j().JournaledLsn(), Lsn(700));
+  EXPECT_EQ(j().Stats().journaled_commit_lsn, Lsn(600));
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 300, 500, 600}));
+  Reopen();
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 300, 500, 600}));
+  EXPECT_EQ(j().JournaledLsn(), Lsn(700));
+}
+
 TEST_F(JournalTest, ConcurrentReaderSeesEveryTransactionOnceInOrder) {
   options_.sync_each_commit = false;
   Reopen();

@@ -48,10 +48,15 @@ std::string Key64(uint64_t v) {
 
 std::string Key64x2(uint64_t hi, uint64_t lo) {
   std::string k;
-  k.reserve(16);
-  PutFixed64BE(&k, hi);
-  PutFixed64BE(&k, lo);
+  AssignKey64x2(&k, hi, lo);
   return k;
+}
+
+void AssignKey64x2(std::string* out, uint64_t hi, uint64_t lo) {
+  out->clear();
+  out->reserve(16);
+  PutFixed64BE(out, hi);
+  PutFixed64BE(out, lo);
 }
 
 bool ByteReader::ReadU8(uint8_t* v) {

@@ -31,6 +31,8 @@ uint64_t DecodeFixed64BE(const char* p);
 std::string Key64(uint64_t v);
 // A 16-byte key: `hi` then `lo`, both big-endian.
 std::string Key64x2(uint64_t hi, uint64_t lo);
+// The same key written over `*out` (reusing its capacity: no allocation per journaled change).
+void AssignKey64x2(std::string* out, uint64_t hi, uint64_t lo);
 
 class ByteReader {
  public:

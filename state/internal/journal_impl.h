@@ -1,10 +1,20 @@
 // The RocksDB implementation of Journal (state/journal.h). Layout in state/internal/records.h.
 //
 // Crash semantics, relied on by invariant 2:
-//  - Changes are written (unsynced) before their transaction's commit record; the commit record
-//    and the writer state go in one batch with sync=true. RocksDB recovers a prefix of the WAL
-//    (kPointInTimeRecovery), so after any crash every commit record has all its changes, and
-//    JournaledLsn() after reopening is at least what any Commit/AdvanceIdle returned OK for.
+//  - Changes are written before their transaction's commit record; the commit record and the
+//    writer state go in the same batch as (or a later batch than) the transaction's last changes.
+//    RocksDB recovers a prefix of the WAL (kPointInTimeRecovery), so after any crash every commit
+//    record has all its changes, and JournaledLsn() after reopening is at least what it ever
+//    reported before the crash.
+//  - Sync mode (sync_each_commit): Commit writes with sync=true. Group commit: Commit leaves the
+//    transaction in the writer's batch; the syncer thread writes the batch of all transactions
+//    committed meanwhile with sync=true (one WAL write, one fsync per group), and only then
+//    advances JournaledLsn() and reader visibility. Batches reach RocksDB in commit order: a
+//    write that carries commit records waits for the one before it (writing_).
+//  - Only WriteOptions::sync writes make anything durable; DB::SyncWAL / FlushWAL(true) are never
+//    called. After a failed WAL write RocksDB (paranoid_checks) stops accepting writes and a sync
+//    write returns that error, whereas SyncWAL would sync a WAL writer that has seen an error
+//    (RocksDB 7.8 asserts on that). A failed journal write or sync is sticky (sync_error_).
 //  - Changes of a transaction without a commit record (seq > writer state's last_seq) are
 //    orphans; Open deletes them. Readers never see them: they walk commit records only.
 //  - Retention deletes (DeleteRange) whole transactions and rewrites the trim state in one batch.
@@ -17,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -79,12 +90,23 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Status Trim(bool size_pressure);
   Status LoadOldest();
   Lsn JournaledLsnLocked() const;
-  void SyncLoop();  // group commit: fsyncs the WAL whenever commits are pending
+  // Group commit: writes the committed transactions of the writer's batch with sync=true, at
+  // most once per StateOptions::group_commit_interval_ms (sooner past kGroupBytes, or at
+  // Shutdown).
+  void SyncLoop();
+  // Writer thread, group commit: writes batch_ (committed transactions not yet taken by the
+  // syncer, then the open transaction's spooled changes) unsynced, after any group write in
+  // progress, so commit records reach RocksDB in commit order. A failure is sticky.
+  // `sync`: also fsyncs, so everything committed so far becomes durable (AdvanceIdle).
+  // `idle`: an idle position written in the same batch.
+  Status WriteOwnBatch(std::string_view what, bool sync, const Lsn* idle = nullptr);
+  void EndTxnLocked();  // in_txn_ = false; wakes a waiting syncer if commits are pending
 
   std::shared_ptr<Db> db_;
   StateOptions options_;
 
-  // --- writer thread only ---
+  // --- writer thread only (batch_: see below) ---
+  // Written by the writer thread under mu_; read by it without the lock, by the syncer with it.
   bool in_txn_ = false;
   bool skipping_ = false;
   bool flushed_any_ = false;  // some of the open transaction's changes reached RocksDB
@@ -92,6 +114,10 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   uint64_t next_seq_ = 1;
   uint64_t change_index_ = 0;
   uint64_t spool_bytes_ = 0;
+  // Group commit: the transactions committed since the syncer last took the batch, then the open
+  // transaction's changes since its save point (set at Begin, again after each spool flush).
+  // Owned by the writer thread while in_txn_ or writing_ is its own; otherwise guarded by mu_ (the
+  // syncer swaps it out under mu_). Sync mode: only the open transaction.
   rocksdb::WriteBatch batch_;
   std::string key_buf_;
   std::string value_buf_;
@@ -107,12 +133,21 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // --- shared ---
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
-  WriterState writer_;        // guarded by mu_; what is written (durable too in sync mode)
-  WriterState durable_;       // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
-  bool unsynced_ = false;     // guarded by mu_; group commit: writes await an fsync
-  bool stop_syncer_ = false;  // guarded by mu_
-  Status sync_error_;         // guarded by mu_; the group fsync's last error, returned by Commit
-  std::condition_variable sync_wanted_;
+  WriterState writer_;   // guarded by mu_; what is committed (durable too in sync mode)
+  WriterState durable_;  // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  // Group commit, all guarded by mu_:
+  WriterState written_;          // committed and in RocksDB (unsynced unless also durable_)
+  bool batch_has_commits_ = false;  // batch_ holds committed transactions not yet written
+  bool group_full_ = false;         // batch_ passed kGroupBytes: the syncer cuts its wait short
+  bool writing_ = false;            // a write carrying commit records (or a sync) is under way
+  bool syncer_waiting_ = false;     // the syncer waits for work: Commit wakes it
+  bool stop_syncer_ = false;
+  // A failed journal write or sync: sticky, returned by Begin, Commit and AdvanceIdle. RocksDB may
+  // have lost writes with it, so nothing after the last good sync may be reported durable.
+  Status sync_error_;
+  std::condition_variable sync_wanted_;  // wakes the syncer
+  std::condition_variable write_done_;   // writing_ went false
+  rocksdb::WriteBatch group_;            // syncer thread: the batch it took from batch_
   std::thread syncer_;
   TrimState trim_;                        // guarded by mu_
   AppliedState applied_;                  // guarded by mu_
