@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apply/internal/live_feed.h"
 #include "apply/internal/pipelined_session.h"
 #include "apply/internal/sql_builder.h"
 #include "apply/internal/target_catalog.h"
@@ -125,6 +126,16 @@ class Applier::Impl {
   void Stop() {
     stop_.store(true);
   }
+  state::Journal& ReceiverJournal() {
+    if (!tee_) {
+      internal::LiveFeedOptions fo;
+      fo.offer_min_changes = options_.live_min_changes;
+      feed_ = std::make_unique<internal::LiveFeed>(
+          fo, store_->journal().Stats().journaled_commit_lsn);
+      tee_ = std::make_unique<internal::TeeJournal>(&store_->journal(), feed_.get());
+    }
+    return *tee_;
+  }
   ApplyCounters Counters() const {
     std::lock_guard<std::mutex> l(mu_);
     return counters_;
@@ -137,7 +148,11 @@ class Applier::Impl {
   void ResetCaches();
 
   // --- batches ---
+  void StartBatchState();
   Status RunBatch(state::JournalReader* reader, const TransactionInfo& first);
+  StatusOr<bool> ApplyLive(std::unique_ptr<state::JournalReader>* reader);
+  // Rolls a live transaction back (the journal path applies it after its commit): false.
+  StatusOr<bool> GiveUpLive(const TransactionInfo& begin, uint64_t changes, const std::string& why);
   Status ApplyChange(const Change& c, Lsn commit_lsn);
   Status ApplyChangeIsolated(const Change& c, Lsn commit_lsn);
   Status ApplyTruncate(const Change& c, Lsn commit_lsn);
@@ -183,6 +198,10 @@ class Applier::Impl {
   const Cipher* cipher_;
   PipelineStats* stats_;
   std::atomic<bool> stop_{false};
+
+  // Live transactions (ReceiverJournal): null unless the receiver writes through tee_.
+  std::unique_ptr<internal::LiveFeed> feed_;
+  std::unique_ptr<internal::TeeJournal> tee_;
 
   PgConn conn_;
   PipelinedSession session_;
@@ -353,6 +372,14 @@ Status Applier::Impl::Session(bool until_idle) {
     if (!have) {
       if (stats_) stats_->caught_up_time_us.store(NowMicros());
       if (until_idle) return Status::Ok();
+      if (feed_) {
+        TS_ASSIGN_OR_RETURN(bool applied, ApplyLive(&reader));
+        if (applied) continue;
+        // A large transaction is being received: look for it again soon.
+        journal.WaitForNewer(seen, std::min<std::chrono::milliseconds>(
+                                       options_.idle_poll, std::chrono::milliseconds(20)));
+        continue;
+      }
       journal.WaitForNewer(seen, options_.idle_poll);
       continue;
     }
@@ -401,9 +428,7 @@ Status Applier::Impl::Rollback() {
   return Status::Ok();
 }
 
-Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
-  const auto started = std::chrono::steady_clock::now();
-  const Lsn batch_after = applied_lsn_;
+void Applier::Impl::StartBatchState() {
   ++batch_number_;
   ctx_.now = TimestampText(NowMicros());
   ctx_.for_update = false;
@@ -414,7 +439,12 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
   batch_schema_changes_ = 0;
+}
 
+Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
+  const auto started = std::chrono::steady_clock::now();
+  const Lsn batch_after = applied_lsn_;
+  StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
 
@@ -493,6 +523,116 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
                   store_->journal().JournaledLsn().ToString());
   }
   return Status::Ok();
+}
+
+// Applies the transaction the receiver is journaling now, when the feed offers one that directly
+// follows applied_lsn_ (apply/internal/live_feed.h). true: applied and committed, and *reader is
+// reopened after it. false: none offered, or given up and rolled back (the journal path applies
+// it after its commit). Exactly once: the target commits only after the journal holds the
+// source commit durably, with the progress row in the same transaction (invariant 3); order: it
+// is claimed only right after the last applied transaction (invariant 4).
+StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* reader) {
+  TransactionInfo begin;
+  if (!feed_->TryClaim(applied_lsn_, &begin)) return false;
+  // Whatever happens below, the feed is released on the way out (rolled back unless committed).
+  struct Claim {
+    internal::LiveFeed* feed;
+    ~Claim() { feed->Release(); }
+  } claim{feed_.get()};
+  const auto started = std::chrono::steady_clock::now();
+  spdlog::info("apply: transaction {} is large; applying it while it is received",
+               begin.commit_lsn.ToString());
+  StartBatchState();
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+
+  uint64_t changes = 0, bytes = 0;
+  int64_t since_flush = 0;
+  TransactionInfo commit;
+  for (;;) {
+    if (stop_.load()) return GiveUpLive(begin, changes, "stopping");
+    Change c;
+    internal::LiveFeed::Event ev = feed_->Next(&c, &commit, std::chrono::milliseconds(100));
+    if (ev == internal::LiveFeed::Event::kIdle) continue;
+    if (ev == internal::LiveFeed::Event::kAborted) {
+      return GiveUpLive(begin, changes, "the receiver dropped it (reconnect, or a full hand-over "
+                                         "queue)");
+    }
+    if (ev == internal::LiveFeed::Event::kCommit) break;
+    ++changes;
+    bytes += TupleBytes(c.new_tuple) + TupleBytes(c.old_tuple) + 16;
+    Status s = ApplyChange(c, begin.commit_lsn);
+    if (s.ok() && ++since_flush >= options_.live_chunk_rows) {
+      since_flush = 0;
+      s = FlushRuns();
+      KillPoint("apply.live_chunk_applied");
+    }
+    if (!s.ok()) {
+      if (!IsStatementError(s)) return s;
+      return GiveUpLive(begin, changes, s.ToString());
+    }
+  }
+  const auto received = std::chrono::steady_clock::now();
+  if (commit.commit_lsn != begin.commit_lsn) {
+    return GiveUpLive(begin, changes, "its commit LSN " + commit.commit_lsn.ToString() +
+                                          " differs from its begin's");
+  }
+  // The rest of the changes go out while the journal makes the commit durable.
+  Status s = FlushRuns();
+  if (!s.ok()) {
+    if (!IsStatementError(s)) return s;
+    return GiveUpLive(begin, changes, s.ToString());
+  }
+  // Nothing commits before the source commit is durable in the journal.
+  state::Journal& journal = store_->journal();
+  while (journal.JournaledLsn() < commit.end_lsn) {
+    if (stop_.load()) return GiveUpLive(begin, changes, "stopping");
+    journal.WaitForNewer(journal.JournaledLsn(), std::chrono::milliseconds(100));
+  }
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(commit.commit_lsn, commit.commit_time_us)));
+  s = session_.Drain();
+  if (s.ok() && !pending_dead_letters_.empty()) {
+    for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
+  }
+  if (s.ok()) {
+    KillPoint("apply.live_before_commit");
+    TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
+  }
+  Status exit = session_.DrainAndExit();
+  if (s.ok()) s = exit;
+  if (!s.ok()) {
+    if (!IsStatementError(s)) return s;
+    return GiveUpLive(begin, changes, s.ToString());
+  }
+  TS_RETURN_IF_ERROR(FinishBatch(commit.commit_lsn, commit.commit_time_us, 1, changes));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++counters_.live_transactions;
+  }
+  TS_ASSIGN_OR_RETURN(*reader, journal.NewReader(applied_lsn_));
+  auto secs = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  spdlog::info("apply: transaction {} applied while received: {} changes ({:.1f} MB) in {:.1f} s, "
+               "committed {:.2f} s after its last change arrived",
+               commit.commit_lsn.ToString(), changes, bytes / 1e6,
+               secs(std::chrono::steady_clock::now() - started),
+               secs(std::chrono::steady_clock::now() - received));
+  return true;
+}
+
+StatusOr<bool> Applier::Impl::GiveUpLive(const TransactionInfo& begin, uint64_t changes,
+                                 const std::string& why) {
+  spdlog::info("apply: live transaction {} rolled back after {} changes ({}); it is applied from "
+               "the journal once committed",
+               begin.commit_lsn.ToString(), changes, why);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++counters_.live_given_up;
+  }
+  pending_dead_letters_.clear();
+  batch_rows_.clear();
+  TS_RETURN_IF_ERROR(Rollback());
+  return false;
 }
 
 Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns,
@@ -1290,6 +1430,7 @@ Applier::Applier(const Config& config, ApplyOptions options, state::StateStore* 
     : impl_(std::make_unique<Impl>(config, std::move(options), store, cipher, stats)) {}
 Applier::~Applier() = default;
 Status Applier::Run() { return impl_->Run(false); }
+state::Journal& Applier::ReceiverJournal() { return impl_->ReceiverJournal(); }
 Status Applier::ApplyAvailable() { return impl_->Run(true); }
 void Applier::Stop() { impl_->Stop(); }
 ApplyCounters Applier::Counters() const { return impl_->Counters(); }

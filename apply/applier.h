@@ -35,6 +35,15 @@
 // observes the order of tables inside one transaction, and every commit is still a source commit
 // boundary (invariant 4). A failed batch is re-run change by change in the source's order.
 //
+// Live transactions: a source transaction with more than ApplyOptions::live_min_changes changes
+// is applied while the receiver is still journaling it, when the receiver writes through
+// ReceiverJournal() and every earlier transaction is applied: its changes go into one open target
+// transaction (the bulk path's set-based statement runs every live_chunk_rows changes), and
+// COMMIT (with the progress row) is sent only once the journal reports the source commit durable.
+// Until then nothing is committed, so a crash, a receiver abort or any error rolls the target
+// back and the ordinary journal path applies the transaction after its commit (exactly once,
+// in order: apply/internal/live_feed.h says why).
+//
 // Failures: a target transaction that fails is rolled back and re-run change by change under
 // savepoints to find the change at fault, which becomes a dead letter (table, key, reason; never
 // values of secret columns) or stops the applier, per ApplyOptions::on_error (invariant 6). A lost
@@ -46,6 +55,11 @@
 //   apply.after_target_commit  the target committed, RecordApplied did not run: the state store's
 //                              mirror is behind; a restart resumes from the target's row.
 //   apply.after_record_applied both are done.
+//   apply.live_chunk_applied   a live transaction's first chunks are applied in the open target
+//                              transaction, its source commit may not even be received: the
+//                              target rolls back; a restart applies it from the journal.
+//   apply.live_before_commit   a live transaction is durable in the journal, its changes and
+//                              progress row are sent, COMMIT is not: as apply.before_commit.
 //
 // Thread safety: Run/ApplyAvailable from one thread; Stop() and the counters from any thread.
 #pragma once
@@ -102,6 +116,16 @@ struct ApplyOptions {
   int bulk_min_rows = 500;
   // A sync point is set in the pipeline every this many statements; bounds client memory.
   int statements_per_sync = 2000;
+  // Live transactions (see above): a source transaction is applied while it is received once it
+  // has this many changes (default 10,000). 0 disables live apply. Costs: the receiver copies
+  // the first live_min_changes changes of every transaction (dropped at its commit when small),
+  // and waits on a full hand-over queue (32 MiB) for at most 30 s per transaction.
+  int64_t live_min_changes = 10000;
+  // A live transaction's pending bulk runs are flushed (COPY ended, UPDATE ... FROM etc. run)
+  // every this many changes (default 100,000), so the target works while the rest arrives.
+  // Smaller: more set-based statements (each scans or probes the table once).
+  int64_t live_chunk_rows = 100000;
+
   // Reconnect backoff after a lost target connection: doubles from initial to max, forever
   // until Stop() (the journal holds everything meanwhile).
   std::chrono::milliseconds reconnect_initial_backoff{200};
@@ -126,6 +150,8 @@ struct ApplyCounters {
   uint64_t missing_rows = 0;       // updates that found no row in the target (skipped, as native)
   uint64_t reconnects = 0;
   uint64_t schema_changes = 0;     // drift handled under kAdd
+  uint64_t live_transactions = 0;  // transactions applied while being received
+  uint64_t live_given_up = 0;      // live transactions rolled back and left to the journal path
 };
 
 class Applier {
@@ -147,6 +173,12 @@ class Applier {
   Status ApplyAvailable();
   // Makes Run() return soon (at the next batch boundary or poll), from any thread.
   void Stop();
+
+  // The journal the receiver should write through for live transactions: forwards everything
+  // to the store's journal and hands large transactions to this Applier while they are
+  // received. REQUIRES: called before the receiver starts, at most once, from the thread that
+  // then calls Run(); the returned journal lives as long as the Applier.
+  state::Journal& ReceiverJournal();
 
   ApplyCounters Counters() const;
 

@@ -162,9 +162,11 @@ Status RunPipeline(const Config& config, const PipelineOptions& options) {
   if (slot && !slot->empty()) stream.slot = *slot;
   stream.stats = stats;
 
-  cdc::Receiver receiver(stream, store->journal());
   Applier applier(config, ApplyOptions::FromConfig(config), store.get(),
                   cipher ? &*cipher : nullptr, stats);
+  // The receiver writes through the applier's tee, so large transactions are applied while they
+  // are received (apply/applier.h, "Live transactions"); the store's journal gets every call.
+  cdc::Receiver receiver(stream, applier.ReceiverJournal());
   stats->SetPhase(PipelineStats::Phase::kCatchingUp);
   store->PutMeta(kMetaPhase, PipelineStats::PhaseName(stats->GetPhase())).IgnoreError();
 

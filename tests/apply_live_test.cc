@@ -1,0 +1,210 @@
+// Live transactions (apply/applier.h): a large source transaction is applied into an open target
+// transaction while the receiver still journals it, and committed only once the journal holds
+// its commit durably. These tests run the `tenantsync` binary (`run`) against a source whose
+// one transaction updates 120,000 keyed rows (more than live_min_changes = 10,000 and one
+// live_chunk_rows = 100,000 chunk, so a set-based statement runs before the source commit even
+// arrives) and inserts rows into a keyless table (REPLICA IDENTITY FULL: applying the
+// transaction twice would duplicate them, losing it would miss them). They prove:
+//   - the transaction takes the live path (the log says so) and the target equals the source;
+//   - a crash at apply.live_chunk_applied (chunks applied, source commit not yet durable) and at
+//     apply.live_before_commit (journal durable, target COMMIT not sent) leaves the target
+//     without the transaction, and a restart applies it exactly once;
+//   - kill -9 at random moments during such transactions, then a restart: exactly once.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "tests/harness/bridge_process.h"
+#include "tests/harness/test_env.h"
+
+namespace tenantsync {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+using Bridge = testing::BridgeProcess;
+
+constexpr int kRows = 120000;
+constexpr int kKeylessPerTxn = 5;
+
+class ApplyLiveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& env = testing::Clusters();
+    auto src = env.source().CreateDatabase("live_src");
+    ASSERT_TRUE(src.ok()) << src.status().ToString();
+    src_db_ = *src;
+    auto tgt = env.target().CreateDatabase("live_tgt");
+    ASSERT_TRUE(tgt.ok()) << tgt.status().ToString();
+    tgt_db_ = *tgt;
+    Status s = env.source().Exec(
+        src_db_,
+        "CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL, pad text NOT NULL); "
+        "INSERT INTO big SELECT g, 0, repeat('x', 40) FROM generate_series(1, " +
+            std::to_string(kRows) +
+            ") g; "
+            "CREATE TABLE log_nokey (txn int, n int, note text); "
+            "ALTER TABLE log_nokey REPLICA IDENTITY FULL; "
+            "CREATE TABLE marker (id serial PRIMARY KEY); "
+            "CREATE PUBLICATION live_pub FOR ALL TABLES");
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    char tmpl[] = "/tmp/tenantsync-live-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    slot_ = "ts_" + src_db_;
+    std::string config = dir_ + "/live.yaml";
+    std::ofstream out(config);
+    out << "pipeline: live\n"
+        << "source: {url: \"" << env.source().Url(src_db_) << "\", schema: public, plugin: "
+        << "pgoutput, publication: live_pub, slot: " << slot_ << "}\n"
+        << "target: {url: \"" << env.target().Url(tgt_db_) << "\", schema: tenant_live}\n"
+        << "tenant: {slug: live}\n"
+        << "state_dir: " << dir_ << "/state\n"
+        << "ops: {listen: \"127.0.0.1:0\"}\n"
+        << "snapshot: {workers: 1}\n";
+    out.close();
+    bridge_ = std::make_unique<Bridge>(testing::TenantsyncBinary(TENANTSYNC_BINARY_PATH), config,
+                                       dir_ + "/bridge.log");
+  }
+  void TearDown() override {
+    unsetenv("TENANTSYNC_KILL_POINT");
+    bridge_.reset();
+    testing::Clusters()
+        .source()
+        .Exec(src_db_,
+              "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+              "WHERE slot_name = '" +
+                  slot_ + "'")
+        .IgnoreError();
+    if (!HasFailure()) std::filesystem::remove_all(dir_);
+  }
+
+  // One large source transaction: every row of `big` +1, and kKeylessPerTxn keyless rows.
+  Status BigTransaction(int txn) {
+    return testing::Clusters().source().Exec(
+        src_db_, "BEGIN; UPDATE big SET v = v + 1; INSERT INTO log_nokey SELECT " +
+                     std::to_string(txn) + ", g, 'live' FROM generate_series(1, " +
+                     std::to_string(kKeylessPerTxn) + ") g; COMMIT");
+  }
+
+  StatusOr<std::string> SourceLsn() {
+    return testing::Clusters().source().QueryValue(src_db_, "SELECT pg_current_wal_lsn()::text");
+  }
+  std::string TargetProgress() {
+    auto v = testing::Clusters().target().QueryValue(
+        tgt_db_,
+        "SELECT coalesce((SELECT applied_lsn::text FROM _tenantsync.progress WHERE "
+        "pipeline = 'live'), 'none')");
+    return v.ok() ? *v : v.status().ToString();
+  }
+
+  // Commits a marker after everything so far and waits until the target has applied it.
+  ::testing::AssertionResult WaitCaughtUp(int seconds) {
+    auto& src = testing::Clusters().source();
+    auto before = SourceLsn();
+    if (!before.ok()) return ::testing::AssertionFailure() << before.status().ToString();
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (Clock::now() < deadline) {
+      src.Exec(src_db_, "INSERT INTO marker DEFAULT VALUES").IgnoreError();
+      auto v = testing::Clusters().target().QueryValue(
+          tgt_db_, "SELECT applied_lsn > '" + *before +
+                       "'::pg_lsn FROM _tenantsync.progress WHERE pipeline = 'live'");
+      if (v.ok() && *v == "t") return ::testing::AssertionSuccess();
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return ::testing::AssertionFailure()
+           << "not caught up after " << seconds << " s; target at " << TargetProgress() << "\n"
+           << bridge_->LogTail();
+  }
+
+  // big: count, sum and a digest of every (id, v); log_nokey: every row with its multiplicity.
+  std::string Digest(bool target) {
+    auto& c = target ? testing::Clusters().target() : testing::Clusters().source();
+    const std::string& db = target ? tgt_db_ : src_db_;
+    const std::string schema = target ? "tenant_live." : "public.";
+    auto v = c.QueryValue(
+        db,
+        "SELECT (SELECT count(*) || ' ' || sum(v) || ' ' || md5(string_agg(id || ':' || v, "
+        "',' ORDER BY id)) FROM " +
+            schema +
+            "big) || ' | ' || (SELECT count(*) || ' ' || "
+            "coalesce(md5(string_agg(txn || ':' || n || ':' || note, ',' ORDER BY txn, n)), '-') "
+            "FROM " +
+            schema + "log_nokey)");
+    return v.ok() ? *v : v.status().ToString();
+  }
+
+  std::string src_db_, tgt_db_, dir_, slot_;
+  std::unique_ptr<Bridge> bridge_;
+};
+
+TEST_F(ApplyLiveTest, LargeTransactionIsAppliedWhileReceivedAndEqualsTheSource) {
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  ASSERT_TRUE(BigTransaction(1).ok());
+  ASSERT_TRUE(BigTransaction(2).ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+  EXPECT_THAT(bridge_->Log(), HasSubstr("applied while received: 120005 changes"));
+  EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+}
+
+// A crash at each live kill point: the target does not show the transaction; after a restart it
+// shows it exactly once.
+TEST_F(ApplyLiveTest, CrashAtLiveKillPointsLosesNothingAndAppliesOnce) {
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  ASSERT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+  int txn = 0;
+  for (const char* point : {"apply.live_chunk_applied", "apply.live_before_commit"}) {
+    SCOPED_TRACE(point);
+    const std::string before = Digest(true);
+    const std::string progress = TargetProgress();
+    setenv("TENANTSYNC_KILL_POINT", point, 1);
+    bridge_->Start("stream");
+    unsetenv("TENANTSYNC_KILL_POINT");
+    ASSERT_TRUE(BigTransaction(++txn).ok());
+    int code = bridge_->WaitExit(240);
+    ASSERT_EQ(code, -SIGABRT) << bridge_->LogTail();
+    ASSERT_THAT(bridge_->LogTail(), HasSubstr(std::string("kill point ") + point));
+    // Nothing of the transaction is visible in the target, and its position did not move.
+    EXPECT_EQ(Digest(true), before);
+    EXPECT_EQ(TargetProgress(), progress);
+    bridge_->Start("stream");
+    ASSERT_TRUE(WaitCaughtUp(240));
+    EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+    EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+  }
+}
+
+TEST_F(ApplyLiveTest, KillNineDuringLargeTransactionsThenRestartAppliesEachOnce) {
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  std::mt19937 rng(20261122);
+  std::uniform_int_distribution<int> pause_ms(200, 5000);
+  int txn = 100;
+  for (int round = 0; round < 5; ++round) {
+    std::thread writer([&, n = ++txn] { ASSERT_TRUE(BigTransaction(n).ok()); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+    bridge_->Kill9();
+    writer.join();
+    bridge_->Start("stream");
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+  }
+  ASSERT_TRUE(WaitCaughtUp(300));
+  EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+  // The kills hit live transactions (the log is appended across restarts).
+  EXPECT_THAT(bridge_->Log(), HasSubstr("applying it while it is received"));
+  EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+}
+
+}  // namespace
+}  // namespace tenantsync
