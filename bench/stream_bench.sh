@@ -57,6 +57,7 @@ end=$(psql -c "SELECT pg_current_wal_lsn()")
 wal_mb=$(psql -c "SELECT round(pg_wal_lsn_diff('$end', '$start') / 1048576.0, 1)")
 txns=$((n * clients))
 echo "backlog: $txns pgbench transactions, $wal_mb MB of WAL ($start .. $end)"
+echo "load average before the reads: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 now() { date +%s.%N; }
 w2j_opts=(-o format-version=2 -o include-transaction=1 -o include-xids=1 -o include-timestamp=1
@@ -117,6 +118,7 @@ for ((r = 1; r <= rounds; r++)); do
     fi
   done
 done
+echo "load average after the reads: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $rounds -gt 1 ]]; then
   echo "medians over $rounds rounds (ratio = median pg_recvlogical / median consumer):"
   median() {  # plugin, consumer[, file]
