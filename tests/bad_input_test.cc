@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/harness/captured_command.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
 #include "tests/harness/shell.h"
@@ -47,50 +48,12 @@ std::string Binary() {
 }
 
 
-struct RunResult {
-  int exit_code = -1;  // -1: killed after the timeout
-  std::string out;
-  std::string err;
-  double seconds = 0;
-};
-
 // Runs `tenantsync ARGS...` with stdout and stderr captured separately; SIGKILL after `timeout`.
-RunResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
-                        std::chrono::seconds timeout = std::chrono::seconds(120)) {
-  std::string out_path = dir + "/stdout.txt", err_path = dir + "/stderr.txt";
-  auto start = Clock::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    std::vector<std::string> argv = {Binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargs;
-    for (auto& a : argv) cargs.push_back(a.data());
-    cargs.push_back(nullptr);
-    execv(cargs[0], cargs.data());
-    _exit(127);
-  }
-  RunResult r;
-  int st = 0;
-  for (;;) {
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      break;
-    }
-    if (Clock::now() - start > timeout) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  r.out = ReadAll(out_path);
-  r.err = ReadAll(err_path);
-  return r;
+CommandResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
+                            std::chrono::seconds timeout = std::chrono::seconds(120)) {
+  std::vector<std::string> argv = {Binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCaptured(argv, dir, {}, timeout);
 }
 
 // Lines of `text` that start with `prefix`.
@@ -160,7 +123,7 @@ TEST_F(BadInputTest, InvalidYamlNamesFileAndLine) {
   std::string path = WriteConfig(
       "pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\"\n"
       "  slot: [\n");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("bad.yaml"), HasSubstr("line 3"), HasSubstr("invalid YAML")));
   EXPECT_EQ(LinesStartingWith(r.err, "").size(), 1u) << r.err;
@@ -171,7 +134,7 @@ TEST_F(BadInputTest, UnknownKeyIsNamedWithTheKeysExpected) {
   std::string path = WriteConfig(
       "pipeline: bad\nsource: {url: \"postgresql://x@127.0.0.1/x\", slott: s}\n"
       "target: {url: \"postgresql://x@127.0.0.1/y\"}\ntenant: {slug: bad}\n");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("bad.yaml"), HasSubstr("source"),
                            HasSubstr("unknown key 'slott'"), HasSubstr("slot")));
@@ -192,7 +155,7 @@ TEST_F(BadInputTest, UnsetVariableIsNamed) {
   std::string path = WriteConfig(
       "pipeline: bad\nsource: {url: \"${TENANTSYNC_TEST_UNSET_URL}\"}\n"
       "target: {url: \"postgresql://x@127.0.0.1/y\"}\ntenant: {slug: bad}\n");
-  RunResult r = RunTenantsync({"-c", path, "snapshot"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "snapshot"}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("source.url"), HasSubstr("TENANTSYNC_TEST_UNSET_URL"),
                            HasSubstr("not set")));
@@ -220,7 +183,7 @@ TEST_F(BadInputTest, UnreachableServerIsNamedMasked) {
   MakeDatabases();
   std::string dead = "postgresql://someone:Unreach-Pw-99@127.0.0.1:" + std::to_string(port) + "/x";
   std::string path = PipelineConfig(dead, Clusters().target().Url(tgt_db_), "bad_unreach");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
   ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -263,7 +226,7 @@ TEST_F(BadInputTest, WrongPasswordIsRefusedAndNeverEchoed) {
   std::string path = PipelineConfig("postgresql://pwuser:" + kWrong + "@" + base,
                                     Clusters().target().Url(tgt_db_), "bad_pw");
   for (const char* log_format : {"text", "json"}) {
-    RunResult r = RunTenantsync({"-c", path, "--log-format", log_format, "check"}, dir_);
+    CommandResult r = RunTenantsync({"-c", path, "--log-format", log_format, "check"}, dir_);
     EXPECT_EQ(r.exit_code, 1) << r.err;
     auto lines = LinesStartingWith(r.err, "check: source:");
     ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -283,7 +246,7 @@ TEST_F(BadInputTest, WrongPasswordIsRefusedAndNeverEchoed) {
                                  "CREATE PUBLICATION bad_pw FOR TABLE public.items"));
   path = PipelineConfig("postgresql://pwuser:Right-Pw-1234@" + base,
                         Clusters().target().Url(tgt_db_), "bad_pw");
-  RunResult ok = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult ok = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_THAT(ok.out + ok.err, Not(HasSubstr("Right-Pw-1234")));
 }
@@ -296,7 +259,7 @@ TEST_F(BadInputTest, SourceWithoutLogicalWalLevel) {
   ASSERT_OK(replica->Exec(db, "CREATE TABLE items (id bigint PRIMARY KEY)"));
   ASSERT_OK_AND_ASSIGN(tgt_db_, Clusters().target().CreateDatabase("bad_tgt"));
   std::string path = PipelineConfig(replica->Url(db), Clusters().target().Url(tgt_db_), "bad_wal");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
   ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -323,7 +286,7 @@ TEST_F(BadInputTest, RoleWithoutReplication) {
   std::string url =
       "postgresql://norepl@127.0.0.1:" + std::to_string(source.port()) + "/" + src_db_;
   std::string path = PipelineConfig(url, Clusters().target().Url(tgt_db_), "bad_norepl");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
   ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -339,7 +302,7 @@ TEST_F(BadInputTest, TableWithoutKey) {
                                "INSERT INTO \"Keyless Log\" VALUES (now(), 'a'), (now(), 'a')"));
   std::string path = PipelineConfig(Clusters().source().Url(src_db_),
                                     Clusters().target().Url(tgt_db_), "bad_nokey");
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: table");
   ASSERT_EQ(lines.size(), 1u) << r.err;
@@ -361,7 +324,7 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
   const std::string slot = "bad_busy_" + src_db_;
   std::string path = PipelineConfig(source.Url(src_db_), Clusters().target().Url(tgt_db_), slot);
   // A snapshot makes the slot, the publication and the state directory.
-  RunResult snap = RunTenantsync({"-c", path, "snapshot"}, dir_, std::chrono::seconds(300));
+  CommandResult snap = RunTenantsync({"-c", path, "snapshot"}, dir_, std::chrono::seconds(300));
   ASSERT_EQ(snap.exit_code, 0) << snap.err;
 
   // pg_recvlogical holds the slot.
@@ -403,7 +366,7 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
           src_db_, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '" + slot + "'"));
 
   // check names the slot and the process.
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_);
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
   ASSERT_EQ(lines.size(), 1u) << r.err;

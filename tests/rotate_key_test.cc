@@ -7,11 +7,9 @@
 // commit, and a real SIGKILL while it runs over 20,000 rows) and check that a rerun finishes with
 // nothing lost. The source has a table with a primary key (keyset by key) and one without
 // (keyset by ctid), and the tenant has a secret in public.organizations.
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +28,7 @@
 #include <vector>
 
 #include "core/crypto.h"
+#include "tests/harness/captured_command.h"
 #include "tests/harness/shell.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
@@ -55,54 +54,10 @@ std::string Binary() {
 
 std::string KeyId(const char* key) { return Cipher::FromBase64Key(key).value().key_id(); }
 
-struct RunResult {
-  int exit_code = -1;  // 128 + signal when killed by one
-  std::string out;
-  std::string err;
-};
-
-// Starts `tenantsync ARGS...` with `env` added; stdout and stderr go to files in `dir`.
-pid_t Spawn(const std::vector<std::string>& args, const std::string& dir,
-            const std::vector<std::string>& env) {
-  std::string out_path = dir + "/stdout.txt", err_path = dir + "/stderr.txt";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    for (const auto& e : env) putenv(strdup(e.c_str()));
-    std::vector<std::string> argv = {Binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargs;
-    for (auto& a : argv) cargs.push_back(a.data());
-    cargs.push_back(nullptr);
-    execv(cargs[0], cargs.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-RunResult Wait(pid_t pid, const std::string& dir,
-               std::chrono::seconds timeout = std::chrono::seconds(300)) {
-  RunResult r;
-  auto deadline = Clock::now() + timeout;
-  int st = 0;
-  for (;;) {
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      break;
-    }
-    if (Clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  r.out = ReadAll(dir + "/stdout.txt");
-  r.err = ReadAll(dir + "/stderr.txt");
-  return r;
+// `tenantsync ARGS...` as an argv.
+std::vector<std::string> TenantsyncArgv(std::vector<std::string> args) {
+  args.insert(args.begin(), Binary());
+  return args;
 }
 
 class RotateKeyTest : public ::testing::Test {
@@ -175,18 +130,18 @@ class RotateKeyTest : public ::testing::Test {
             std::string("TS_KEY_B=") + kKeyB};
   }
 
-  RunResult Tenantsync(const std::vector<std::string>& args,
+  CommandResult Tenantsync(const std::vector<std::string>& args,
                        const std::vector<std::string>& extra_env = {}) {
     std::vector<std::string> env = Env();
     env.insert(env.end(), extra_env.begin(), extra_env.end());
-    RunResult r = Wait(Spawn(args, dir_, env), dir_);
+    CommandResult r = RunCaptured(TenantsyncArgv(args), dir_, env);
     outputs_.push_back(r.out);
     outputs_.push_back(r.err);
     return r;
   }
 
   void Snapshot() {
-    RunResult r = Tenantsync({"-c", ConfigA(), "snapshot"});
+    CommandResult r = Tenantsync({"-c", ConfigA(), "snapshot"});
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   }
 
@@ -324,7 +279,7 @@ TEST_F(RotateKeyTest, RotatesEveryValueThenASecondRunChangesNothing) {
   const std::string config = ConfigB();
 
   // --dry-run counts and changes nothing.
-  RunResult r = Tenantsync({"-c", config, "rotate-key", "--dry-run"});
+  CommandResult r = Tenantsync({"-c", config, "rotate-key", "--dry-run"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("tenant_rot.accounts.email: 700 to re-encrypt (under key id " + a +
                                ": 700)"));
@@ -390,7 +345,7 @@ TEST_F(RotateKeyTest, WithoutTheOldKeyItFailsNamingTheKeyIdAndChangesNothing) {
   const std::string a = KeyId(kKeyA);
   auto before = CountByKeyId();
   std::string only_b = WriteConfig("only-b.yaml", "{key: \"${TS_KEY_B}\"}");
-  RunResult r = Tenantsync({"-c", only_b, "rotate-key"});
+  CommandResult r = Tenantsync({"-c", only_b, "rotate-key"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   std::vector<std::string> lines;
   std::istringstream in(r.err);
@@ -418,7 +373,7 @@ TEST_F(RotateKeyTest, KillPointsMidRotationThenARerunFinishes) {
   const std::string a = KeyId(kKeyA), b = KeyId(kKeyB);
   const std::string config = ConfigB();
   // Killed before the first batch commits: the server rolls it back, nothing is under B.
-  RunResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "50"},
+  CommandResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "50"},
                            {"TENANTSYNC_KILL_POINT=rotate_key.before_batch_commit"});
   EXPECT_EQ(r.exit_code, 128 + SIGABRT) << r.out << r.err;
   EXPECT_EQ(CountByKeyId()[b], 0);
@@ -448,7 +403,8 @@ TEST_F(RotateKeyTest, KillMinus9WhileRotatingThenARerunFinishes) {
   if (HasFatalFailure()) return;
   const std::string b = KeyId(kKeyB);
   const std::string config = ConfigB();
-  pid_t pid = Spawn({"-c", config, "rotate-key", "--batch-rows", "100"}, dir_, Env());
+  pid_t pid =
+      StartCaptured(TenantsyncArgv({"-c", config, "rotate-key", "--batch-rows", "100"}), dir_, Env());
   // Wait until some but not all rows are under B, then kill -9.
   int64_t under_b = 0;
   auto conn = Clusters().target().Connect(tgt_db_);
@@ -464,12 +420,12 @@ TEST_F(RotateKeyTest, KillMinus9WhileRotatingThenARerunFinishes) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   kill(pid, SIGKILL);
-  RunResult killed = Wait(pid, dir_);
+  CommandResult killed = WaitCaptured(pid, dir_);
   EXPECT_EQ(killed.exit_code, 128 + SIGKILL) << killed.out << killed.err;
   auto counts = CountByKeyId();
   EXPECT_GT(counts[b], 0);
   EXPECT_GT(counts[KeyId(kKeyA)], 0) << "the kill came too late to test anything";
-  RunResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "500"});
+  CommandResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "500"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   ExpectAllUnderBAndCorrect();
   r = Tenantsync({"-c", config, "rotate-key"});
@@ -487,7 +443,7 @@ TEST_F(RotateKeyTest, WhileRunStreamsUpdatesTheAppliersValuesAreKept) {
   const std::string config = ConfigB();
   const std::string run_dir = dir_ + "/run";
   fs::create_directories(run_dir);
-  pid_t run = Spawn({"-c", config, "run"}, run_dir, Env());
+  pid_t run = StartCaptured(TenantsyncArgv({"-c", config, "run"}), run_dir, Env());
 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> writes{0};
@@ -505,7 +461,7 @@ TEST_F(RotateKeyTest, WhileRunStreamsUpdatesTheAppliersValuesAreKept) {
     }
   });
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  RunResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "20"});
+  CommandResult r = Tenantsync({"-c", config, "rotate-key", "--batch-rows", "20"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop.store(true);
@@ -524,7 +480,7 @@ TEST_F(RotateKeyTest, WhileRunStreamsUpdatesTheAppliersValuesAreKept) {
     if (!caught_up) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   kill(run, SIGINT);
-  RunResult stopped = Wait(run, run_dir, std::chrono::seconds(60));
+  CommandResult stopped = WaitCaptured(run, run_dir, std::chrono::seconds(60));
   ASSERT_TRUE(caught_up) << stopped.err.substr(0, 2000);
   ExpectAllUnderBAndCorrect();
   r = Tenantsync({"-c", config, "rotate-key"});

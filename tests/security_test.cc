@@ -6,12 +6,10 @@
 // turns ssl on in this binary's own source and target clusters and allows only TLS connections
 // from 127.0.0.1 (hostssl), so a command that succeeds must have used TLS; `check` and `snapshot`
 // with sslmode=verify-full then work, and a root certificate from another CA fails clearly.
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -27,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/harness/captured_command.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
 #include "tests/harness/shell.h"
@@ -53,50 +52,13 @@ std::string Binary() {
 
 
 
-struct RunResult {
-  int exit_code = -1;  // -1: killed after the timeout
-  std::string out;
-  std::string err;
-};
-
 // Runs `tenantsync ARGS...` with `env` added; stdout and stderr captured separately.
-RunResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
-                        const std::vector<std::string>& env = {},
-                        std::chrono::seconds timeout = std::chrono::seconds(180)) {
-  std::string out_path = dir + "/stdout.txt", err_path = dir + "/stderr.txt";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(out, 1);
-    dup2(err, 2);
-    for (const auto& e : env) putenv(strdup(e.c_str()));
-    std::vector<std::string> argv = {Binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargs;
-    for (auto& a : argv) cargs.push_back(a.data());
-    cargs.push_back(nullptr);
-    execv(cargs[0], cargs.data());
-    _exit(127);
-  }
-  RunResult r;
-  auto deadline = Clock::now() + timeout;
-  int st = 0;
-  for (;;) {
-    if (waitpid(pid, &st, WNOHANG) == pid) {
-      r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      break;
-    }
-    if (Clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  r.out = ReadAll(out_path);
-  r.err = ReadAll(err_path);
-  return r;
+CommandResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
+                            const std::vector<std::string>& env = {},
+                            std::chrono::seconds timeout = std::chrono::seconds(180)) {
+  std::vector<std::string> argv = {Binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCaptured(argv, dir, env, timeout);
 }
 
 std::vector<std::string> LinesStartingWith(const std::string& text, const std::string& prefix) {
@@ -241,7 +203,7 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
       WriteConfig("tls.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, verify),
                   Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, verify),
                   "{key: \"${TS_KEY}\"}", slot);
-  RunResult r = RunTenantsync({"-c", good, "check"}, dir_, Env());
+  CommandResult r = RunTenantsync({"-c", good, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("servers OK"));
   // The replication connection and the copy go over TLS too (hostssl only: nothing else gets in).
@@ -300,7 +262,7 @@ TEST_F(SecurityTest, WorldReadableKeyFileIsRefused) {
                                  "{key_file: \"" + key_file + "\"}", "sec_keyfile");
   for (mode_t mode : {0644, 0640, 0604}) {
     ASSERT_EQ(chmod(key_file.c_str(), mode), 0);
-    RunResult r = RunTenantsync({"-c", path, "check"}, dir_, Env());
+    CommandResult r = RunTenantsync({"-c", path, "check"}, dir_, Env());
     EXPECT_NE(r.exit_code, 0) << std::oct << mode;
     EXPECT_EQ(r.exit_code, 2) << r.err;
     auto lines = LinesStartingWith(r.err, "tenantsync: ");
@@ -314,7 +276,7 @@ TEST_F(SecurityTest, WorldReadableKeyFileIsRefused) {
     EXPECT_THAT(r.err, HasSubstr("encryption.key_file"));
   }
   ASSERT_EQ(chmod(key_file.c_str(), 0600), 0);
-  RunResult r = RunTenantsync({"-c", path, "check"}, dir_, Env());
+  CommandResult r = RunTenantsync({"-c", path, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out + r.err, Not(HasSubstr(kKey)));
   ASSERT_EQ(chmod(key_file.c_str(), 0400), 0);
@@ -332,7 +294,7 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
                   Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword),
                   "{key: \"${TS_KEY}\"}", slot);
   std::vector<std::pair<std::string, std::string>> outputs;  // what, text
-  auto record = [&](const std::string& what, const RunResult& r) {
+  auto record = [&](const std::string& what, const CommandResult& r) {
     outputs.emplace_back(what + " (stdout)", r.out);
     outputs.emplace_back(what + " (stderr)", r.err);
   };
@@ -344,7 +306,7 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
       args.insert(args.begin(), global.begin(), global.end());
       return args;
     };
-    RunResult r = RunTenantsync(cmd({"check"}), dir_, Env());
+    CommandResult r = RunTenantsync(cmd({"check"}), dir_, Env());
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     record(std::string("check --log-format ") + format, r);
     if (std::string(format) == "json") {
@@ -354,21 +316,11 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
       record("snapshot", r);
       outputs.emplace_back("snapshot report", ReadAll(report));
       // A streamed row with a secret, and one that becomes a dead letter in the applier.
-      std::string log = dir_ + "/run.log";
-      pid_t run = fork();
-      if (run == 0) {
-        int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        for (const auto& e : Env()) putenv(strdup(e.c_str()));
-        std::vector<std::string> argv = {Binary()};
-        for (const auto& a : cmd({"run"})) argv.push_back(a);
-        std::vector<char*> cargs;
-        for (auto& a : argv) cargs.push_back(a.data());
-        cargs.push_back(nullptr);
-        execv(cargs[0], cargs.data());
-        _exit(127);
-      }
+      const std::string run_dir = dir_ + "/run";
+      fs::create_directories(run_dir);
+      std::vector<std::string> run_argv = {Binary()};
+      for (const auto& a : cmd({"run"})) run_argv.push_back(a);
+      pid_t run = StartCaptured(run_argv, run_dir, Env());
       ASSERT_OK(Clusters().source().Exec(
           src_db_, "INSERT INTO accounts VALUES (1001, 'streamed-" + std::string(kPlainMail) +
                        "@example.com', '5'), (1002, 'bad-" + std::string(kPlainMail) +
@@ -383,10 +335,9 @@ TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTar
       }
       std::this_thread::sleep_for(std::chrono::seconds(1));
       kill(run, SIGINT);
-      int st = 0;
-      waitpid(run, &st, 0);
-      EXPECT_TRUE(applied) << ReadAll(log);
-      outputs.emplace_back("run log (json, debug)", ReadAll(log));
+      CommandResult stopped = WaitCaptured(run, run_dir, std::chrono::seconds(60));
+      EXPECT_TRUE(applied) << stopped.out << stopped.err;
+      outputs.emplace_back("run log (json, debug)", stopped.out + stopped.err);
     }
     for (const char* what : {"status", "history", "dead-letters"}) {
       r = RunTenantsync(cmd({what}), dir_, Env());

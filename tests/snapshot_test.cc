@@ -29,6 +29,7 @@
 #include "snapshot/snapshot.h"
 #include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/harness/captured_command.h"
 #include "tests/harness/test_env.h"
 
 namespace tenantsync::snapshot {
@@ -36,7 +37,10 @@ namespace {
 
 using ::testing::HasSubstr;
 using tenantsync::testing::Clusters;
+using tenantsync::testing::CommandResult;
 using tenantsync::testing::PgCluster;
+using tenantsync::testing::RunCaptured;
+using tenantsync::testing::WhileRunning;
 
 // A fixed test key (base64 of 32 bytes) and a tenant secret.
 const char* kKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -154,13 +158,6 @@ const std::vector<std::string> kIdentityTables = {
     "products", "line_items", "reviews", "creator_projects", "balance_transactions",
     "landing_pages", "blog_posts", "ab_tests", "attribution_touchpoints"};
 
-struct ChildResult {
-  int exit_code = -1;  // -1 when killed by a signal
-  int signal = 0;
-  std::string out;
-  std::string err;
-};
-
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
@@ -168,44 +165,19 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Runs the tenantsync binary. `while_running` is polled every 50 ms with the child's pid and may
-// kill it.
-ChildResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
-                          const std::map<std::string, std::string>& env = {},
-                          const std::function<void(pid_t)>& while_running = nullptr) {
+// Runs the tenantsync binary (stdout and stderr captured separately). `while_running` is
+// polled with the child's pid and may kill it.
+CommandResult RunTenantsync(const std::vector<std::string>& args, const std::string& dir,
+                            const std::vector<std::string>& env = {},
+                            const WhileRunning& while_running = nullptr) {
   const char* bin = std::getenv("TENANTSYNC_BINARY");
-  ChildResult res;
   if (!bin) {
     ADD_FAILURE() << "TENANTSYNC_BINARY is not set (run the test through ctest)";
-    return res;
+    return {};
   }
-  std::string out_path = dir + "/child.out", err_path = dir + "/child.err";
-  pid_t pid = fork();
-  if (pid == 0) {
-    int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(o, 1);
-    dup2(e, 2);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(bin));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(bin, argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (true) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (while_running) while_running(pid);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
-  res.out = ReadFile(out_path);
-  res.err = ReadFile(err_path);
-  return res;
+  std::vector<std::string> argv = {bin};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCaptured(argv, dir, env, std::chrono::seconds(600), while_running);
 }
 
 void DropSlot(PgConn& src, const std::string& slot) {
@@ -541,7 +513,7 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
   std::ofstream(dir + "/killed.yaml") << yaml;
   PgConn dst = MustConnect(target_url);
   bool killed = false;
-  ChildResult first = RunTenantsync({"-c", dir + "/killed.yaml", "snapshot"}, dir, {},
+  CommandResult first = RunTenantsync({"-c", dir + "/killed.yaml", "snapshot"}, dir, {},
                                     [&](pid_t pid) {
     if (killed) return;
     PgConn probe = MustConnect(target_url);
@@ -552,7 +524,7 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
     }
   });
   ASSERT_TRUE(killed) << "the snapshot finished before it could be killed; stderr: " << first.err;
-  ASSERT_EQ(first.signal, SIGKILL);
+  ASSERT_EQ(first.exit_code, 128 + SIGKILL);
   int64_t total_chunks = 0;
   {
     Config c = MustParse(yaml);
@@ -564,7 +536,7 @@ TEST(Snapshot, KillMidCopyThenResumeEqualsUninterruptedRun) {
   int64_t done_before = Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks");
   ASSERT_LT(done_before, total_chunks) << "the kill came too late to leave work undone";
 
-  ChildResult second = RunTenantsync({"-c", dir + "/killed.yaml", "snapshot", "--report",
+  CommandResult second = RunTenantsync({"-c", dir + "/killed.yaml", "snapshot", "--report",
                                       dir + "/resume.json"},
                                      dir);
   ASSERT_EQ(second.exit_code, 0) << second.err;
@@ -617,9 +589,9 @@ TEST(Snapshot, ResumedInFreshSnapshotConvergesUnderTheStream) {
   std::string yaml = RawdogYaml("converge", source_url, target_url, dir + "/state", ", chunk_mb: 1");
   std::ofstream(dir + "/c.yaml") << yaml;
 
-  ChildResult first = RunTenantsync({"-c", dir + "/c.yaml", "snapshot"}, dir,
-                                    {{"TENANTSYNC_KILL_POINT", "snapshot.after_chunk_commit"}});
-  ASSERT_EQ(first.signal, SIGABRT) << first.err;
+  CommandResult first = RunTenantsync({"-c", dir + "/c.yaml", "snapshot"}, dir,
+                                    {"TENANTSYNC_KILL_POINT=snapshot.after_chunk_commit"});
+  ASSERT_EQ(first.exit_code, 128 + SIGABRT) << first.err;
   PgConn dst = MustConnect(target_url);
   ASSERT_EQ(Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks"), 1);
   // The table finished in the lost snapshot (when its only chunk is the one committed).
@@ -657,7 +629,7 @@ TEST(Snapshot, ResumedInFreshSnapshotConvergesUnderTheStream) {
   bool ok = false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   auto last_check = std::chrono::steady_clock::now();
-  ChildResult run = RunTenantsync({"-c", dir + "/c.yaml", "run"}, dir, {}, [&](pid_t pid) {
+  CommandResult run = RunTenantsync({"-c", dir + "/c.yaml", "run"}, dir, {}, [&](pid_t pid) {
     auto now = std::chrono::steady_clock::now();
     if (ok || now - last_check < std::chrono::seconds(1)) return;
     last_check = now;
@@ -729,7 +701,7 @@ TEST(Snapshot, DryRunPrintsPlanAndWritesNothing) {
   std::ofstream(dir + "/dry.yaml") << RawdogYaml("dry", source_url, target_url, dir + "/state");
   PgConn src = MustConnect(source_url);
   PgConn dst = MustConnect(target_url);
-  ChildResult r = RunTenantsync({"-c", dir + "/dry.yaml", "snapshot", "--dry-run"}, dir);
+  CommandResult r = RunTenantsync({"-c", dir + "/dry.yaml", "snapshot", "--dry-run"}, dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // Tables in FK order with transforms and DDL.
   EXPECT_THAT(r.out, HasSubstr("CREATE TABLE IF NOT EXISTS \"tenant_rawdog\".\"orders\""));
@@ -899,10 +871,10 @@ TEST(SnapshotPreflight, CheckCommandPrintsEachFailureAndExitsNonZero) {
   std::string dir = TempDir("precli");
   std::ofstream(dir + "/c.yaml") << RawdogYaml("precli", source_url, FreshTargetDb("pre_cli"),
                                                dir + "/state");
-  ChildResult r = RunTenantsync({"-c", dir + "/c.yaml", "check"}, dir);
+  CommandResult r = RunTenantsync({"-c", dir + "/c.yaml", "check"}, dir);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.err, HasSubstr("table public.ab_tests has no primary key or replica identity"));
-  ChildResult down = RunTenantsync(
+  CommandResult down = RunTenantsync(
       {"--source", "postgresql://u:secretpw@127.0.0.1:1/x", "--target", "postgresql://127.0.0.1:1/y",
        "--tenant", "rawdog", "check"},
       dir);
