@@ -39,6 +39,7 @@
 #include "state/journal.h"
 #include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/table_compare.h"
 #include "tests/harness/test_env.h"
@@ -114,6 +115,9 @@ class CutoverTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     slot_ = "ts_" + src_db_;
+    // The pipeline runs as the least-privilege roles; the DBA's publication covers every table.
+    ASSERT_OK(testing::GrantBridgeSource(env.source(), src_db_, /*publication=*/slot_));
+    ASSERT_OK(testing::GrantBridgeTarget(env.target(), tgt_db_, "tenant_rawdog"));
     WriteConfig();
   }
   void TearDown() override {
@@ -126,17 +130,39 @@ class CutoverTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
+  // The superuser's URLs (the application's workload, the checks, pg_dump and pg_restore).
   std::string SourceUrl() const { return testing::Clusters().source().Url(src_db_); }
   std::string TargetUrl() const { return testing::Clusters().target().Url(tgt_db_); }
+  // The pipeline's: the least-privilege roles (tests/harness/bridge_roles.h), unless a test
+  // switched to the superuser (RunAsSuperuser).
+  std::string BridgeSourceUrl() const {
+    return bridge_as_superuser_
+               ? SourceUrl()
+               : testing::Clusters().source().Url(src_db_, testing::kBridgeSourceRole);
+  }
+  std::string BridgeTargetUrl() const {
+    return bridge_as_superuser_
+               ? TargetUrl()
+               : testing::Clusters().target().Url(tgt_db_, testing::kBridgeTargetRole);
+  }
+  // The pipeline as the superuser, without the DBA's publication: tenantsync then creates the
+  // publication itself, and so drops it too (what cutover --finish and rollback do with a
+  // publication the role owns; the roles' case, where it is left in place, is the default).
+  void RunAsSuperuser() {
+    ASSERT_OK(testing::Clusters().source().Exec(src_db_, "DROP PUBLICATION " + slot_));
+    bridge_as_superuser_ = true;
+    WriteConfig();
+  }
+  bool bridge_as_superuser_ = false;
 
   void WriteConfig() {
     std::string key = Base64Encode(std::string(32, '\x2a'));
     config_path_ = dir_ + "/rawdog.yaml";
     std::ofstream out(config_path_);
     out << "pipeline: rawdog\n"
-        << "source: {url: \"" << SourceUrl() << "\", schema: public, plugin: pgoutput"
+        << "source: {url: \"" << BridgeSourceUrl() << "\", schema: public, plugin: pgoutput"
         << ", publication: " << slot_ << ", slot: " << slot_ << "}\n"
-        << "target: {url: \"" << TargetUrl() << "\", schema: tenant_rawdog}\n"
+        << "target: {url: \"" << BridgeTargetUrl() << "\", schema: tenant_rawdog}\n"
         << "tenant: {slug: rawdog, name: RAWDOG Skincare, secrets: {shopify_access_token: tok}}\n"
         << "state_dir: " << dir_ << "/state\n"
         << "encryption: {key: \"" << key << "\"}\n"
@@ -336,7 +362,8 @@ TEST_F(CutoverTest, AfterTheWorkloadStopsTheCutoverIsGoAndSequencesContinue) {
     }
   }
 
-  // --finish refuses while `run` streams, then drops slot and publication once it stopped.
+  // --finish refuses while `run` streams, then drops the slot once it stopped; the DBA's
+  // publication is not the role's: it stays, with a line saying how to drop it.
   cutover::FinishOptions fo;
   fo.confirm = true;
   Capture out;
@@ -352,9 +379,15 @@ TEST_F(CutoverTest, AfterTheWorkloadStopsTheCutoverIsGoAndSequencesContinue) {
   EXPECT_EQ(SourceInt("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + slot_ +
                       "'"),
             0);
-  EXPECT_EQ(SourceInt("SELECT count(*) FROM pg_publication WHERE pubname = '" + slot_ + "'"), 0);
-  ASSERT_OK(cutover::FinishCutover(config_, fo));  // twice: nothing left, fine
-  EXPECT_THAT(out.Text(), HasSubstr("already gone"));
+  EXPECT_EQ(SourceInt("SELECT count(*) FROM pg_publication WHERE pubname = '" + slot_ + "'"), 1);
+  EXPECT_THAT(out.Text(), HasSubstr("publication " + slot_ + " is owned by postgres"));
+  EXPECT_THAT(out.Text(), HasSubstr("DROP PUBLICATION"));
+  // Twice: the slot is gone, the publication still not the role's; fine, and says so again.
+  Capture again;
+  fo.out = again.get();
+  ASSERT_OK(cutover::FinishCutover(config_, fo));
+  EXPECT_THAT(again.Text(), HasSubstr("left in place"));
+  EXPECT_THAT(again.Text(), ::testing::Not(HasSubstr("dropped replication slot")));
 }
 
 TEST_F(CutoverTest, WhileTheSourceStillWritesTheCutoverIsNoGo) {
@@ -485,6 +518,9 @@ TEST(CutoverReplayWindow, FromOutsideTheRetainedWindowNamesTheWindow) {
 }
 
 TEST_F(CutoverTest, RollbackLeavesNoTraceAndASecondRunIsANoOp) {
+  // As the superuser: rollback must also drop the publication tenantsync created (the roles
+  // never create one; RunbookCommandsThroughTheBinary rolls back as the roles).
+  ASSERT_NO_FATAL_FAILURE(RunAsSuperuser());
   StartPipeline();
   ASSERT_TRUE(WaitCaughtUp());
   cutover::RollbackOptions ro;
@@ -559,8 +595,12 @@ TEST_F(CutoverTest, RunbookCommandsThroughTheBinary) {
   EXPECT_EQ(TargetInt("SELECT count(*) FROM pg_namespace WHERE nspname IN ('tenant_rawdog', "
                       "'_tenantsync')"),
             0);
+  // Again: nothing of the pipeline is left to drop; the DBA's publication, not the role's, is
+  // named again with the statement that drops it (as the superuser, "nothing to drop": see
+  // RollbackLeavesNoTraceAndASecondRunIsANoOp).
   EXPECT_EQ(Cli({"rollback", "--confirm"}, &out), 0) << out;
-  EXPECT_THAT(out, HasSubstr("nothing to drop"));
+  EXPECT_THAT(out, HasSubstr("publication " + slot_ + " is owned by postgres"));
+  EXPECT_THAT(out, HasSubstr("nothing of the pipeline is left on either server"));
   EXPECT_EQ(TargetInt("SELECT count(*) FROM pg_namespace WHERE nspname = '_tenantsync'"), 0);
 }
 

@@ -25,6 +25,7 @@
 #include "tests/fixtures/rawdog.h"
 #include "tests/fixtures/rawdog_config.h"
 #include "tests/harness/bridge_process.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/table_compare.h"
 #include "tests/harness/test_env.h"
 
@@ -54,6 +55,11 @@ class E2eTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     slot_ = "ts_" + src_db_;
+    // The bridge runs as the least-privilege roles; the DBA's publication covers every table.
+    Status s = testing::GrantBridgeSource(env.source(), src_db_, /*publication=*/slot_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    s = testing::GrantBridgeTarget(env.target(), tgt_db_, "tenant_rawdog");
+    ASSERT_TRUE(s.ok()) << s.ToString();
   }
   void TearDown() override {
     bridge_.reset();
@@ -63,8 +69,16 @@ class E2eTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
+  // The superuser's URLs (the application's workload, the checks).
   std::string SourceUrl() const { return testing::Clusters().source().Url(src_db_); }
   std::string TargetUrl() const { return testing::Clusters().target().Url(tgt_db_); }
+  // The bridge's: the least-privilege roles (tests/harness/bridge_roles.h).
+  std::string BridgeSourceUrl() const {
+    return testing::Clusters().source().Url(src_db_, testing::kBridgeSourceRole);
+  }
+  std::string BridgeTargetUrl() const {
+    return testing::Clusters().target().Url(tgt_db_, testing::kBridgeTargetRole);
+  }
 
   // Writes the RAWDOG pipeline config (examples/rawdog.yaml's rules) and loads it.
   void WriteConfig(const std::string& plugin, const std::string& schema_drift = "add") {
@@ -72,9 +86,9 @@ class E2eTest : public ::testing::Test {
     config_path_ = dir_ + "/rawdog.yaml";
     std::ofstream out(config_path_);
     out << "pipeline: rawdog\n"
-        << "source: {url: \"" << SourceUrl() << "\", schema: public, plugin: " << plugin
+        << "source: {url: \"" << BridgeSourceUrl() << "\", schema: public, plugin: " << plugin
         << ", publication: " << slot_ << ", slot: " << slot_ << "}\n"
-        << "target: {url: \"" << TargetUrl() << "\", schema: tenant_rawdog}\n"
+        << "target: {url: \"" << BridgeTargetUrl() << "\", schema: tenant_rawdog}\n"
         << "tenant: {slug: rawdog, name: RAWDOG Skincare, secrets: {shopify_access_token: tok}}\n"
         << "state_dir: " << dir_ << "/state\n"
         << "encryption: {key: \"" << key << "\"}\n"

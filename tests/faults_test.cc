@@ -29,6 +29,7 @@
 #include "tests/fixtures/rawdog.h"
 #include "tests/fixtures/rawdog_config.h"
 #include "tests/harness/bridge_process.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/table_compare.h"
 #include "tests/harness/tcp_proxy.h"
 #include "tests/harness/test_env.h"
@@ -62,6 +63,11 @@ class FaultsTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
     slot_ = "ts_" + src_db_;
+    // The bridge runs as the least-privilege roles; the DBA's publication covers every table.
+    Status s = testing::GrantBridgeSource(env.source(), src_db_, /*publication=*/slot_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    s = testing::GrantBridgeTarget(env.target(), tgt_db_, "tenant_rawdog");
+    ASSERT_TRUE(s.ok()) << s.ToString();
   }
   void TearDown() override {
     bridge_.reset();
@@ -77,18 +83,22 @@ class FaultsTest : public ::testing::Test {
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
+  // The superuser's URLs (the application's workload, the checks).
   std::string SourceUrl() const { return testing::Clusters().source().Url(src_db_); }
   std::string TargetUrl() const { return testing::Clusters().target().Url(tgt_db_); }
-  // The URLs the bridge is given (through a TcpProxy when a test sets them).
+  // The URLs the bridge is given: the least-privilege roles (tests/harness/bridge_roles.h),
+  // through a TcpProxy when a test sets its port.
   std::string BridgeSourceUrl() const {
-    return bridge_source_port_ ? "postgresql://postgres@127.0.0.1:" +
-                                     std::to_string(bridge_source_port_) + "/" + src_db_
-                               : SourceUrl();
+    return bridge_source_port_
+               ? std::string("postgresql://") + testing::kBridgeSourceRole + "@127.0.0.1:" +
+                     std::to_string(bridge_source_port_) + "/" + src_db_
+               : testing::Clusters().source().Url(src_db_, testing::kBridgeSourceRole);
   }
   std::string BridgeTargetUrl() const {
-    return bridge_target_port_ ? "postgresql://postgres@127.0.0.1:" +
-                                     std::to_string(bridge_target_port_) + "/" + tgt_db_
-                               : TargetUrl();
+    return bridge_target_port_
+               ? std::string("postgresql://") + testing::kBridgeTargetRole + "@127.0.0.1:" +
+                     std::to_string(bridge_target_port_) + "/" + tgt_db_
+               : testing::Clusters().target().Url(tgt_db_, testing::kBridgeTargetRole);
   }
   int bridge_source_port_ = 0, bridge_target_port_ = 0;
 

@@ -35,6 +35,7 @@
 #include "core/pg.h"
 #include "tests/fixtures/rawdog.h"
 #include "tests/fixtures/rawdog_config.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/shell.h"
 #include "tests/harness/test_env.h"
 
@@ -52,23 +53,6 @@ constexpr const char* kTargetRole = "tenantsync_target";
 std::string Binary() {
   const char* b = std::getenv("TENANTSYNC_BINARY");
   return b != nullptr && *b != '\0' ? b : TENANTSYNC_BINARY_PATH;
-}
-
-std::string Runbook() {
-  return ReadAll(std::string(TENANTSYNC_SOURCE_DIR) + "/ops/runbooks/security.md");
-}
-
-// The fenced block after "<!-- least-privilege:NAME -->" in the runbook; "" when missing.
-std::string RunbookBlock(const std::string& name) {
-  std::string doc = Runbook();
-  size_t at = doc.find("<!-- least-privilege:" + name + " -->");
-  if (at == std::string::npos) return "";
-  size_t open = doc.find("```", at);
-  if (open == std::string::npos) return "";
-  size_t body = doc.find('\n', open);
-  size_t close = doc.find("\n```", body);
-  if (body == std::string::npos || close == std::string::npos) return "";
-  return doc.substr(body + 1, close - body);
 }
 
 void ReplaceAll(std::string* s, const std::string& from, const std::string& to) {
@@ -120,7 +104,7 @@ Status RunDocumentedSql(PgCluster& cluster, const std::string& db, std::string b
 // lines and reloads, so the server checks the role's password.
 Status AdmitDocumented(PgCluster& cluster, const std::string& block_name, const std::string& doc_db,
                        const std::string& db) {
-  std::string line = RunbookBlock(block_name);
+  std::string line = SecurityRunbookBlock(block_name);
   if (line.empty()) return Status(StatusCode::kNotFound, "runbook block " + block_name + " missing");
   ReplaceAll(&line, " " + doc_db + " ", " " + db + " ");
   ReplaceAll(&line, "10.0.4.17/32", "127.0.0.1/32");
@@ -203,13 +187,13 @@ class LeastPrivilegeTest : public ::testing::Test {
     ASSERT_TRUE(tgt.ok()) << tgt.status().ToString();
     tgt_db_ = *tgt;
     ASSERT_TRUE(LoadRawdog(env.source().Url(src_db_), 1).ok());
-    Status s = RunDocumentedSql(env.source(), src_db_, RunbookBlock("source"), "rawdog",
+    Status s = RunDocumentedSql(env.source(), src_db_, SecurityRunbookBlock("source"), "rawdog",
                                 kSourcePassword, skip_source);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    s = RunDocumentedSql(env.target(), tgt_db_, RunbookBlock("organizations"), "platform",
+    s = RunDocumentedSql(env.target(), tgt_db_, SecurityRunbookBlock("organizations"), "platform",
                          kTargetPassword);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    s = RunDocumentedSql(env.target(), tgt_db_, RunbookBlock("target"), "platform",
+    s = RunDocumentedSql(env.target(), tgt_db_, SecurityRunbookBlock("target"), "platform",
                          kTargetPassword);
     ASSERT_TRUE(s.ok()) << s.ToString();
     s = AdmitDocumented(env.source(), "source-hba", "rawdog", src_db_);

@@ -28,6 +28,7 @@
 
 #include "core/lsn.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/shell.h"
 #include "tests/harness/test_env.h"
@@ -146,10 +147,11 @@ bool WaitFor(F predicate, std::chrono::seconds timeout) {
   return predicate();
 }
 
-// Adds the password to a harness URL: postgresql://postgres@host -> postgres:PW@host. The test
-// clusters trust local TCP, so the password is never checked, but tenantsync must still hide it.
+// Adds the password to a harness URL: postgresql://USER@host -> USER:PW@host. The test clusters
+// trust local TCP, so the password is never checked, but tenantsync must still hide it.
 std::string WithPassword(const std::string& url) {
-  return std::regex_replace(url, std::regex("://postgres@"), std::string("://postgres:") + kPassword + "@");
+  return std::regex_replace(url, std::regex("://([^@/]+)@"),
+                            std::string("://$1:") + kPassword + "@");
 }
 
 class OpsE2eTest : public ::testing::Test {
@@ -161,12 +163,16 @@ class OpsE2eTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(source_db_, Clusters().source().CreateDatabase("ops_src"));
     ASSERT_OK_AND_ASSIGN(target_db_, Clusters().target().CreateDatabase("ops_tgt"));
     ASSERT_OK(LoadRawdog(Clusters().source().Url(source_db_), 1, 7));
-    source_url_ = WithPassword(Clusters().source().Url(source_db_));
-    target_url_ = WithPassword(Clusters().target().Url(target_db_));
+    std::string slot = "ops_" + source_db_;
+    // `run` and every command run as the least-privilege roles; the DBA's publication covers
+    // every table.
+    ASSERT_OK(GrantBridgeSource(Clusters().source(), source_db_, /*publication=*/slot));
+    ASSERT_OK(GrantBridgeTarget(Clusters().target(), target_db_, "tenant_rawdog"));
+    source_url_ = WithPassword(Clusters().source().Url(source_db_, kBridgeSourceRole));
+    target_url_ = WithPassword(Clusters().target().Url(target_db_, kBridgeTargetRole));
     port_ = FreePort();
     std::string example = ReadAll(std::string(std::getenv("TENANTSYNC_SOURCE_DIR")) + "/examples/rawdog.yaml");
     ASSERT_FALSE(example.empty());
-    std::string slot = "ops_" + source_db_;
     example = std::regex_replace(example, std::regex("state_dir: .*"), "state_dir: " + (dir_ / "state").string());
     example = std::regex_replace(example, std::regex("ops: \\{listen: .*"),
                                  "ops: {listen: \"127.0.0.1:" + std::to_string(port_) +

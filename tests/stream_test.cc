@@ -30,6 +30,7 @@
 #include "state/journal.h"
 #include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
 
@@ -272,10 +273,19 @@ class ThreadReceiver {
   std::atomic<bool> done_{false};
 };
 
+// The receiver's URL: the bridge's least-privilege source role (tests/harness/bridge_roles.h),
+// which streams by its REPLICATION attribute alone; the tests create the publication and the
+// slots as the superuser (the DBA), and load data and check the source as it.
+std::string ReceiverUrl(PgCluster& c, const std::string& db) {
+  Status s = testing::GrantBridgeSource(c, db, /*publication=*/"");
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return c.Url(db, testing::kBridgeSourceRole);
+}
+
 cdc::StreamOptions Options(PgCluster& c, const std::string& db, const std::string& slot,
                            const std::string& plugin) {
   cdc::StreamOptions o;
-  o.source_url = c.Url(db);
+  o.source_url = ReceiverUrl(c, db);
   o.slot = slot;
   o.plugin = plugin;
   o.publication = "pub";
@@ -528,8 +538,9 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
   TempDirGuard dir{TempDir("kill")};
   std::string log = dir.path + "/child.log";
   std::string state_dir = dir.path + "/state";
-  std::vector<std::string> args = {"--url", src.Url(*db), "--slot", slot, "--plugin", "pgoutput",
-                                   "--publication", "pub", "--state", state_dir};
+  std::vector<std::string> args = {
+      "--url",    ReceiverUrl(src, *db), "--slot", slot,      "--plugin",
+      "pgoutput", "--publication",       "pub",    "--state", state_dir};
 
   std::atomic<bool> workload_done{false};
   StatusOr<testing::WorkloadResult> result = Fatal("not run");
@@ -565,10 +576,10 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
   EXPECT_GE(kills, 3);
   // Final run: catch up, then stop cleanly with SIGTERM.
   Lsn end = CurrentLsn(src, *db);
-  pid_t pid = SpawnChild(
-      {"--url", src.Url(*db), "--slot", slot, "--plugin", "pgoutput", "--publication", "pub",
-       "--state", state_dir, "--until-lsn", end.ToString()},
-      "", log);
+  pid_t pid =
+      SpawnChild({"--url", ReceiverUrl(src, *db), "--slot", slot, "--plugin", "pgoutput",
+                  "--publication", "pub", "--state", state_dir, "--until-lsn", end.ToString()},
+                 "", log);
   ASSERT_GT(pid, 0);
   int st = WaitChildOrKill(pid, 120);
   ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << ReadFile(log);
@@ -891,10 +902,10 @@ TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   TempDirGuard dir{TempDir("million")};
   std::string log = dir.path + "/child.log";
   auto started = std::chrono::steady_clock::now();
-  pid_t pid = SpawnChild({"--url", src.Url(*db), "--slot", slot, "--plugin", "pgoutput",
-                          "--publication", "pub", "--state", dir.path + "/state", "--until-lsn",
-                          end.ToString()},
-                         "", log);
+  pid_t pid = SpawnChild(
+      {"--url", ReceiverUrl(src, *db), "--slot", slot, "--plugin", "pgoutput", "--publication",
+       "pub", "--state", dir.path + "/state", "--until-lsn", end.ToString()},
+      "", log);
   ASSERT_GT(pid, 0);
   struct rusage ru {};
   int st = WaitChild(pid, &ru);

@@ -600,8 +600,9 @@ Status PgCluster::Restart(bool immediate) {
   return StartServer();
 }
 
-std::string PgCluster::Url(std::string_view db) const {
-  return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + std::string(db);
+std::string PgCluster::Url(std::string_view db, std::string_view user) const {
+  return "postgresql://" + std::string(user) + "@127.0.0.1:" + std::to_string(port_) + "/" +
+         std::string(db);
 }
 
 std::string PgCluster::LogTail(int lines) const { return Tail(ReadFile(log_path()), lines); }

@@ -70,8 +70,9 @@ class PgCluster {
   // Immediate shutdown (signals only) and removal of the directory. Never throws.
   ~PgCluster();
 
-  // "postgresql://postgres@127.0.0.1:PORT/db": superuser, trust auth, TCP.
-  std::string Url(std::string_view db = "postgres") const;
+  // "postgresql://USER@127.0.0.1:PORT/db", trust auth, TCP. The default user is the superuser;
+  // tests run the bridge as the least-privilege roles of tests/harness/bridge_roles.h.
+  std::string Url(std::string_view db = "postgres", std::string_view user = "postgres") const;
   int port() const { return port_; }
   const std::string& name() const { return name_; }
   // PGDATA. The directory above it also holds server.log.
