@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/captured_command.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
@@ -111,6 +112,22 @@ class BadInputTest : public ::testing::Test {
         src_db_,
         "CREATE TABLE items (id bigint PRIMARY KEY, name text); "
         "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g"));
+  }
+
+  // The target URL as the least-privilege target role, granted on tgt_db_.
+  std::string TargetRoleUrl() {
+    Status s = GrantBridgeTarget(Clusters().target(), tgt_db_, "tenant_bad");
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return Clusters().target().Url(tgt_db_, kBridgeTargetRole);
+  }
+
+  // The least-privilege roles on src_db_ and tgt_db_ (tests/harness/bridge_roles.h), with the
+  // DBA's publication `slot` over every table that exists now; the config for them.
+  std::string RolesConfig(const std::string& slot) {
+    Status s = GrantBridgeSource(Clusters().source(), src_db_, /*publication=*/slot);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return PipelineConfig(Clusters().source().Url(src_db_, kBridgeSourceRole), TargetRoleUrl(),
+                          slot);
   }
 
   std::string dir_, src_db_, tgt_db_;
@@ -223,8 +240,8 @@ TEST_F(BadInputTest, WrongPasswordIsRefusedAndNeverEchoed) {
   }
   const std::string kWrong = "Wr0ng-Pw-Secret-77";
   std::string base = "127.0.0.1:" + std::to_string(source.port()) + "/" + src_db_;
-  std::string path = PipelineConfig("postgresql://pwuser:" + kWrong + "@" + base,
-                                    Clusters().target().Url(tgt_db_), "bad_pw");
+  std::string path =
+      PipelineConfig("postgresql://pwuser:" + kWrong + "@" + base, TargetRoleUrl(), "bad_pw");
   for (const char* log_format : {"text", "json"}) {
     CommandResult r = RunTenantsync({"-c", path, "--log-format", log_format, "check"}, dir_);
     EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -244,8 +261,7 @@ TEST_F(BadInputTest, WrongPasswordIsRefusedAndNeverEchoed) {
   // role is not a table owner, so the DBA creates the publication, as the security runbook says.
   ASSERT_OK(source.Exec(src_db_, "DROP PUBLICATION IF EXISTS bad_pw; "
                                  "CREATE PUBLICATION bad_pw FOR TABLE public.items"));
-  path = PipelineConfig("postgresql://pwuser:Right-Pw-1234@" + base,
-                        Clusters().target().Url(tgt_db_), "bad_pw");
+  path = PipelineConfig("postgresql://pwuser:Right-Pw-1234@" + base, TargetRoleUrl(), "bad_pw");
   CommandResult ok = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_THAT(ok.out + ok.err, Not(HasSubstr("Right-Pw-1234")));
@@ -258,7 +274,11 @@ TEST_F(BadInputTest, SourceWithoutLogicalWalLevel) {
   ASSERT_OK_AND_ASSIGN(std::string db, replica->CreateDatabase("bad_replica"));
   ASSERT_OK(replica->Exec(db, "CREATE TABLE items (id bigint PRIMARY KEY)"));
   ASSERT_OK_AND_ASSIGN(tgt_db_, Clusters().target().CreateDatabase("bad_tgt"));
-  std::string path = PipelineConfig(replica->Url(db), Clusters().target().Url(tgt_db_), "bad_wal");
+  // The source role on the replica cluster too (with the DBA's publication): the wal_level line
+  // is then check's only one.
+  ASSERT_OK(GrantBridgeSource(*replica, db, /*publication=*/"bad_wal"));
+  std::string path =
+      PipelineConfig(replica->Url(db, kBridgeSourceRole), TargetRoleUrl(), "bad_wal");
   CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
@@ -285,7 +305,7 @@ TEST_F(BadInputTest, RoleWithoutReplication) {
   ASSERT_OK(source.Exec(src_db_, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO norepl"));
   std::string url =
       "postgresql://norepl@127.0.0.1:" + std::to_string(source.port()) + "/" + src_db_;
-  std::string path = PipelineConfig(url, Clusters().target().Url(tgt_db_), "bad_norepl");
+  std::string path = PipelineConfig(url, TargetRoleUrl(), "bad_norepl");
   CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: source:");
@@ -300,8 +320,7 @@ TEST_F(BadInputTest, TableWithoutKey) {
       Clusters().source().Exec(src_db_,
                                "CREATE TABLE \"Keyless Log\" (at timestamptz, line text); "
                                "INSERT INTO \"Keyless Log\" VALUES (now(), 'a'), (now(), 'a')"));
-  std::string path = PipelineConfig(Clusters().source().Url(src_db_),
-                                    Clusters().target().Url(tgt_db_), "bad_nokey");
+  std::string path = RolesConfig("bad_nokey");
   CommandResult r = RunTenantsync({"-c", path, "check"}, dir_);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto lines = LinesStartingWith(r.err, "check: table");
@@ -322,8 +341,8 @@ TEST_F(BadInputTest, SlotHeldByAnotherProcess) {
   MakeDatabases();
   PgCluster& source = Clusters().source();
   const std::string slot = "bad_busy_" + src_db_;
-  std::string path = PipelineConfig(source.Url(src_db_), Clusters().target().Url(tgt_db_), slot);
-  // A snapshot makes the slot, the publication and the state directory.
+  std::string path = RolesConfig(slot);
+  // A snapshot makes the slot and the state directory (the publication is the DBA's).
   CommandResult snap = RunTenantsync({"-c", path, "snapshot"}, dir_, std::chrono::seconds(300));
   ASSERT_EQ(snap.exit_code, 0) << snap.err;
 
@@ -412,7 +431,7 @@ TEST_F(BadInputTest, QuotedSpacedUpperCaseUnicodeIdentifiersEndToEnd) {
           " SELECT g, 'wert ' || g || ' \"q\" ''s''', g * 10, "
           "CASE WHEN g % 3 = 0 THEN NULL ELSE 'ü' || g END FROM generate_series(1, 50) g"));
   const std::string slot = "bad_ident_" + src_db_;
-  std::string path = PipelineConfig(source.Url(src_db_), target.Url(tgt_db_), slot);
+  std::string path = RolesConfig(slot);
   std::string log = dir_ + "/run.log";
   pid_t run = fork();
   if (run == 0) {

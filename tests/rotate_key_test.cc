@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/crypto.h"
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/captured_command.h"
 #include "tests/harness/shell.h"
 #include "tests/harness/status_matchers.h"
@@ -83,6 +84,9 @@ class RotateKeyTest : public ::testing::Test {
             "ALTER TABLE touches REPLICA IDENTITY FULL; "
             "INSERT INTO touches SELECT g % 50, 'tok-' || g FROM generate_series(1, " +
             std::to_string(touches) + ") g"));
+    // Every command runs as the least-privilege roles; the DBA's publication covers both tables.
+    ASSERT_OK(GrantBridgeSource(Clusters().source(), src_db_, /*publication=*/slot_));
+    ASSERT_OK(GrantBridgeTarget(Clusters().target(), tgt_db_, "tenant_rot"));
   }
   void TearDown() override {
     if (!src_db_.empty()) {
@@ -101,9 +105,11 @@ class RotateKeyTest : public ::testing::Test {
   std::string WriteConfig(const std::string& name, const std::string& encryption) {
     std::string path = dir_ + "/" + name;
     std::ofstream(path) << "pipeline: rot\n"
-                        << "source: {url: \"" << Clusters().source().Url(src_db_)
+                        << "source: {url: \""
+                        << Clusters().source().Url(src_db_, kBridgeSourceRole)
                         << "\", slot: " << slot_ << ", publication: " << slot_ << "}\n"
-                        << "target: {url: \"" << Clusters().target().Url(tgt_db_)
+                        << "target: {url: \""
+                        << Clusters().target().Url(tgt_db_, kBridgeTargetRole)
                         << "\", schema: tenant_rot}\n"
                         << "tenant: {slug: rot, secrets: {api_token: \"${TS_TENANT_SECRET}\"}}\n"
                         << "state_dir: " << dir_ << "/state\n"

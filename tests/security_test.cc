@@ -25,10 +25,11 @@
 #include <utility>
 #include <vector>
 
+#include "tests/harness/bridge_roles.h"
 #include "tests/harness/captured_command.h"
+#include "tests/harness/shell.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/test_env.h"
-#include "tests/harness/shell.h"
 
 namespace tenantsync::testing {
 namespace {
@@ -92,10 +93,28 @@ class SecurityTest : public ::testing::Test {
   }
 
   // postgresql://USER[:PASSWORD]@HOST:PORT/DB[?QUERY]
-  static std::string Url(const PgCluster& c, const std::string& db, const std::string& host,
-                         const std::string& password, const std::string& query = "") {
-    return "postgresql://postgres" + (password.empty() ? "" : ":" + password) + "@" + host + ":" +
+  static std::string Url(const PgCluster& c, const std::string& user, const std::string& db,
+                         const std::string& host, const std::string& password,
+                         const std::string& query = "") {
+    return "postgresql://" + user + (password.empty() ? "" : ":" + password) + "@" + host + ":" +
            std::to_string(c.port()) + "/" + db + (query.empty() ? "" : "?" + query);
+  }
+
+  // Every command runs as the least-privilege roles (tests/harness/bridge_roles.h): granted on
+  // this test's databases, with the DBA's publication `slot` (the configs name it so).
+  void GrantRoles(const std::string& slot) {
+    ASSERT_OK(GrantBridgeSource(Clusters().source(), src_db_, /*publication=*/slot));
+    ASSERT_OK(GrantBridgeTarget(Clusters().target(), tgt_db_, "tenant_sec"));
+  }
+
+  // The commands' URLs: this test's databases as those roles.
+  std::string SourceUrl(const std::string& host, const std::string& password,
+                        const std::string& query = "") const {
+    return Url(Clusters().source(), kBridgeSourceRole, src_db_, host, password, query);
+  }
+  std::string TargetUrl(const std::string& host, const std::string& password,
+                        const std::string& query = "") const {
+    return Url(Clusters().target(), kBridgeTargetRole, tgt_db_, host, password, query);
   }
 
   // A pipeline config; `source_url`/`target_url` are written as they are (they may be ${VAR}).
@@ -199,10 +218,10 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
   // verify-full by host name (source) and by IP address (target): both in the certificate.
   const std::string verify = "sslmode=verify-full&sslrootcert=" + tls + "/ca.pem";
   const std::string slot = "sec_tls_" + src_db_;
+  ASSERT_NO_FATAL_FAILURE(GrantRoles(slot));
   std::string good =
-      WriteConfig("tls.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, verify),
-                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, verify),
-                  "{key: \"${TS_KEY}\"}", slot);
+      WriteConfig("tls.yaml", SourceUrl("localhost", kPassword, verify),
+                  TargetUrl("127.0.0.1", kTargetPassword, verify), "{key: \"${TS_KEY}\"}", slot);
   CommandResult r = RunTenantsync({"-c", good, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("servers OK"));
@@ -219,10 +238,9 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
 
   // A root certificate from another CA: one line per server naming the verification failure.
   const std::string wrong = "sslmode=verify-full&sslrootcert=" + tls + "/other-ca.pem";
-  std::string bad =
-      WriteConfig("wrong-ca.yaml", Url(Clusters().source(), src_db_, "localhost", kPassword, wrong),
-                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword, wrong),
-                  "{key: \"${TS_KEY}\"}", "sec_wrongca");
+  std::string bad = WriteConfig("wrong-ca.yaml", SourceUrl("localhost", kPassword, wrong),
+                                TargetUrl("127.0.0.1", kTargetPassword, wrong),
+                                "{key: \"${TS_KEY}\"}", "sec_wrongca");
   r = RunTenantsync({"-c", bad, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto source_lines = LinesStartingWith(r.err, "check: source:");
@@ -239,11 +257,9 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
   EXPECT_THAT(r.err, HasSubstr("certificate verify failed"));
 
   // The host name must match too: the right server reached under a name not in its certificate.
-  std::string mismatch = WriteConfig(
-      "mismatch.yaml",
-      Url(Clusters().source(), src_db_, "wrong.example", "", "hostaddr=127.0.0.1&" + verify),
-      Url(Clusters().target(), tgt_db_, "127.0.0.1", "", verify), "{key: \"${TS_KEY}\"}",
-      "sec_mismatch");
+  std::string mismatch =
+      WriteConfig("mismatch.yaml", SourceUrl("wrong.example", "", "hostaddr=127.0.0.1&" + verify),
+                  TargetUrl("127.0.0.1", "", verify), "{key: \"${TS_KEY}\"}", "sec_mismatch");
   r = RunTenantsync({"-c", mismatch, "check"}, dir_, Env());
   EXPECT_EQ(r.exit_code, 1) << r.err;
   auto mismatch_lines = LinesStartingWith(r.err, "check: source:");
@@ -257,9 +273,10 @@ TEST_F(SecurityTest, TlsVerifyFullWorksAndAWrongCaFailsClearly) {
 TEST_F(SecurityTest, WorldReadableKeyFileIsRefused) {
   const std::string key_file = dir_ + "/tenant.key";
   std::ofstream(key_file) << kKey << "\n";
-  std::string path = WriteConfig("keyfile.yaml", Clusters().source().Url(src_db_),
-                                 Clusters().target().Url(tgt_db_),
-                                 "{key_file: \"" + key_file + "\"}", "sec_keyfile");
+  ASSERT_NO_FATAL_FAILURE(GrantRoles("sec_keyfile"));
+  std::string path =
+      WriteConfig("keyfile.yaml", SourceUrl("127.0.0.1", ""), TargetUrl("127.0.0.1", ""),
+                  "{key_file: \"" + key_file + "\"}", "sec_keyfile");
   for (mode_t mode : {0644, 0640, 0604}) {
     ASSERT_EQ(chmod(key_file.c_str(), mode), 0);
     CommandResult r = RunTenantsync({"-c", path, "check"}, dir_, Env());
@@ -289,10 +306,10 @@ TEST_F(SecurityTest, WorldReadableKeyFileIsRefused) {
 
 TEST_F(SecurityTest, NoPlaintextSecretInLogsStatusHistoryReportsDeadLettersOrTarget) {
   const std::string slot = "sec_leak_" + src_db_;
+  ASSERT_NO_FATAL_FAILURE(GrantRoles(slot));
   std::string path =
-      WriteConfig("leak.yaml", Url(Clusters().source(), src_db_, "127.0.0.1", kPassword),
-                  Url(Clusters().target(), tgt_db_, "127.0.0.1", kTargetPassword),
-                  "{key: \"${TS_KEY}\"}", slot);
+      WriteConfig("leak.yaml", SourceUrl("127.0.0.1", kPassword),
+                  TargetUrl("127.0.0.1", kTargetPassword), "{key: \"${TS_KEY}\"}", slot);
   std::vector<std::pair<std::string, std::string>> outputs;  // what, text
   auto record = [&](const std::string& what, const CommandResult& r) {
     outputs.emplace_back(what + " (stdout)", r.out);
