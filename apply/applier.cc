@@ -201,6 +201,7 @@ class Applier::Impl {
 
   // Live transactions (ReceiverJournal): null unless the receiver writes through tee_.
   std::unique_ptr<internal::LiveFeed> feed_;
+  bool in_live_ = false;  // inside ApplyLive
   std::unique_ptr<internal::TeeJournal> tee_;
 
   PgConn conn_;
@@ -282,6 +283,11 @@ Status Applier::Impl::Connect() {
         "); connect as a superuser, GRANT SET ON PARAMETER session_replication_role, or set "
         "apply.session_replication_role: origin");
   }
+  // Local buffers for the bulk path's staging tables (settable only before the session's first
+  // temp table): a 100k-row chunk of pgbench_accounts (~12 MB) stays in memory instead of
+  // spilling past the default 8 MB; the UPDATE ... FROM it measured ~15% faster. Allocated on
+  // use, at most this much per apply connection.
+  TS_RETURN_IF_ERROR_CTX(conn_.Run("SET temp_buffers = '64MB'"), "configuring the apply session");
   TS_RETURN_IF_ERROR_CTX(conn_.Run("SET datestyle = ISO; SET intervalstyle = postgres; "
                                    "SET extra_float_digits = 3; SET statement_timeout = 0; "
                                    "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"),
@@ -537,14 +543,26 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
   // Whatever happens below, the feed is released on the way out (rolled back unless committed).
   struct Claim {
     internal::LiveFeed* feed;
-    ~Claim() { feed->Release(); }
-  } claim{feed_.get()};
+    bool* in_live;
+    ~Claim() {
+      *in_live = false;
+      feed->Release();
+    }
+  } claim{feed_.get(), &in_live_};
+  in_live_ = true;
   const auto started = std::chrono::steady_clock::now();
   spdlog::info("apply: transaction {} is large; applying it while it is received",
                begin.commit_lsn.ToString());
   StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+  // Each chunk's set-based statement joins ~live_chunk_rows staged rows to the table by its key:
+  // index probes (nested loop) cost the same for every chunk, while a hash or merge join scans
+  // the table (growing with the row versions this transaction wrote) once per chunk. Measured on
+  // pgbench_accounts (1M rows, chunks of 100k): 16.6 s for the ten chunks with index probes,
+  // 26.1 s with the planner's merge/hash joins, 20.2 s for one 1M-row statement.
+  TS_RETURN_IF_ERROR(session_.SendQuery("SET LOCAL enable_hashjoin = off"));
+  TS_RETURN_IF_ERROR(session_.SendQuery("SET LOCAL enable_mergejoin = off"));
 
   uint64_t changes = 0, bytes = 0;
   int64_t since_flush = 0;
@@ -1400,8 +1418,10 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   }
   if (run.seq >= 10000) {
     // Statistics for the planner (a fresh temp table has none) and memory for the per-key sort,
-    // for this transaction only.
-    TS_RETURN_IF_ERROR(conn_.Run("ANALYZE " + QuoteIdent(stage) + "; SET LOCAL work_mem = '256MB'"));
+    // for this transaction only. A live transaction's plan is fixed to index probes (ApplyLive):
+    // no statistics needed (ANALYZE cost ~70 ms per 100k-row chunk).
+    TS_RETURN_IF_ERROR(conn_.Run((in_live_ ? "" : "ANALYZE " + QuoteIdent(stage) + "; ") +
+                                 "SET LOCAL work_mem = '256MB'"));
   }
   {
     PgResult r(PQexec(conn_.get(), sql.c_str()));

@@ -30,7 +30,6 @@ void LiveFeed::OnBegin(const TransactionInfo& info, bool tracked) {
   feeding_ = false;
   buffer_.clear();
   buffered_bytes_ = 0;
-  waited_ = {};
   // The applier still holds an earlier live transaction: this one takes the journal path.
   if (applier_holds_) return;
   queue_.clear();
@@ -65,16 +64,18 @@ void LiveFeed::OnAppend(const Change& change) {
     to_applier_.notify_all();
     return;
   }
-  // Wait while the queue is full, at most max_wait in all for this transaction.
+  // Wait while the queue is full: the applier is busy (a chunk's set-based statement takes
+  // seconds). At most max_wait without progress (it takes one item: the wait ends).
+  std::chrono::steady_clock::duration waited{};
   while (queued_bytes_ >= options_.max_queued_bytes &&
          (state_ == State::kOffered || state_ == State::kClaimed)) {
-    if (waited_ >= options_.max_wait) {
+    if (waited >= options_.max_wait) {
       DropLocked();
       break;
     }
     auto t0 = std::chrono::steady_clock::now();
     to_writer_.wait_for(l, std::chrono::milliseconds(50));
-    waited_ += std::chrono::steady_clock::now() - t0;
+    waited += std::chrono::steady_clock::now() - t0;
   }
   if (state_ != State::kOffered && state_ != State::kClaimed) {
     feeding_ = false;  // dropped or abandoned: the rest of the transaction goes unfed

@@ -19,10 +19,10 @@
 //
 // Memory (invariant 7): at most LiveFeedOptions::max_queued_bytes of copied changes wait in the
 // queue (plus the first offer_min_changes changes of the transaction being received, bounded by
-// offer_max_buffered_bytes). When the queue is full the receiver waits for the applier, at most
-// max_wait in all for one transaction; then the transaction is dropped from the feed (the applier
-// rolls back, and the journal path applies it after its commit), so a slow or stuck target never
-// holds the source's WAL for longer than that.
+// offer_max_buffered_bytes). When the queue is full the receiver waits for the applier; when the
+// applier takes nothing for max_wait the transaction is dropped from the feed (the applier rolls
+// back, and the journal path applies it after its commit), so a stuck target never stops the
+// receiver for longer than that.
 //
 // Thread safety: the writer hooks (OnBegin/OnAppend/OnCommit/OnAbort, i.e. TeeJournal's writer
 // calls) from the receiver thread only; TryClaim/Next/Release/Abandon from the applier thread
@@ -51,10 +51,11 @@ struct LiveFeedOptions {
   uint64_t offer_max_buffered_bytes = 8u << 20;
   // Bytes of copied changes the queue holds before the receiver waits (default 32 MiB).
   uint64_t max_queued_bytes = 32u << 20;
-  // Longest the receiver waits in all, for one transaction, on a full queue before the
-  // transaction is dropped from the feed (default 30 s, half the walsender's default timeout). This
-  // bounds how much a slow target can slow the receiver down (and the source keep WAL for us) on a
-  // live transaction.
+  // Longest the receiver waits on a full queue without the applier taking anything from it
+  // (default 30 s, half the walsender's default timeout, since the receiver does not read the
+  // socket meanwhile); then the transaction is dropped from the feed. A slow target only slows
+  // the receiver down (back-pressure, as native replication's apply worker does); a stuck one
+  // costs at most this.
   std::chrono::milliseconds max_wait{30000};
 };
 
@@ -130,7 +131,6 @@ class LiveFeed {
   uint64_t queued_bytes_ = 0;                     // guarded by mu_
   std::vector<Change> buffer_;                    // writer only while kBuffering
   uint64_t buffered_bytes_ = 0;                   // writer only
-  std::chrono::steady_clock::duration waited_{};  // writer only: stall time of this txn
   uint64_t offered_ = 0;                          // guarded by mu_
   uint64_t dropped_ = 0;                          // guarded by mu_
 };
