@@ -6,22 +6,47 @@
 #   tenant   tenantsync stream started after the backlog (snapshot taken before it)
 # over (1) a pgbench -n -t N backlog and (2) one huge transaction: an UPDATE of every row of
 # pgbench_accounts (scale 10 = 1,000,000 rows), which tenantsync applies through its bulk path.
+# Then (3) end-to-end lag under a steady load and (4) replay of a backlog from the journal alone:
 #
-#   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--keep]
+#   lag     `pgbench -R RATE -T SECONDS` (tpcb-like, plus ~1 in 51 transactions an INSERT into
+#           lag_probe) while a running tenantsync stream and the enabled native subscription
+#           apply it, both at the same time. A probe's source commit time is
+#           pg_xact_commit_timestamp(xmin) on the source (track_commit_timestamp = on). Its
+#           target time is when it became visible there: one psql per target database polls
+#           `SELECT clock_timestamp(), max(id) FROM lag_probe` every 20 ms (\watch), and a probe
+#           is visible at the first poll whose max(id) reaches it (both consumers keep commit
+#           order; ids inverted against commit order by concurrent clients are rare at ~10
+#           probes/s). One machine, one clock. Lag = visible - source commit: the whole path
+#           (decode, send, journal, batching, apply, commit) plus up to one poll interval, the
+#           same for both. (The target's own commit timestamp can not serve: native's apply
+#           worker records the source's commit time as its commit timestamp.) For tenantsync
+#           the script also prints target commit time - source commit time, exact.
+#   replay  a pgbench -n -t N backlog is journaled by `tenantsync stream` whose target URL
+#           points at a closed port (the applier waits; the receiver journals and acknowledges),
+#           then the source is STOPPED and `tenantsync replay --from <the target's position>`
+#           applies the journal (time includes replay's copy into its scratch journal and start);
+#           native's catch-up of the same backlog (subscription disabled during it) is timed
+#           before the source stops.
+#
+#   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
+#                        [--lag-seconds 60] [--phases catchup,huge,lag,replay] [--keep]
 # Needs a built tenantsync (ops/setup.sh) and PostgreSQL 15 (initdb, pg_ctl, pgbench,
 # pg_recvlogical). Prints one table; writes nothing outside bench/.run/ (removed unless --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-scale=10 transactions=20000 clients=4 keep=0
+scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,huge,lag,replay
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
     --transactions) transactions=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --lag-seconds) lag_seconds=$2; shift 2 ;;
+    --phases) phases=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +75,7 @@ shared_buffers = 256MB
 max_wal_size = 4GB
 fsync = off
 synchronous_commit = off
+track_commit_timestamp = on
 CONF
   as_pg "$pgbin/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
 }
@@ -76,6 +102,7 @@ as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres tenant
 as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres native
 pgbench -q -i -s "$scale" "$S" >/dev/null 2>&1
 q "$S" "ALTER TABLE pgbench_history REPLICA IDENTITY FULL" >/dev/null
+q "$S" "CREATE TABLE lag_probe (id bigserial PRIMARY KEY, t timestamptz NOT NULL)" >/dev/null
 # The native subscriber starts from the same rows as tenantsync's snapshot (schema and data, taken
 # before the backlog): an UPDATE must find its row on both sides, or native would be timed
 # skipping updates of missing rows instead of applying them.
@@ -124,8 +151,117 @@ measure() {  # label; the backlog is in the source now
     "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")"
 }
 
+has_phase() { [[ ",$phases," == *",$1,"* ]]; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# Lag: a running stream and the enabled subscription, both caught up, then a steady load.
+lag_phase() {
+  local end marker lsn
+  "$bin" -c "$run/bench.yaml" stream >"$run/stream-lag.log" 2>&1 & bridge_pid=$!
+  q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null
+  q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
+  lsn=$(q "$S" "SELECT pg_current_wal_lsn()")
+  wait_native "$lsn"
+  until [[ $(q "$T" "SELECT coalesce(applied_lsn >= '$lsn'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'" 2>/dev/null) == t ]]; do
+    q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null; sleep 0.2
+  done
+  q "$S" "TRUNCATE lag_probe" >/dev/null
+  echo 'INSERT INTO lag_probe (t) VALUES (clock_timestamp());' >"$run/probe.sql"
+  local l0 p1 p2; l0=$(load)
+  local poll="SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint, coalesce(max(id), 0) FROM"
+  printf '%s tenant_bench.lag_probe \\watch 0.02\n' "$poll" >"$run/poll-tenant.sql"
+  printf '%s lag_probe \\watch 0.02\n' "$poll" >"$run/poll-native.sql"
+  stdbuf -oL psql -X -At -f "$run/poll-tenant.sql" -d "$T" >"$run/poll-tenant.txt" 2>&1 & p1=$!
+  stdbuf -oL psql -X -At -f "$run/poll-native.sql" -d "$N" >"$run/poll-native.txt" 2>&1 & p2=$!
+  pgbench -n -R "$rate" -T "$lag_seconds" -c "$clients" -j 2 -b tpcb-like@50 -f "$run/probe.sql@1" \
+    "$S" >"$run/pgbench-lag.log" 2>&1
+  end=$(q "$S" "SELECT pg_current_wal_lsn()")
+  q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
+  wait_native "$end"; wait_tenant "$end"
+  sleep 0.2; kill -INT "$p1" "$p2"; wait "$p1" "$p2" || true
+  local l1; l1=$(load)
+  kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
+  q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
+  local ts="(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint"
+  q "$S" "SELECT id, $ts FROM lag_probe" >"$run/lag-source.txt"
+  q "$T" "SELECT id, $ts FROM tenant_bench.lag_probe" >"$run/lag-tenant.txt"
+  echo "lag under pgbench -R $rate for ${lag_seconds} s ($(grep -E '^number of transactions actually processed|^latency average' "$run/pgbench-lag.log" | tr '\n' ' '))"
+  echo "  load average before: $l0, after: $l1"
+  python3 - "$run" <<'PY'
+import bisect, sys
+run = sys.argv[1]
+def pairs(path):
+    out = []
+    for line in open(path):
+        parts = line.strip().split("|")
+        if len(parts) == 2 and parts[0].isdigit():
+            out.append((int(parts[0]), int(parts[1])))
+    return out
+src = dict(pairs(f"{run}/lag-source.txt"))
+def pct(v, p):
+    v = sorted(v); k = min(len(v) - 1, max(0, round(p / 100 * (len(v) - 1))))
+    return v[k]
+res = {}
+for name, label in (("native", "native"), ("tenant", "tenantsync")):
+    polls = pairs(f"{run}/poll-{name}.txt")  # (time, max id), in time order
+    maxes, running = [], 0
+    for t, m in polls:
+        running = max(running, m); maxes.append(running)
+    lags = []
+    for i, t in src.items():
+        k = bisect.bisect_left(maxes, i)
+        if k < len(polls):
+            lags.append((polls[k][0] - t) / 1000)
+    res[name] = lags
+    gaps = [b[0] - a[0] for a, b in zip(polls, polls[1:])]
+    print(f"  {label:10s} visible: probes {len(lags):4d} of {len(src)}  p50 {pct(lags, 50):8.1f} ms"
+          f"  p99 {pct(lags, 99):8.1f} ms  max {max(lags):8.1f} ms   (polls {len(polls)}, median"
+          f" interval {pct(gaps, 50) / 1000:.0f} ms)")
+n, t = res["native"], res["tenant"]
+print(f"  tenantsync/native: p50 {pct(t, 50) / pct(n, 50):.2f}x  p99 {pct(t, 99) / pct(n, 99):.2f}x"
+      " (below 1: tenantsync lags less)")
+dst = dict(pairs(f"{run}/lag-tenant.txt"))
+exact = [(dst[i] - src[i]) / 1000 for i in src if i in dst]
+print(f"  tenantsync target commit - source commit: p50 {pct(exact, 50):.1f} ms  p99"
+      f" {pct(exact, 99):.1f} ms  max {max(exact):.1f} ms")
+PY
+}
+
+# Replay: journal a backlog with the target unreachable, stop the source, replay the journal.
+replay_phase() {
+  local from end t0 t1 native tenant lines l0 l1
+  from=$(q "$T" "SELECT applied_lsn FROM _tenantsync.progress WHERE pipeline = 'bench'")
+  sed "s|url: \"$T\"|url: \"postgresql://postgres@127.0.0.1:1/tenant?connect_timeout=1\"|" "$run/bench.yaml" >"$run/journal-only.yaml"
+  pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
+  end=$(q "$S" "SELECT pg_current_wal_lsn()")
+  q "$S" "SELECT pg_switch_wal()" >/dev/null
+  "$bin" -c "$run/journal-only.yaml" stream >"$run/stream-journal-only.log" 2>&1 & bridge_pid=$!
+  until [[ $(q "$S" "SELECT confirmed_flush_lsn >= '$end'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'ts_bench'") == t ]]; do sleep 0.1; done
+  kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
+  l0=$(load)
+  t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
+  q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
+  native=$(secs "$t0" "$t1")
+  as_pg "$pgbin/pg_ctl" -D "$run/source" -m fast -w stop >/dev/null
+  t0=$(now); "$bin" --log-level debug -c "$run/bench.yaml" replay --from "$from" >"$run/replay.log" 2>&1; t1=$(now)
+  echo "  replay started $(date -d "@$t0" '+%H:%M:%S.%N' | cut -c1-12), ended $(date -d "@$t1" '+%H:%M:%S.%N' | cut -c1-12)"
+  tenant=$(secs "$t0" "$t1")
+  l1=$(load)
+  printf '%-22s %10s %10s %10s   tenantsync replay/native catch-up %s   (load %s -> %s; source stopped during replay)\n' \
+    "replay x$transactions" "-" "$native" "$tenant" "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$l0" "$l1"
+  sed 's/^/  /' "$run/replay.log"
+  as_pg "$pgbin/pg_ctl" -D "$run/source" -l "$run/source/server.log" -w start >/dev/null
+}
+
 printf '%-22s %10s %10s %10s   (seconds to catch up; smaller is better)\n' backlog decode native tenantsync
-pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
-measure "pgbench x$transactions"
-q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
-measure "UPDATE $((scale * 100000)) rows"
+if has_phase catchup; then
+  pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
+  echo "  load $(load)"; measure "pgbench x$transactions"; echo "  load $(load)"
+fi
+if has_phase huge; then
+  q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
+  echo "  load $(load)"; measure "UPDATE $((scale * 100000)) rows"; echo "  load $(load)"
+  grep -h "bulk" "$run/stream-UPDATE"*.log | sed 's/^/  /' || true
+fi
+if has_phase replay; then replay_phase; fi
+if has_phase lag; then lag_phase; fi
