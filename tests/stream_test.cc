@@ -914,7 +914,14 @@ TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   long rss_mb = ru.ru_maxrss / 1024;
   std::printf("[ STREAM   ] 1,000,000-row transaction: peak RSS %ld MB, %.1f s; %s", rss_mb,
               seconds, ReadFile(log).c_str());
-  EXPECT_LT(rss_mb, 256);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer the child carries shadow memory and a 256 MB free quarantine (543 MB
+  // measured); the bound still catches a transaction held in memory whole.
+  constexpr long kRssLimitMb = 1024;
+#else
+  constexpr long kRssLimitMb = 256;
+#endif
+  EXPECT_LT(rss_mb, kRssLimitMb);
   auto txns = ReadStateDir(dir.path + "/state", /*keep_changes=*/false);
   ASSERT_OK(txns);
   ASSERT_EQ(txns->size(), 1u);
