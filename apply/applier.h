@@ -120,7 +120,8 @@ struct ApplyOptions {
   // has this many changes (default 10,000). 0 disables live apply. Costs: the receiver copies
   // the first live_min_changes changes of every transaction (dropped at its commit when small),
   // and waits while the hand-over queue (32 MiB) is full (back-pressure; after 30 s without the
-  // applier taking anything the transaction is left to the journal path).
+  // applier taking anything, or 1 s while the applier is still busy with earlier transactions and
+  // has not claimed it, the transaction is left to the journal path).
   int64_t live_min_changes = 10000;
   // A live transaction's pending bulk runs are flushed (COPY ended, UPDATE ... FROM etc. run)
   // every this many changes (default 100,000), so the target works while the rest arrives.

@@ -1,5 +1,6 @@
 #include "apply/internal/live_feed.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace tenantsync::apply::internal {
@@ -66,10 +67,14 @@ void LiveFeed::OnAppend(const Change& change) {
   }
   // Wait while the queue is full: the applier is busy (a chunk's set-based statement takes
   // seconds). At most max_wait without progress (it takes one item: the wait ends).
+  // Not claimed yet: the applier is still applying earlier transactions (a catch-up), so the
+  // receiver waits at most max_wait_unclaimed, then journals on without the feed.
   std::chrono::steady_clock::duration waited{};
   while (queued_bytes_ >= options_.max_queued_bytes &&
          (state_ == State::kOffered || state_ == State::kClaimed)) {
-    if (waited >= options_.max_wait) {
+    if (waited >= (state_ == State::kOffered
+                       ? std::min(options_.max_wait, options_.max_wait_unclaimed)
+                       : options_.max_wait)) {
       DropLocked();
       break;
     }

@@ -57,6 +57,9 @@ struct LiveFeedOptions {
   // the receiver down (back-pressure, as native replication's apply worker does); a stuck one
   // costs at most this.
   std::chrono::milliseconds max_wait{30000};
+  // The same while the applier has not claimed the transaction (it is still applying earlier
+  // ones, e.g. catching up a backlog): default 1 s, so a catch-up never holds the receiver long.
+  std::chrono::milliseconds max_wait_unclaimed{1000};
 };
 
 class LiveFeed {
@@ -120,19 +123,19 @@ class LiveFeed {
   mutable std::mutex mu_;
   std::condition_variable to_applier_;
   std::condition_variable to_writer_;
-  State state_ = State::kIdle;                    // guarded by mu_
-  TransactionInfo begin_;                         // guarded by mu_
-  Lsn last_commit_;                               // guarded by mu_: last commit the writer passed
-  Lsn prev_commit_;                               // guarded by mu_: last_commit_ at begin_
-  bool aborted_ = false;                          // guarded by mu_: the claimed txn is gone
-  bool applier_holds_ = false;                    // guarded by mu_: between TryClaim and Release
-  bool feeding_ = false;                          // writer only: its open txn is the feed's
-  std::deque<Item> queue_;                        // guarded by mu_
-  uint64_t queued_bytes_ = 0;                     // guarded by mu_
-  std::vector<Change> buffer_;                    // writer only while kBuffering
-  uint64_t buffered_bytes_ = 0;                   // writer only
-  uint64_t offered_ = 0;                          // guarded by mu_
-  uint64_t dropped_ = 0;                          // guarded by mu_
+  State state_ = State::kIdle;   // guarded by mu_
+  TransactionInfo begin_;        // guarded by mu_
+  Lsn last_commit_;              // guarded by mu_: last commit the writer passed
+  Lsn prev_commit_;              // guarded by mu_: last_commit_ at begin_
+  bool aborted_ = false;         // guarded by mu_: the claimed txn is gone
+  bool applier_holds_ = false;   // guarded by mu_: between TryClaim and Release
+  bool feeding_ = false;         // writer only: its open txn is the feed's
+  std::deque<Item> queue_;       // guarded by mu_
+  uint64_t queued_bytes_ = 0;    // guarded by mu_
+  std::vector<Change> buffer_;   // writer only while kBuffering
+  uint64_t buffered_bytes_ = 0;  // writer only
+  uint64_t offered_ = 0;         // guarded by mu_
+  uint64_t dropped_ = 0;         // guarded by mu_
 };
 
 // A Journal that forwards every call to `inner` and feeds the writer calls to `feed`. The

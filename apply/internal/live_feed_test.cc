@@ -154,6 +154,20 @@ TEST(LiveFeedTest, FullQueueDropsTheTransactionAfterMaxWait) {
   EXPECT_FALSE(f.TryClaim(Lsn(100), &b));
 }
 
+TEST(LiveFeedTest, UnclaimedFullQueueWaitsOnlyMaxWaitUnclaimed) {
+  LiveFeedOptions o = Small();
+  o.max_queued_bytes = 1;
+  o.max_wait = std::chrono::milliseconds(60000);
+  o.max_wait_unclaimed = 100ms;
+  LiveFeed f(o, Lsn(100));
+  auto t0 = std::chrono::steady_clock::now();
+  Write(&f, 200, 10, /*do_commit=*/false);  // the applier is busy elsewhere: nobody claims
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(f.dropped(), 1u);
+  TransactionInfo b;
+  EXPECT_FALSE(f.TryClaim(Lsn(100), &b));
+}
+
 TEST(LiveFeedTest, WriterWaitsForAConsumingApplier) {
   LiveFeedOptions o = Small();
   o.max_queued_bytes = 2000;  // a few changes
