@@ -184,7 +184,10 @@ class OpsE2eTest : public ::testing::Test {
     env_ = {"POSTGRES_URL=" + source_url_, "NEW_POSTGRES_URL=" + target_url_,
             std::string("SHOPIFY_ACCESS_TOKEN=") + kShopifySecret, std::string("TENANTSYNC_KEY=") + kKey,
             std::string("OPS_TOKEN=") + kToken};
-    for (const auto& e : env_) putenv(strdup(e.c_str()));
+    for (const auto& e : env_) {
+      const size_t eq = e.find('=');
+      setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), /*overwrite=*/1);
+    }
   }
 
   // Runs a tenantsync command to completion; {exit code, output}.
