@@ -211,18 +211,37 @@ TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartial
               static_cast<unsigned long long>(verified), static_cast<long long>(max_ack));
 }
 
+// A 128 MB tmpfs mounted at `path` (created) for as long as this lives: a disk that fills up.
+// mounted() is false, with the reason in error(), where this process may not mount (not root).
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(std::string path) : path_(std::move(path)) {
+    std::filesystem::create_directory(path_);
+    mounted_ = ::mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=128m,mode=0700") == 0;
+    if (!mounted_) error_ = std::strerror(errno);
+  }
+  ~SmallTmpfs() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
 // Issue 9: the state directory's disk fills up. Needs root for a small tmpfs; skipped otherwise.
 TEST(JournalDiskFullTest, DiskFullIsResourceExhaustedAndRecoversOnceSpaceIsFreed) {
   TempDir tmp;
-  std::string mnt = tmp.Sub("mnt");
-  std::filesystem::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=128m,mode=0700") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  SmallTmpfs fs(tmp.Sub("mnt"));
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << fs.error();
+  const std::string& mnt = fs.path();
   std::string dir = mnt + "/state";
   auto rel = MakeRelation("orders");
   std::string payload(2000, 'd');
@@ -322,15 +341,9 @@ TEST(JournalDiskFullTest, GroupCommitNeverReportsDurableWhatAFullDiskLost) {
   // transactions still waiting for the syncer in the same write.
   auto ChangesFor = [](uint64_t i) { return i % 7 == 6 ? 1200 : 5; };
   TempDir tmp;
-  std::string mnt = tmp.Sub("mnt");
-  std::filesystem::create_directory(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=128m,mode=0700") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  SmallTmpfs fs(tmp.Sub("mnt"));
+  if (!fs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << fs.error();
+  const std::string& mnt = fs.path();
   std::string dir = mnt + "/state";
   StateOptions options = CrashOptions(dir);
   options.sync_each_commit = false;
