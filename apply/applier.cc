@@ -157,6 +157,11 @@ class Applier::Impl {
   Status ApplyChangeIsolated(const Change& c, Lsn commit_lsn);
   Status ApplyTruncate(const Change& c, Lsn commit_lsn);
   Status Isolate(Lsn after, Lsn through);
+  // Ends the open target transaction: the progress row (lsn, commit time), the dead letters (only
+  // once every statement succeeded: a failed batch is re-run, which would record them again),
+  // kill point `kill_point`, COMMIT. A statement error is returned for the caller to isolate or
+  // give up on; any other error is fatal.
+  Status CommitWithProgress(Lsn lsn, int64_t commit_time_us, std::string_view kill_point);
   Status FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns, uint64_t changes);
   std::string ProgressSql(Lsn lsn, int64_t commit_time_us) const;
   Status Rollback();
@@ -493,20 +498,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     }
   }
   if (failed.ok()) {
-    TS_RETURN_IF_ERROR(EnterPipeline());
-    TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(last.commit_lsn, last.commit_time_us)));
-    // Every statement must have succeeded before the dead letters are written: a failed batch is
-    // re-run in Isolate, which would record them again.
-    Status s = session_.Drain();
-    if (s.ok() && !pending_dead_letters_.empty()) {
-      for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
-    }
-    if (s.ok()) {
-      KillPoint("apply.before_commit");
-      TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
-    }
-    Status exit = session_.DrainAndExit();
-    if (s.ok()) s = exit;
+    Status s = CommitWithProgress(last.commit_lsn, last.commit_time_us, "apply.before_commit");
     if (!s.ok()) {
       if (!IsStatementError(s)) return s;
       failed = s;
@@ -607,18 +599,7 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
     if (stop_.load()) return GiveUpLive(begin, changes, "stopping");
     journal.WaitForNewer(journal.JournaledLsn(), std::chrono::milliseconds(100));
   }
-  TS_RETURN_IF_ERROR(EnterPipeline());
-  TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(commit.commit_lsn, commit.commit_time_us)));
-  s = session_.Drain();
-  if (s.ok() && !pending_dead_letters_.empty()) {
-    for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
-  }
-  if (s.ok()) {
-    KillPoint("apply.live_before_commit");
-    TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
-  }
-  Status exit = session_.DrainAndExit();
-  if (s.ok()) s = exit;
+  s = CommitWithProgress(commit.commit_lsn, commit.commit_time_us, "apply.live_before_commit");
   if (!s.ok()) {
     if (!IsStatementError(s)) return s;
     return GiveUpLive(begin, changes, s.ToString());
@@ -651,6 +632,23 @@ StatusOr<bool> Applier::Impl::GiveUpLive(const TransactionInfo& begin, uint64_t 
   batch_rows_.clear();
   TS_RETURN_IF_ERROR(Rollback());
   return false;
+}
+
+Status Applier::Impl::CommitWithProgress(Lsn lsn, int64_t commit_time_us,
+                                         std::string_view kill_point) {
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(lsn, commit_time_us)));
+  Status s = session_.Drain();
+  if (s.ok() && !pending_dead_letters_.empty()) {
+    for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
+  }
+  if (s.ok()) {
+    KillPoint(kill_point);
+    TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
+  }
+  Status exit = session_.DrainAndExit();
+  if (s.ok()) s = exit;
+  return s;
 }
 
 Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns,
