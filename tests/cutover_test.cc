@@ -39,6 +39,7 @@
 #include "state/journal.h"
 #include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
+#include "tests/fixtures/rawdog_config.h"
 #include "tests/harness/bridge_roles.h"
 #include "tests/harness/status_matchers.h"
 #include "tests/harness/table_compare.h"
@@ -169,21 +170,7 @@ class CutoverTest : public ::testing::Test {
         << "ops: {listen: \"127.0.0.1:0\"}\n"
         << "snapshot: {workers: 2}\n"
         << "apply: {batch_max_ms: 100}\n"
-        << R"(tables:
-  orders:
-    columns:
-      gross_sales_cents: {type: bigint, on_error: 0}
-      migrated_at: {type: timestamptz, value: now}
-  creators:
-    columns:
-      commission_percent: {type: double precision, on_error: 10}
-      payout_email: {encrypt: true}
-      access_token: {encrypt: true}
-  customers:
-    columns:
-      phone: {rename: phone_number, encrypt: true}
-      email: {encrypt: true}
-)";
+        << testing::kRawdogTablesYaml;
     out.close();
     auto cfg = LoadConfig(config_path_);
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
