@@ -301,10 +301,20 @@ void JournalImpl::SyncLoop() {
       batch_has_commits_ = false;
       group_full_ = false;
       target = writer_;  // every committed transaction is in group_ or written before it
+    } else if (batch_has_commits_) {
+      // A transaction is open (under a steady stream the next one begins microseconds after a
+      // commit, so waking and retrying here would mostly lose that race, a wake-up per
+      // transaction): the writer hands batch_ over when the transaction ends (EndTxnLocked).
+      handover_wanted_ = true;
+      sync_wanted_.wait(lock, [&] { return stop_syncer_ || handed_over_ || !in_txn_; });
+      handover_wanted_ = false;
+      if (!handed_over_) continue;  // ended without commits to hand over, or stopping
+      handed_over_ = false;
+      target = handed_target_;
     } else if (written_.last_commit_lsn > durable_.last_commit_lsn) {
       target = written_;  // the writer wrote them; an empty batch just syncs (group_ is empty)
     } else {
-      continue;  // a transaction is open again: its Commit hands the batch over
+      continue;
     }
     writing_ = true;
     lock.unlock();
@@ -335,7 +345,25 @@ void JournalImpl::SyncLoop() {
 
 void JournalImpl::EndTxnLocked() {
   in_txn_ = false;
-  if (batch_has_commits_ && syncer_waiting_) sync_wanted_.notify_one();
+  if (handover_wanted_) {
+    // The syncer waits for this transaction to end: hand it the committed transactions here, on
+    // the writer's thread, before the next Begin can open another one. group_ is empty (the
+    // syncer clears it after each write, before writing_ goes false).
+    if (batch_has_commits_) {
+      std::swap(batch_, group_);
+      batch_has_commits_ = false;
+      group_full_ = false;
+      handed_target_ = writer_;
+      handed_over_ = true;
+      handover_wanted_ = false;  // once: the next commits wait in batch_ for the next group
+      // The next write is the syncer's: a write of the writer's own (WriteOwnBatch, which may
+      // carry later commits) must wait for it, or a later commit could reach the WAL first.
+      writing_ = true;
+    }
+    sync_wanted_.notify_one();
+  } else if (batch_has_commits_ && syncer_waiting_) {
+    sync_wanted_.notify_one();
+  }
 }
 
 Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* idle) {

@@ -141,6 +141,9 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   bool group_full_ = false;         // batch_ passed kGroupBytes: the syncer cuts its wait short
   bool writing_ = false;            // a write carrying commit records (or a sync) is under way
   bool syncer_waiting_ = false;     // the syncer waits for work: Commit wakes it
+  bool handover_wanted_ = false;    // the syncer waits for the open transaction to end
+  bool handed_over_ = false;        // EndTxnLocked moved batch_ into group_ for the syncer
+  WriterState handed_target_;       // what group_ holds once handed over
   bool stop_syncer_ = false;
   // A failed journal write or sync: sticky, returned by Begin, Commit and AdvanceIdle. RocksDB may
   // have lost writes with it, so nothing after the last good sync may be reported durable.
