@@ -301,6 +301,7 @@ void JournalImpl::SyncLoop() {
       batch_has_commits_ = false;
       group_full_ = false;
       target = writer_;  // every committed transaction is in group_ or written before it
+      PutWriterState(&group_, target);
     } else if (batch_has_commits_) {
       // A transaction is open (under a steady stream the next one begins microseconds after a
       // commit, so waking and retrying here would mostly lose that race, a wake-up per
@@ -343,6 +344,12 @@ void JournalImpl::SyncLoop() {
   }
 }
 
+void JournalImpl::PutWriterState(rocksdb::WriteBatch* batch, const WriterState& state) {
+  // Group commit: the writer state is put once per written group, after the group's last
+  // transaction, not once per transaction (each is a memtable insert on the syncer's thread).
+  batch->Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(state)));
+}
+
 void JournalImpl::EndTxnLocked() {
   in_txn_ = false;
   if (handover_wanted_) {
@@ -354,6 +361,7 @@ void JournalImpl::EndTxnLocked() {
       batch_has_commits_ = false;
       group_full_ = false;
       handed_target_ = writer_;
+      PutWriterState(&group_, handed_target_);
       handed_over_ = true;
       handover_wanted_ = false;  // once: the next commits wait in batch_ for the next group
       // The next write is the syncer's: a write of the writer's own (WriteOwnBatch, which may
@@ -386,6 +394,7 @@ Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* i
   if (idle != nullptr) {
     batch_.Put(db_->cf(kCfJournalMeta), kIdleKey, AsSlice(EncodeLsnRecord(*idle)));
   }
+  if (carries_commits) PutWriterState(&batch_, target);
   Status s = db_->Write(&batch_, sync, what);
   if (s.ok()) batch_.Clear();
   {
@@ -588,8 +597,8 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_changes += rec.changes;
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
-  batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
   if (options_.sync_each_commit) {
+    batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
     Status s = db_->Write(&batch_, /*sync=*/true, "committing a transaction");
     if (!s.ok()) {
       // Whatever was spooled is an orphan now, deleted at the next Open.
