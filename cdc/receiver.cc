@@ -331,6 +331,7 @@ class Receiver::Session {
       } else {
         batch_timer.cancel();
       }
+      if (batching_) r_.counters_.batched_reads.fetch_add(1, std::memory_order_relaxed);
       if (PQconsumeInput(repl_.get()) == 0) {
         return Finish(ConnectionError("replication connection lost: " + repl_.LastError()));
       }

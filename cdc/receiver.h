@@ -103,6 +103,7 @@ class Receiver {
     std::atomic<uint64_t> changes{0};            // changes appended (including skipped resends)
     std::atomic<uint64_t> bytes{0};              // XLogData payload bytes received
     std::atomic<uint64_t> reconnects{0};
+    std::atomic<uint64_t> batched_reads{0};      // socket reads while batching (see receiver.cc)
     std::atomic<int64_t> last_keepalive_us{0};   // wall time of the last keepalive (Unix us)
     std::atomic<int64_t> last_message_us{0};     // wall time of the last message of any kind
   };

@@ -687,6 +687,52 @@ TEST(StreamTest, IdlePipelineSlotAdvancesWhileOtherDatabaseWrites) {
   }
 }
 
+// Under a steady stream the receiver batches its socket reads (a 64 kB low-water mark plus a
+// 1 ms timer). A lone small transaction right after a burst must still be journaled at once,
+// not when enough bytes or the next keepalive (wal_sender_timeout / 2) arrive.
+TEST(StreamTest, LoneTransactionAfterABurstIsJournaledPromptly) {
+  for (const std::string plugin : {"pgoutput", "wal2json"}) {
+    SCOPED_TRACE(plugin);
+    PgCluster& src = Clusters().source();
+    auto db = src.CreateDatabase("burst");
+    ASSERT_OK(db);
+    ASSERT_OK(src.Exec(*db, "CREATE TABLE t (id int PRIMARY KEY, pad text); "
+                            "CREATE PUBLICATION pub FOR ALL TABLES"));
+    std::string slot = *db + "_s";
+    ASSERT_OK(CreateSlot(src, *db, slot, plugin));
+    TempDirGuard dir{TempDir("burst")};
+    ThreadReceiver rx(dir.path, Options(src, *db, slot, plugin));
+    auto wait_txns = [&](uint64_t n) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (rx.receiver().counters().transactions.load() < n && !rx.done() &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      return rx.receiver().counters().transactions.load();
+    };
+    // 200,000 changes as fast as the walsender sends them: the receiver starts batching.
+    ASSERT_OK(src.Exec(*db, "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 200000) g"));
+    ASSERT_EQ(wait_txns(1), 1u);
+    EXPECT_GT(rx.receiver().counters().batched_reads.load(), 0u) << "batching never engaged";
+    for (int i = 1; i <= 3; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      ASSERT_OK(src.Exec(*db, "INSERT INTO t VALUES (" + std::to_string(1000000 + i) + ", 'lone')"));
+      ASSERT_EQ(wait_txns(1 + i), 1u + i);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - t0).count();
+      // Typically a few ms; a stalled read would wait for a keepalive, 30 s by default.
+      EXPECT_LT(ms, 3000) << "lone transaction " << i << " took " << ms << " ms to journal";
+    }
+    ASSERT_OK(rx.Stop());
+    Status dropped = DropSlot(src, slot);
+    for (int i = 0; i < 50 && !dropped.ok(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      dropped = DropSlot(src, slot);
+    }
+    ASSERT_OK(dropped);
+  }
+}
+
 TEST(StreamTest, MissingSlotIsAClearErrorAndNoSlotIsCreated) {
   PgCluster& src = Clusters().source();
   auto db = src.CreateDatabase("noslot");
