@@ -112,11 +112,12 @@ struct RowOp {
 
 class Applier::Impl {
  public:
-  Impl(const Config& config, ApplyOptions options, state::StateStore* store, const Cipher* cipher,
-       PipelineStats* stats)
+  Impl(const Config& config, ApplyOptions options, state::StateStore* store,
+       state::Journal* journal, const Cipher* cipher, PipelineStats* stats)
       : config_(config),
         options_(std::move(options)),
         store_(store),
+        journal_(journal != nullptr ? journal : &store->journal()),
         cipher_(cipher),
         stats_(stats),
         session_(&conn_),
@@ -131,8 +132,8 @@ class Applier::Impl {
       internal::LiveFeedOptions fo;
       fo.offer_min_changes = options_.live_min_changes;
       feed_ = std::make_unique<internal::LiveFeed>(
-          fo, store_->journal().Stats().journaled_commit_lsn);
-      tee_ = std::make_unique<internal::TeeJournal>(&store_->journal(), feed_.get());
+          fo, journal_->Stats().journaled_commit_lsn);
+      tee_ = std::make_unique<internal::TeeJournal>(journal_, feed_.get());
     }
     return *tee_;
   }
@@ -200,6 +201,7 @@ class Applier::Impl {
   const Config& config_;
   ApplyOptions options_;
   state::StateStore* store_;
+  state::Journal* journal_;  // store_->journal() unless the constructor named another
   const Cipher* cipher_;
   PipelineStats* stats_;
   std::atomic<bool> stop_{false};
@@ -360,7 +362,7 @@ Status Applier::Impl::Run(bool until_idle) {
 
 Status Applier::Impl::Session(bool until_idle) {
   TS_RETURN_IF_ERROR(Connect());
-  state::Journal& journal = store_->journal();
+  state::Journal& journal = *journal_;
   // The target's row decides (invariant 3); bring the ops mirror up to it.
   if (applied_lsn_.valid() && journal.Stats().applied_lsn < applied_lsn_) {
     TS_RETURN_IF_ERROR(journal.RecordApplied(applied_lsn_, applied_commit_time_us_));
@@ -518,7 +520,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     spdlog::debug("apply: batch of {} txn, {} changes through {} in {:.1f} ms (journaled {})",
                   txns, changes, last.commit_lsn.ToString(),
                   ms(std::chrono::steady_clock::now() - started),
-                  store_->journal().JournaledLsn().ToString());
+                  journal_->JournaledLsn().ToString());
   }
   return Status::Ok();
 }
@@ -594,7 +596,7 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
     return GiveUpLive(begin, changes, s.ToString());
   }
   // Nothing commits before the source commit is durable in the journal.
-  state::Journal& journal = store_->journal();
+  state::Journal& journal = *journal_;
   while (journal.JournaledLsn() < commit.end_lsn) {
     if (stop_.load()) return GiveUpLive(begin, changes, "stopping");
     journal.WaitForNewer(journal.JournaledLsn(), std::chrono::milliseconds(100));
@@ -656,7 +658,7 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
   KillPoint("apply.after_target_commit");
   applied_lsn_ = commit_lsn;
   applied_commit_time_us_ = commit_time_us;
-  TS_RETURN_IF_ERROR_CTX(store_->journal().RecordApplied(commit_lsn, commit_time_us),
+  TS_RETURN_IF_ERROR_CTX(journal_->RecordApplied(commit_lsn, commit_time_us),
                          "recording the applied position in the state store");
   KillPoint("apply.after_record_applied");
   {
@@ -692,7 +694,7 @@ Status Applier::Impl::Isolate(Lsn after, Lsn through) {
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
   batch_schema_changes_ = 0;
-  auto opened = store_->journal().NewReader(after);
+  auto opened = journal_->NewReader(after);
   if (!opened.ok()) return opened.status();
   std::unique_ptr<state::JournalReader> reader = std::move(opened).value();
   TS_RETURN_IF_ERROR(conn_.Run("BEGIN"));
@@ -785,7 +787,7 @@ Status Applier::Impl::HandleBadChange(const Change& c, Lsn commit_lsn, const Sta
   d.table = table;
   d.key = key;
   d.reason = why.message();
-  d.phase = "apply";
+  d.phase = options_.dead_letter_phase;
   d.lsn = commit_lsn;
   pending_dead_letters_.push_back(std::move(d));
   return Status::Ok();
@@ -1445,7 +1447,10 @@ Status Applier::Impl::FlushRun(BulkRun run) {
 
 Applier::Applier(const Config& config, ApplyOptions options, state::StateStore* store,
                  const Cipher* cipher, PipelineStats* stats)
-    : impl_(std::make_unique<Impl>(config, std::move(options), store, cipher, stats)) {}
+    : impl_(std::make_unique<Impl>(config, std::move(options), store, nullptr, cipher, stats)) {}
+Applier::Applier(const Config& config, ApplyOptions options, state::StateStore* store,
+                 state::Journal* journal, const Cipher* cipher, PipelineStats* stats)
+    : impl_(std::make_unique<Impl>(config, std::move(options), store, journal, cipher, stats)) {}
 Applier::~Applier() = default;
 Status Applier::Run() { return impl_->Run(false); }
 state::Journal& Applier::ReceiverJournal() { return impl_->ReceiverJournal(); }

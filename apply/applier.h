@@ -134,6 +134,9 @@ struct ApplyOptions {
   std::chrono::milliseconds reconnect_max_backoff{10000};
   // How long Run waits for new journal entries before checking Stop().
   std::chrono::milliseconds idle_poll{100};
+  // The `phase` of the dead letters this applier stores: "apply" (default), "replay" for
+  // `tenantsync replay`, so an operator can tell which run wrote a row off.
+  std::string dead_letter_phase = "apply";
 
   // Fills every field from the pipeline config (target URL and schema, pipeline name, `apply:`).
   static ApplyOptions FromConfig(const Config& config);
@@ -162,6 +165,13 @@ class Applier {
   // Applier. `cipher` may be nullptr when no rule encrypts; `stats` may be nullptr.
   Applier(const Config& config, ApplyOptions options, state::StateStore* store,
           const Cipher* cipher, PipelineStats* stats = nullptr);
+  // As above, but reads transactions from `journal` instead of store->journal(), and records the
+  // applied position (RecordApplied) there; dead letters and meta keys still go to `store`.
+  // Replay passes a read-only, filtering view of the store's own journal
+  // (cutover/internal/replay_journal.h). REQUIRES: `journal` outlives the Applier;
+  // ReceiverJournal() is not called on such an Applier.
+  Applier(const Config& config, ApplyOptions options, state::StateStore* store,
+          state::Journal* journal, const Cipher* cipher, PipelineStats* stats = nullptr);
   ~Applier();
   Applier(const Applier&) = delete;
   Applier& operator=(const Applier&) = delete;

@@ -13,6 +13,7 @@
 #include "core/crypto.h"
 #include "core/pg.h"
 #include "cutover/internal/common.h"
+#include "cutover/internal/replay_journal.h"
 #include "state/state_store.h"
 
 namespace tenantsync::cutover {
@@ -43,13 +44,6 @@ std::string WindowText(const std::vector<state::Checkpoint>& cps) {
   if (cps.empty()) return "no checkpoints are retained";
   return fmt::format("retained checkpoints: {} ({}) through {} ({})", cps.front().id,
                      cps.front().lsn.ToString(), cps.back().id, cps.back().lsn.ToString());
-}
-
-// A change the target already holds when it is at or before the target's position and can not
-// be re-applied idempotently.
-bool NotReplayable(const Change& c) {
-  if (c.op == ChangeOp::kTruncate) return true;
-  return c.relation != nullptr && c.relation->replica_identity == 'f';
 }
 
 }  // namespace
@@ -158,97 +152,39 @@ StatusOr<ReplayResult> Replay(const Config& config, const ReplayOptions& options
         WindowText(checkpoints) + ")");
   }
 
-  // 3. The scratch journal with (from, to].
-  const std::string scratch_dir = config.state_dir + ".replay";
-  std::error_code ec;
-  std::filesystem::remove_all(scratch_dir, ec);
-  state::StateOptions scratch_options;
-  scratch_options.dir = scratch_dir;
-  scratch_options.pipeline = config.pipeline;
-  scratch_options.retention_hours = 1e6;
-  scratch_options.max_journal_bytes = std::numeric_limits<int64_t>::max() / 2;
-  scratch_options.checkpoint_interval_seconds = 1e9;
-  scratch_options.sync_each_commit = false;  // scratch: durability is not needed, speed is
-  Status outcome;
-  {
-    TS_ASSIGN_OR_RETURN(std::unique_ptr<state::StateStore> scratch,
-                        state::StateStore::Open(scratch_options));
-    state::Journal& sj = scratch->journal();
-    TransactionInfo info;
-    Lsn last_end;
-    for (;;) {
-      TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
-      if (!have || (result.to.valid() && info.commit_lsn > result.to)) break;
-      const bool in_target = info.commit_lsn <= result.target_before;
-      TS_RETURN_IF_ERROR(sj.Begin(info));
-      Change c;
-      bool any = false;
-      for (;;) {
-        TS_ASSIGN_OR_RETURN(bool more, reader->NextChange(&c));
-        if (!more) break;
-        if (in_target && NotReplayable(c)) {
-          ++result.filtered_changes;
-          continue;
-        }
-        TS_RETURN_IF_ERROR(sj.Append(c));
-        any = true;
-      }
-      if (!any) {
-        // Keeps the transaction (and so its commit LSN in the progress row) without effects.
-        Change marker;
-        marker.op = ChangeOp::kMessage;
-        marker.message_prefix = "tenantsync_replay_filtered";
-        marker.message_transactional = true;
-        TS_RETURN_IF_ERROR(sj.Append(marker));
-      }
-      TS_RETURN_IF_ERROR(sj.Commit(info));
-      last_end = info.end_lsn;
-      ++result.transactions;
-    }
-    reader.reset();
-    // Group commit: wait until the copy is durable, hence visible to the applier's reader.
-    while (last_end.valid() && sj.JournaledLsn() < last_end) {
-      sj.WaitForNewer(sj.JournaledLsn(), std::chrono::milliseconds(100));
-    }
-    if (options.out != nullptr) {
-      std::fprintf(options.out, "replay: %llu transaction(s) after %s%s%s to apply\n",
-                   static_cast<unsigned long long>(result.transactions),
-                   result.from.ToString().c_str(), result.to.valid() ? " through " : "",
-                   result.to.valid() ? result.to.ToString().c_str() : "");
-      std::fflush(options.out);
-    }
-
-    // 4. Progress back to `from`, then the applier.
-    TS_RETURN_IF_ERROR_CTX(
-        target
-            .ExecParams("UPDATE _tenantsync.progress SET applied_lsn = $2::pg_lsn, updated_at = "
-                        "now() WHERE pipeline = $1",
-                        {config.pipeline, result.from.ToString()})
-            .status(),
-        "moving the target's progress row back to " + result.from.ToString());
-    std::optional<Cipher> cipher;
-    if (config.NeedsEncryptionKey()) {
-      TS_ASSIGN_OR_RETURN(Cipher c, Cipher::FromConfig(config.encryption));
-      cipher.emplace(std::move(c));
-    }
-    apply::Applier applier(config, apply::ApplyOptions::FromConfig(config), scratch.get(),
-                           cipher ? &*cipher : nullptr);
-    outcome = applier.ApplyAvailable();
-    apply::ApplyCounters counters = applier.Counters();
-    result.changes = counters.changes;
-    // Dead letters of the replay belong to the pipeline's store.
-    auto letters = scratch->DeadLetters();
-    if (letters.ok()) {
-      for (state::DeadLetter l : *letters) {
-        l.phase = "replay";
-        TS_RETURN_IF_ERROR(store->AddDeadLetter(std::move(l)));
-        ++result.dead_letters;
-      }
-    } else if (outcome.ok()) {
-      outcome = letters.status();
-    }
+  // 3. A read-only view of the journal with (from, to], filtering what the target holds.
+  reader.reset();
+  internal::ReplayJournal view(&journal, result.to, result.target_before);
+  if (options.out != nullptr) {
+    std::fprintf(options.out, "replay: applying the journal's transactions after %s%s%s\n",
+                 result.from.ToString().c_str(), result.to.valid() ? " through " : "",
+                 result.to.valid() ? result.to.ToString().c_str() : "");
+    std::fflush(options.out);
   }
-  std::filesystem::remove_all(scratch_dir, ec);
+
+  // 4. Progress back to `from`, then the applier.
+  TS_RETURN_IF_ERROR_CTX(
+      target
+          .ExecParams("UPDATE _tenantsync.progress SET applied_lsn = $2::pg_lsn, updated_at = "
+                      "now() WHERE pipeline = $1",
+                      {config.pipeline, result.from.ToString()})
+          .status(),
+      "moving the target's progress row back to " + result.from.ToString());
+  std::optional<Cipher> cipher;
+  if (config.NeedsEncryptionKey()) {
+    TS_ASSIGN_OR_RETURN(Cipher c, Cipher::FromConfig(config.encryption));
+    cipher.emplace(std::move(c));
+  }
+  apply::ApplyOptions apply_options = apply::ApplyOptions::FromConfig(config);
+  apply_options.dead_letter_phase = "replay";
+  apply::Applier applier(config, std::move(apply_options), store.get(), &view,
+                         cipher ? &*cipher : nullptr);
+  Status outcome = applier.ApplyAvailable();
+  apply::ApplyCounters counters = applier.Counters();
+  result.transactions = counters.transactions;
+  result.changes = counters.changes;
+  result.dead_letters = counters.dead_letters;
+  result.filtered_changes = view.filtered_changes();
   TS_RETURN_IF_ERROR_CTX(outcome, "replaying into the target");
 
   // 5. Mirror the new position.

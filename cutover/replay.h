@@ -11,14 +11,15 @@
 //   2. Reads the target's progress row P. A target behind --from (P < from) would skip the
 //      transactions (P, from]: kFailedPrecondition asking for an earlier checkpoint. No row:
 //      kFailedPrecondition (restore _tenantsync together with the tenant schema).
-//   3. Copies the journal's transactions (from, to] into a scratch journal beside the state
-//      directory (<state_dir>.replay, removed afterwards). Transactions at or before P are
-//      already in a consistently restored target; keyed changes of them are kept (re-applying
-//      them converges, and repairs rows a manual change damaged) but changes of tables without a
-//      key (REPLICA IDENTITY FULL, where an insert can not be an upsert) and TRUNCATEs are dropped
-//      from them, so replaying over a target that is ahead converges exactly.
-//   4. Sets the target's progress row back to `from` and runs the Applier over the scratch
-//      journal until it is drained; dead letters are copied into the real state store.
+//   3. Reads the journal's transactions (from, to] in place, through a read-only view
+//      (cutover/internal/replay_journal.h; nothing is copied, the journal is never written).
+//      Transactions at or before P are already in a consistently restored target; keyed changes
+//      of them are kept (re-applying them converges, and repairs rows a manual change damaged)
+//      but changes of tables without a key (REPLICA IDENTITY FULL, where an insert can not be an
+//      upsert) and TRUNCATEs are left out of them, so replaying over a target that is ahead
+//      converges exactly. With P == from (the usual case) nothing is left out.
+//   4. Sets the target's progress row back to `from` and runs the Applier over that view until
+//      it is drained; dead letters go to the state store with phase "replay".
 //   5. Mirrors the new applied position in the state store. A later `run` continues after it.
 // A crash in step 4 leaves the target at a batch boundary with its progress row saying where:
 // running the same replay again converges.
