@@ -365,6 +365,29 @@ TEST_F(ApplyTest, FailingChangeStopsUnderAbortAndCommitsNothingOfItsBatch) {
   EXPECT_EQ(Items(), "1:a:5:NULL,2:b:-1:NULL");
 }
 
+TEST_F(ApplyTest, FailureInAnEarlierSyncGroupCommitsNothingOfItsBatch) {
+  // A batch's COMMIT goes out with its statements (one round trip). A statement that failed in
+  // an earlier sync group leaves the transaction aborted: the COMMIT must not commit the rest.
+  Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
+  auto r = tenantsync::Items();
+  Txn({Insert(r, Item(1, "a", -1))});
+  for (int i = 2; i <= 12; ++i) Txn({Insert(r, Item(i, "x", i))});
+  auto o = Options();
+  o.on_error = ErrorPolicy::kAbort;
+  o.statements_per_sync = 2;
+  Status s = Apply(o);
+  EXPECT_EQ(s.code(), StatusCode::kFatal) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("id=1"));
+  EXPECT_EQ(Items(), "");
+  EXPECT_EQ(Progress(), "none");
+  // Under dead_letter the batch is isolated: everything but the bad row, once.
+  o.on_error = ErrorPolicy::kDeadLetter;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), "11");
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+  EXPECT_EQ(*store_->DeadLetterCount(), 1u);
+}
+
 TEST_F(ApplyTest, SchemaDriftAddAltersTheTarget) {
   auto v1 = tenantsync::Items();
   auto v2 = Rel("items", {{"id", "bigint", true}, {"name", "text"}, {"qty", "bigint"},
