@@ -30,6 +30,10 @@
 #
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
 #                        [--lag-seconds 60] [--phases catchup,huge,lag,replay] [--keep]
+#                        [--yaml 'LINES'] [--lag-log-level debug]
+# --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
+# --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
+# The binary: $TENANTSYNC_BINARY, else build/ops/tenantsync.
 # Needs a built tenantsync (ops/setup.sh) and PostgreSQL 15 (initdb, pg_ctl, pgbench,
 # pg_recvlogical). Prints one table; writes nothing outside bench/.run/ (removed unless --keep).
 set -euo pipefail
@@ -37,6 +41,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,huge,lag,replay
+extra_yaml= lag_log_level=info
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -46,7 +51,9 @@ while (($#)); do
     --lag-seconds) lag_seconds=$2; shift 2 ;;
     --phases) phases=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --yaml) extra_yaml=$2; shift 2 ;;
+    --lag-log-level) lag_log_level=$2; shift 2 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -116,6 +123,7 @@ tenant: {slug: bench}
 state_dir: $run/state
 ops: {listen: "127.0.0.1:0"}
 snapshot: {workers: 2}
+$extra_yaml
 YAML
 
 # Reference slots and the native subscription exist before the backlog, so all three see it.
@@ -157,7 +165,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 # Lag: a running stream and the enabled subscription, both caught up, then a steady load.
 lag_phase() {
   local end marker lsn
-  "$bin" -c "$run/bench.yaml" stream >"$run/stream-lag.log" 2>&1 & bridge_pid=$!
+  "$bin" --log-level "$lag_log_level" -c "$run/bench.yaml" stream >"$run/stream-lag.log" 2>&1 & bridge_pid=$!
   q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null
   q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
   lsn=$(q "$S" "SELECT pg_current_wal_lsn()")
@@ -224,6 +232,15 @@ dst = dict(pairs(f"{run}/lag-tenant.txt"))
 exact = [(dst[i] - src[i]) / 1000 for i in src if i in dst]
 print(f"  tenantsync target commit - source commit: p50 {pct(exact, 50):.1f} ms  p99"
       f" {pct(exact, 99):.1f} ms  max {max(exact):.1f} ms")
+import re
+txns, ms = [], []
+for line in open(f"{run}/stream-lag.log"):
+    m = re.search(r"apply: batch of (\d+) txn, \d+ changes through \S+ in ([0-9.]+) ms", line)
+    if m:
+        txns.append(int(m.group(1))); ms.append(float(m.group(2)))
+if txns:
+    print(f"  tenantsync batches: {len(txns)}, transactions per batch p50 {pct(txns, 50)} p99"
+          f" {pct(txns, 99)}, batch time p50 {pct(ms, 50):.1f} ms p99 {pct(ms, 99):.1f} ms")
 PY
 }
 
@@ -231,6 +248,15 @@ PY
 replay_phase() {
   local from end t0 t1 native tenant lines l0 l1
   from=$(q "$T" "SELECT applied_lsn FROM _tenantsync.progress WHERE pipeline = 'bench'")
+  if [[ -z $from ]]; then
+    # No earlier phase streamed (--phases replay): a short stream gives the target a position.
+    "$bin" -c "$run/bench.yaml" stream >"$run/stream-prepare.log" 2>&1 & bridge_pid=$!
+    end=$(q "$S" "SELECT pg_current_wal_lsn()")
+    q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
+    wait_tenant "$end"
+    kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
+    from=$(q "$T" "SELECT applied_lsn FROM _tenantsync.progress WHERE pipeline = 'bench'")
+  fi
   sed "s|url: \"$T\"|url: \"postgresql://postgres@127.0.0.1:1/tenant?connect_timeout=1\"|" "$run/bench.yaml" >"$run/journal-only.yaml"
   pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
   end=$(q "$S" "SELECT pg_current_wal_lsn()")
