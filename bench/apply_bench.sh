@@ -233,14 +233,21 @@ exact = [(dst[i] - src[i]) / 1000 for i in src if i in dst]
 print(f"  tenantsync target commit - source commit: p50 {pct(exact, 50):.1f} ms  p99"
       f" {pct(exact, 99):.1f} ms  max {max(exact):.1f} ms")
 import re
-txns, ms = [], []
+txns, ms, waited, seen = [], [], [], []
 for line in open(f"{run}/stream-lag.log"):
     m = re.search(r"apply: batch of (\d+) txn, \d+ changes through \S+ in ([0-9.]+) ms", line)
     if m:
         txns.append(int(m.group(1))); ms.append(float(m.group(2)))
+    m = re.search(r"first (-?[0-9.]+) ms before it began, of the last (-?[0-9.]+) ms", line)
+    if m:
+        waited.append(float(m.group(1))); seen.append(float(m.group(2)))
 if txns:
     print(f"  tenantsync batches: {len(txns)}, transactions per batch p50 {pct(txns, 50)} p99"
           f" {pct(txns, 99)}, batch time p50 {pct(ms, 50):.1f} ms p99 {pct(ms, 99):.1f} ms")
+if waited:
+    print(f"  tenantsync batches: source commit of the first transaction to batch start p50"
+          f" {pct(waited, 50):.1f} ms p99 {pct(waited, 99):.1f} ms; of the last to batch commit"
+          f" p50 {pct(seen, 50):.1f} ms p99 {pct(seen, 99):.1f} ms")
 PY
 }
 
