@@ -141,7 +141,7 @@ TEST_F(ConfigTest, FillsDefaults) {
   EXPECT_EQ(c->ops.listen, "127.0.0.1:9753");
   EXPECT_EQ(c->snapshot.workers, 0);
   EXPECT_EQ(c->snapshot.on_error, ErrorPolicy::kDeadLetter);
-  EXPECT_EQ(c->snapshot.chunk_bytes, 256ll << 20);
+  EXPECT_EQ(c->snapshot.chunk_bytes, 4096ll << 20);
   EXPECT_EQ(c->apply.truncate, TruncatePolicy::kApply);
   EXPECT_EQ(c->apply.schema_drift, DriftPolicy::kAdd);
   EXPECT_EQ(c->apply.session_replication_role, "replica");
