@@ -80,9 +80,14 @@ psql() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 results=$work/results.txt
 : >"$results"
 # measure LABEL CMD...: wall seconds and peak RSS of CMD (and its children, max of them)
+# Every method starts with both servers checkpointed and the OS's dirty pages written (the
+# clusters run with fsync=off, so without this the previous method's, or the data load's,
+# writeback lands on whichever method runs next: measured up to 1.3x on the first one).
 measure() {
   local label=$1; shift
   local t0 t1
+  psql "$S/postgres" -c "CHECKPOINT" >/dev/null; psql "$T/postgres" -c "CHECKPOINT" >/dev/null
+  sync
   t0=$(date +%s.%N)
   /usr/bin/time -v -o "$work/time.txt" "$@" >"$work/out.txt" 2>&1 || { echo "FAILED: $label"; tail -20 "$work/out.txt"; return 1; }
   t1=$(date +%s.%N)
