@@ -24,7 +24,7 @@
 #   replay  a pgbench -n -t N backlog is journaled by `tenantsync stream` whose target URL
 #           points at a closed port (the applier waits; the receiver journals and acknowledges),
 #           then the source is STOPPED and `tenantsync replay --from <the target's position>`
-#           applies the journal (time includes replay's copy into its scratch journal and start);
+#           applies the journal (time includes the process start; replay reads the journal in place);
 #           native's catch-up of the same backlog (subscription disabled during it) is timed
 #           before the source stops.
 #
