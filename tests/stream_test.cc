@@ -649,6 +649,19 @@ TEST(StreamTest, SourceImmediateRestartMidStreamIsSurvived) {
   ASSERT_OK(DropSlot(src, slot));
 }
 
+// After the receiver stops, the walsender notices the closed connection a moment later; until
+// then the slot is active and can not be dropped.
+namespace {
+Status DropSlotOnceReleased(PgCluster& src, const std::string& slot) {
+  Status dropped = DropSlot(src, slot);
+  for (int i = 0; i < 50 && !dropped.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    dropped = DropSlot(src, slot);
+  }
+  return dropped;
+}
+}  // namespace
+
 // A pipeline whose tables are idle while another database on the same server writes: the slot
 // must advance (keepalive positions journaled and acknowledged), so the source frees WAL.
 TEST(StreamTest, IdlePipelineSlotAdvancesWhileOtherDatabaseWrites) {
@@ -677,13 +690,7 @@ TEST(StreamTest, IdlePipelineSlotAdvancesWhileOtherDatabaseWrites) {
     EXPECT_LE(ConfirmedFlush(src, slot), rx.journal().JournaledLsn());
     EXPECT_EQ(rx.receiver().counters().transactions.load(), 0u) << "nothing of the idle db";
     ASSERT_OK(rx.Stop());
-    // The walsender notices the closed connection a moment later; until then the slot is active.
-    Status dropped = DropSlot(src, slot);
-    for (int i = 0; i < 50 && !dropped.ok(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      dropped = DropSlot(src, slot);
-    }
-    ASSERT_OK(dropped);
+    ASSERT_OK(DropSlotOnceReleased(src, slot));
   }
 }
 
@@ -724,12 +731,7 @@ TEST(StreamTest, LoneTransactionAfterABurstIsJournaledPromptly) {
       EXPECT_LT(ms, 3000) << "lone transaction " << i << " took " << ms << " ms to journal";
     }
     ASSERT_OK(rx.Stop());
-    Status dropped = DropSlot(src, slot);
-    for (int i = 0; i < 50 && !dropped.ok(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      dropped = DropSlot(src, slot);
-    }
-    ASSERT_OK(dropped);
+    ASSERT_OK(DropSlotOnceReleased(src, slot));
   }
 }
 
