@@ -151,10 +151,16 @@ ts_label() { if ((workers > 0)); then echo "$workers workers"; else echo "defaul
 bench_dataset() {  # name srcdb
   local name=$1 sdb=$2 round t
   # Warm-up: one untimed read of every table, so the first method does not pay for pages the
-  # load left cold (it was the slowest of every run without this, whichever method it was).
+  # load left cold.
   for t in $(psql "$S/$sdb" -At -c "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"); do
     psql "$S/$sdb" -c "COPY $t TO STDOUT (FORMAT binary)" >/dev/null
   done
+  # And one untimed copy into the target: the target cluster's first load creates (zero-fills)
+  # its WAL segments, later ones recycle them, so without this the first method wrote the
+  # data's WAL twice (it was the slowest of every run, whichever method it was).
+  fresh_target warm_$name
+  pipe_run "$sdb" "warm_$name" binary 2
+  psql "$T/postgres" -c "DROP DATABASE warm_$name"
   echo "== $name: $(psql "$S/$sdb" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")" | tee -a "$results"
   for ((round = 1; round <= rounds; round++)); do
     fresh_target ts_$name
