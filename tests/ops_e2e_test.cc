@@ -156,6 +156,12 @@ std::string WithPassword(const std::string& url) {
 
 class OpsE2eTest : public ::testing::Test {
  protected:
+  void TearDown() override {
+    if (HasFailure()) return;  // kept to look at
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / ("ops_e2e_" + std::to_string(getpid()));
     fs::remove_all(dir_);

@@ -48,12 +48,27 @@ const char* kKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const char* kShopifyToken = "shpat_test_0123456789";
 constexpr int kScale = 10;
 
+// Every directory made by TempDir, removed at exit unless a test failed (kept to look at).
+std::vector<std::string>& MadeTempDirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
 std::string TempDir(const std::string& name) {
   std::string tmpl = "/tmp/tenantsync-snaptest-" + name + "-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   const char* d = mkdtemp(buf.data());
-  return d ? std::string(d) : std::string();
+  if (d == nullptr) return std::string();
+  if (MadeTempDirs().empty()) {
+    std::atexit([] {
+      if (::testing::UnitTest::GetInstance()->Failed()) return;
+      std::error_code ignored;
+      for (const auto& dir : MadeTempDirs()) std::filesystem::remove_all(dir, ignored);
+    });
+  }
+  MadeTempDirs().push_back(d);
+  return std::string(d);
 }
 
 // The rules of examples/rawdog.yaml, for one pipeline of the test.
