@@ -652,6 +652,16 @@ TEST(StreamTest, SourceImmediateRestartMidStreamIsSurvived) {
 // After the receiver stops, the walsender notices the closed connection a moment later; until
 // then the slot is active and can not be dropped.
 namespace {
+// A new database with `ddl` run, a publication of all its tables and a slot named
+// "<database>_s" for `plugin`; returns the database's name.
+StatusOr<std::string> PublishedDatabase(PgCluster& src, const std::string& name,
+                                        const std::string& ddl, const std::string& plugin) {
+  TS_ASSIGN_OR_RETURN(std::string db, src.CreateDatabase(name));
+  TS_RETURN_IF_ERROR(src.Exec(db, ddl + "; CREATE PUBLICATION pub FOR ALL TABLES"));
+  TS_RETURN_IF_ERROR(CreateSlot(src, db, db + "_s", plugin));
+  return db;
+}
+
 Status DropSlotOnceReleased(PgCluster& src, const std::string& slot) {
   Status dropped = DropSlot(src, slot);
   for (int i = 0; i < 50 && !dropped.ok(); ++i) {
@@ -701,12 +711,9 @@ TEST(StreamTest, LoneTransactionAfterABurstIsJournaledPromptly) {
   for (const std::string plugin : {"pgoutput", "wal2json"}) {
     SCOPED_TRACE(plugin);
     PgCluster& src = Clusters().source();
-    auto db = src.CreateDatabase("burst");
+    auto db = PublishedDatabase(src, "burst", "CREATE TABLE t (id int PRIMARY KEY, pad text)", plugin);
     ASSERT_OK(db);
-    ASSERT_OK(src.Exec(*db, "CREATE TABLE t (id int PRIMARY KEY, pad text); "
-                            "CREATE PUBLICATION pub FOR ALL TABLES"));
-    std::string slot = *db + "_s";
-    ASSERT_OK(CreateSlot(src, *db, slot, plugin));
+    const std::string slot = *db + "_s";
     TempDirGuard dir{TempDir("burst")};
     ThreadReceiver rx(dir.path, Options(src, *db, slot, plugin));
     auto wait_txns = [&](uint64_t n) {
@@ -938,12 +945,10 @@ TEST(StreamTest, ColumnsAddedAndDroppedMidStreamDecodeLikePgoutput) {
 
 TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   PgCluster& src = Clusters().source();
-  auto db = src.CreateDatabase("million");
+  auto db = PublishedDatabase(src, "million",
+                              "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric)", "pgoutput");
   ASSERT_OK(db);
-  ASSERT_OK(src.Exec(*db, "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric); "
-                          "CREATE PUBLICATION pub FOR ALL TABLES"));
-  std::string slot = *db + "_s";
-  ASSERT_OK(CreateSlot(src, *db, slot, "pgoutput"));
+  const std::string slot = *db + "_s";
   ASSERT_OK(src.Exec(*db, "INSERT INTO big SELECT g, md5(g::text), g * 1.5 "
                           "FROM generate_series(1, 1000000) g"));
   Lsn end = CurrentLsn(src, *db);
