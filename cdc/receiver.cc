@@ -332,10 +332,7 @@ class Receiver::Session {
         batch_timer.cancel();
       }
       if (batching_) r_.counters_.batched_reads.fetch_add(1, std::memory_order_relaxed);
-      if (PQconsumeInput(repl_.get()) == 0) {
-        return Finish(ConnectionError("replication connection lost: " + repl_.LastError()));
-      }
-      Drain(arm_read);
+      ReadThenDrain(arm_read);
     };
     arm_read = [&] {
       const uint64_t gen = wait_gen;
@@ -398,6 +395,14 @@ class Receiver::Session {
     io_.stop();
   }
 
+  // Reads what the socket holds into libpq, then decodes it.
+  void ReadThenDrain(const std::function<void()>& arm_read) {
+    if (PQconsumeInput(repl_.get()) == 0) {
+      return Finish(ConnectionError("replication connection lost: " + repl_.LastError()));
+    }
+    Drain(arm_read);
+  }
+
   // Decodes what libpq has buffered; re-posts itself after kDrainSlice so timers and Stop()
   // run during a long transaction; waits on the socket when libpq has nothing left.
   void Drain(const std::function<void()>& arm_read) {
@@ -429,11 +434,7 @@ class Receiver::Session {
         s = MaybeSendStatus();
         if (!s.ok()) return Finish(s);
         asio::post(io_, [this, &arm_read] {
-          if (done_) return;
-          if (PQconsumeInput(repl_.get()) == 0) {
-            return Finish(ConnectionError("replication connection lost: " + repl_.LastError()));
-          }
-          Drain(arm_read);
+          if (!done_) ReadThenDrain(arm_read);
         });
         return;
       }

@@ -297,11 +297,7 @@ void JournalImpl::SyncLoop() {
     if (!sync_error_.ok()) return;
     WriterState target;
     if (batch_has_commits_ && !in_txn_) {
-      std::swap(batch_, group_);  // group_ was cleared after the last write: batch_ reuses it
-      batch_has_commits_ = false;
-      group_full_ = false;
-      target = writer_;  // every committed transaction is in group_ or written before it
-      PutWriterState(&group_, target);
+      target = TakeBatchLocked();
     } else if (batch_has_commits_) {
       // A transaction is open (under a steady stream the next one begins microseconds after a
       // commit, so waking and retrying here would mostly lose that race, a wake-up per
@@ -344,9 +340,18 @@ void JournalImpl::SyncLoop() {
   }
 }
 
+WriterState JournalImpl::TakeBatchLocked() {
+  std::swap(batch_, group_);  // group_ was cleared after the last write: batch_ reuses it
+  batch_has_commits_ = false;
+  group_full_ = false;
+  // Every committed transaction is in group_ or written before it.
+  PutWriterState(&group_, writer_);
+  return writer_;
+}
+
 void JournalImpl::PutWriterState(rocksdb::WriteBatch* batch, const WriterState& state) {
-  // Group commit: the writer state is put once per written group, after the group's last
-  // transaction, not once per transaction (each is a memtable insert on the syncer's thread).
+  // Under group commit once per written group, after its last transaction, not once per
+  // transaction (each is a memtable insert on the syncer's thread).
   batch->Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(state)));
 }
 
@@ -357,11 +362,7 @@ void JournalImpl::EndTxnLocked() {
     // the writer's thread, before the next Begin can open another one. group_ is empty (the
     // syncer clears it after each write, before writing_ goes false).
     if (batch_has_commits_) {
-      std::swap(batch_, group_);
-      batch_has_commits_ = false;
-      group_full_ = false;
-      handed_target_ = writer_;
-      PutWriterState(&group_, handed_target_);
+      handed_target_ = TakeBatchLocked();
       handed_over_ = true;
       handover_wanted_ = false;  // once: the next commits wait in batch_ for the next group
       // The next write is the syncer's: a write of the writer's own (WriteOwnBatch, which may
@@ -598,7 +599,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   next.appended_bytes += rec.bytes;
   batch_.Put(db_->cf(kCfJournalTxn), AsSlice(key), AsSlice(EncodeTxn(rec)));
   if (options_.sync_each_commit) {
-    batch_.Put(db_->cf(kCfJournalMeta), kWriterKey, AsSlice(EncodeWriterState(next)));
+    PutWriterState(&batch_, next);
     Status s = db_->Write(&batch_, /*sync=*/true, "committing a transaction");
     if (!s.ok()) {
       // Whatever was spooled is an orphan now, deleted at the next Open.

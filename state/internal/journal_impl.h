@@ -101,6 +101,9 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // `idle`: an idle position written in the same batch.
   Status WriteOwnBatch(std::string_view what, bool sync, const Lsn* idle = nullptr);
   void EndTxnLocked();  // in_txn_ = false; wakes a waiting syncer if commits are pending
+  // Moves the committed transactions of batch_ into group_ for the syncer, with the writer state
+  // they bring the journal to, which it returns. REQUIRES: mu_ held, no transaction open.
+  WriterState TakeBatchLocked();
   void PutWriterState(rocksdb::WriteBatch* batch, const WriterState& state);
 
   std::shared_ptr<Db> db_;
