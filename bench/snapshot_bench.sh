@@ -12,7 +12,8 @@
 # Defaults: pgbench scale 50 (~5M accounts), RAWDOG scale 50 (~850k rows), workers: tenantsync's own
 # default (snapshot.workers: 0). --before times a second tenantsync binary (an older build) right
 # after this one on the same data, for before/after figures from one run; --rounds repeats every
-# method N times in a row (the machine's noise shows as the spread between rounds).
+# every method N times, alternating the order between rounds, and prints each method's mean
+# and tenantsync's ratios to the fastest pipe and to pgcopydb.
 # Needs a built tree (BUILD=build by default, or TENANTSYNC_BINARY=path) and runs clusters as user
 # postgres when root.
 set -euo pipefail
@@ -162,31 +163,75 @@ bench_dataset() {  # name srcdb
   pipe_run "$sdb" "warm_$name" binary 2
   psql "$T/postgres" -c "DROP DATABASE warm_$name"
   echo "== $name: $(psql "$S/$sdb" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")" | tee -a "$results"
-  for ((round = 1; round <= rounds; round++)); do
+  # The methods, each a function that times one run on fresh target database(s). Rounds alternate
+  # the order (odd rounds as listed, even rounds reversed): whichever method runs first after a
+  # load or a big drop measured 10-20% slower, so a single fixed order favours the later ones.
+  m_ts() {
     fresh_target ts_$name
     measure "$name: tenantsync snapshot ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name"
     psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
-    if [[ -n $before ]]; then
-      fresh_target ts_$name
-      measure "$name: tenantsync before ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name $before"
-      psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
-    fi
-    for fmt in binary text; do
-      for par in 1 2; do
-        fresh_target p_${fmt}_${par}_$name
-        measure "$name: COPY pipe $fmt, $par table(s) at a time" bash -c "pipe_run $sdb p_${fmt}_${par}_$name $fmt $par"
-      done
-    done
-    if command -v pgcopydb >/dev/null; then
-      fresh_target cp_$name
-      rm -rf "$work/pgcopydb-$name"
-      measure "$name: pgcopydb clone (2 table jobs, 2 index jobs)" pgcopydb clone --source "$S/$sdb" --target "$T/cp_$name" --table-jobs 2 --index-jobs 2 --dir "$work/pgcopydb-$name" --no-owner --no-acl
-    else
-      echo "$name: pgcopydb not installed (apt-get install pgcopydb)" | tee -a "$results"
-    fi
+    psql "$T/postgres" -c "DROP DATABASE ts_$name"
+  }
+  m_before() {
+    fresh_target ts_$name
+    measure "$name: tenantsync before ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name $before"
+    psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
+    psql "$T/postgres" -c "DROP DATABASE ts_$name"
+  }
+  m_pipe() {  # format parallel
+    fresh_target p_$1_$2_$name
+    measure "$name: COPY pipe $1, $2 table(s) at a time" bash -c "pipe_run $sdb p_$1_$2_$name $1 $2"
+    psql "$T/postgres" -c "DROP DATABASE p_$1_$2_$name"
+  }
+  m_pgcopydb() {
+    fresh_target cp_$name
+    rm -rf "$work/pgcopydb-$name"
+    measure "$name: pgcopydb clone (2 table jobs, 2 index jobs)" pgcopydb clone --source "$S/$sdb" --target "$T/cp_$name" --table-jobs 2 --index-jobs 2 --dir "$work/pgcopydb-$name" --no-owner --no-acl
+    psql "$T/postgres" -c "DROP DATABASE cp_$name"
+  }
+  m_sub() {
     fresh_target sub_$name
     measure "$name: native subscription initial sync (+ post-data)" bash -c "subscription_run $sdb sub_$name"
+    psql "$T/postgres" -c "DROP DATABASE sub_$name"
+  }
+  local methods=(m_ts)
+  [[ -n $before ]] && methods+=(m_before)
+  methods+=("m_pipe binary 1" "m_pipe binary 2" "m_pipe text 1" "m_pipe text 2")
+  if command -v pgcopydb >/dev/null; then
+    methods+=(m_pgcopydb)
+  else
+    echo "$name: pgcopydb not installed (apt-get install pgcopydb)" | tee -a "$results"
+  fi
+  methods+=(m_sub)
+  local i n=${#methods[@]}
+  for ((round = 1; round <= rounds; round++)); do
+    echo "-- $name round $round ($( ((round % 2)) && echo "listed order" || echo "reversed order"))" | tee -a "$results"
+    for ((i = 0; i < n; i++)); do
+      if ((round % 2)); then ${methods[i]}; else ${methods[n - 1 - i]}; fi
+    done
   done
+  summarize "$name"
+}
+
+# The mean of each method over the rounds, and the two ratios the snapshot goal is about.
+summarize() {
+  awk -v name="$1" '
+    index($0, name ": ") == 1 && / s +[0-9]+ MB$/ {
+      t = $(NF - 3); label = $0; sub(/ +[0-9.]+ s +[0-9]+ MB$/, "", label)
+      if (!(label in sum)) order[++n] = label
+      sum[label] += t; cnt[label]++
+    }
+    END {
+      print "-- " name ": mean of " cnt[order[1]] " round(s)"
+      for (i = 1; i <= n; i++) {
+        l = order[i]; m = sum[l] / cnt[l]; printf "%-52s %8.1f s\n", l, m
+        if (l ~ /tenantsync snapshot/) ts = m
+        if (l ~ /COPY pipe/ && (pipe == 0 || m < pipe)) { pipe = m; pipel = l }
+        if (l ~ /pgcopydb/) cp = m
+      }
+      if (ts > 0 && pipe > 0) printf "%s: tenantsync is %.2fx the speed of the fastest pipe (%s)\n", name, pipe / ts, substr(pipel, length(name) + 3)
+      if (ts > 0 && cp > 0) printf "%s: tenantsync is %.2fx the speed of pgcopydb clone\n", name, cp / ts
+    }' "$results" | tee -a "$results.summary"
 }
 
 if [[ $only != rawdog ]]; then
@@ -210,3 +255,4 @@ fi
 echo
 echo "Results (machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg)):"
 cat "$results"
+[[ -f $results.summary ]] && cat "$results.summary"
