@@ -95,6 +95,8 @@ measure() {
   local rss; rss=$(awk '/Maximum resident/ {print $6}' "$work/time.txt")
   printf "%-52s %8.1f s %8.0f MB\n" "$label" "$(echo "$t1 - $t0" | bc)" "$(echo "$rss / 1024" | bc)" | tee -a "$results"
 }
+# The phase times the last measured command printed (a line starting "phases:"), indented.
+phases() { grep -h '^phases:' "$work/out.txt" | sed 's/^/    /' | tee -a "$results" || true; }
 fresh_target() { psql "$T/postgres" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
 
 pipe_tables() {  # srcdb dstdb format parallel tables...
@@ -105,10 +107,16 @@ pipe_tables() {  # srcdb dstdb format parallel tables...
 pipe_run() {  # srcdb dstdb format parallel
   local sdb=$1 ddb=$2 fmt=$3 par=$4
   local tables; tables=$(psql "$S/$sdb" -At -c "SELECT string_agg(quote_ident(tablename), ' ') FROM pg_tables WHERE schemaname = 'public'")
+  local t0 t1 t2 t3
+  t0=$(date +%s.%N)
   /usr/lib/postgresql/15/bin/pg_dump --section=pre-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+  t1=$(date +%s.%N)
   # shellcheck disable=SC2086
   pipe_tables "$sdb" "$ddb" "$fmt" "$par" $tables
+  t2=$(date +%s.%N)
   /usr/lib/postgresql/15/bin/pg_dump --section=post-data "$S/$sdb" | psql "$T/$ddb" >/dev/null
+  t3=$(date +%s.%N)
+  printf 'phases: pre-data %.1f s, copy %.1f s, post-data %.1f s\n' "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)"
 }
 export -f pipe_tables pipe_run psql 2>/dev/null || true
 export S T PSQL
@@ -169,6 +177,7 @@ bench_dataset() {  # name srcdb
   m_ts() {
     fresh_target ts_$name
     measure "$name: tenantsync snapshot ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name"
+    phases
     psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
     psql "$T/postgres" -c "DROP DATABASE ts_$name"
   }
@@ -181,6 +190,7 @@ bench_dataset() {  # name srcdb
   m_pipe() {  # format parallel
     fresh_target p_$1_$2_$name
     measure "$name: COPY pipe $1, $2 table(s) at a time" bash -c "pipe_run $sdb p_$1_$2_$name $1 $2"
+    phases
     psql "$T/postgres" -c "DROP DATABASE p_$1_$2_$name"
   }
   m_pgcopydb() {

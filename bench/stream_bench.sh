@@ -12,6 +12,9 @@
 # before a change), on its own slots over the same backlog: before and after in one run.
 # Each tenantsync row also gives the child's CPU time (user + sys, from /usr/bin/time): on a
 # loaded machine a steadier measure of the receiver's cost than its wall time.
+# Every consumer reaches the server the same way: over TCP to 127.0.0.1 by default (the source is
+# on another host in production), or over the Unix socket with STREAM_BENCH_TRANSPORT=unix. (The
+# transport alone moves the walsender's CPU by ~40% with wal2json: never compare across them.)
 # Starts and removes a throwaway cluster in /tmp.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,7 +44,11 @@ max_replication_slots = $((6 * rounds + 2))
 max_wal_senders = $((6 * rounds + 2))
 CONF
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
-url="postgresql://postgres@127.0.0.1:$port/postgres"
+case "${STREAM_BENCH_TRANSPORT:-tcp}" in
+  tcp) host=127.0.0.1; url="postgresql://postgres@127.0.0.1:$port/postgres" ;;
+  unix) host=$dir; url="host=$dir port=$port user=postgres dbname=postgres" ;;
+  *) echo "stream_bench: STREAM_BENCH_TRANSPORT must be tcp or unix" >&2; exit 2 ;;
+esac
 psql() { as_pg "$bin/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"; }
 
 as_pg "$bin/pgbench" -q -i -s 10 -h "$dir" -p "$port" -U postgres postgres >/dev/null 2>&1
@@ -56,6 +63,7 @@ as_pg "$bin/pgbench" -n -t "$n" -c "$clients" -j 2 -h "$dir" -p "$port" -U postg
 end=$(psql -c "SELECT pg_current_wal_lsn()")
 wal_mb=$(psql -c "SELECT round(pg_wal_lsn_diff('$end', '$start') / 1048576.0, 1)")
 txns=$((n * clients))
+echo "transport: ${STREAM_BENCH_TRANSPORT:-tcp} (every consumer)"
 echo "backlog: $txns pgbench transactions, $wal_mb MB of WAL ($start .. $end)"
 echo "load average before the reads: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -66,7 +74,7 @@ w2j_opts=(-o format-version=2 -o include-transaction=1 -o include-xids=1 -o incl
 run_recvlogical() {  # slot, plugin options...
   local slot=$1; shift
   local t0; t0=$(now)
-  as_pg "$bin/pg_recvlogical" -h "$dir" -p "$port" -U postgres -d postgres -S "$slot" --start \
+  as_pg "$bin/pg_recvlogical" -h "$host" -p "$port" -U postgres -d postgres -S "$slot" --start \
     --no-loop -E "$end" -f /dev/null "$@"
   echo "$(now) - $t0" | bc
 }
@@ -83,7 +91,7 @@ run_tenantsync() {  # slot, plugin[, child binary]
   rm -rf "$state"
 }
 # Warm-up read of the whole backlog, so no consumer pays for reading WAL from disk.
-as_pg "$bin/pg_recvlogical" -h "$dir" -p "$port" -U postgres -d postgres -S warm --start \
+as_pg "$bin/pg_recvlogical" -h "$host" -p "$port" -U postgres -d postgres -S warm --start \
   --no-loop -E "$end" -f /dev/null -o proto_version=1 -o publication_names=pub
 printf '%-9s %-18s %5s %10s %12s %8s %6s\n' plugin consumer round seconds txn/s ratio cpu_s
 row() {  # plugin, consumer, round, seconds, recvlogical seconds[, journaled, MB, CPU seconds]
