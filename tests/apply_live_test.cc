@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -106,19 +107,25 @@ class ApplyLiveTest : public ::testing::Test {
     return v.ok() ? *v : v.status().ToString();
   }
 
-  // Commits a marker after everything so far and waits until the target has applied it.
+  // Commits a marker after everything so far and waits until the target has applied it. One
+  // marker at a time: success means the newest one is applied, so none is left pending for the
+  // next bridge to apply (a marker the snapshot copied is never streamed: after 2 s another
+  // one follows).
   ::testing::AssertionResult WaitCaughtUp(int seconds) {
     auto& src = testing::Clusters().source();
-    auto before = SourceLsn();
-    if (!before.ok()) return ::testing::AssertionFailure() << before.status().ToString();
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
     while (Clock::now() < deadline) {
+      auto before = SourceLsn();
+      if (!before.ok()) return ::testing::AssertionFailure() << before.status().ToString();
       src.Exec(src_db_, "INSERT INTO marker DEFAULT VALUES").IgnoreError();
-      auto v = testing::Clusters().target().QueryValue(
-          tgt_db_, "SELECT applied_lsn > '" + *before +
-                       "'::pg_lsn FROM _tenantsync.progress WHERE pipeline = 'live'");
-      if (v.ok() && *v == "t") return ::testing::AssertionSuccess();
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      auto marker_deadline = std::min(deadline, Clock::now() + std::chrono::seconds(2));
+      while (Clock::now() < marker_deadline) {
+        auto v = testing::Clusters().target().QueryValue(
+            tgt_db_, "SELECT applied_lsn > '" + *before +
+                         "'::pg_lsn FROM _tenantsync.progress WHERE pipeline = 'live'");
+        if (v.ok() && *v == "t") return ::testing::AssertionSuccess();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
     }
     return ::testing::AssertionFailure()
            << "not caught up after " << seconds << " s; target at " << TargetProgress() << "\n"
