@@ -11,9 +11,9 @@
 #                           [--before BINARY] [--rounds N]
 # Defaults: pgbench scale 50 (~5M accounts), RAWDOG scale 50 (~850k rows), workers: tenantsync's own
 # default (snapshot.workers: 0). --before times a second tenantsync binary (an older build) right
-# after this one on the same data, for before/after figures from one run; --rounds repeats every
-# every method N times, alternating the order between rounds, and prints each method's mean
-# and tenantsync's ratios to the fastest pipe and to pgcopydb.
+# after this one on the same data, for before/after figures from one run; --rounds runs every
+# method N times, alternating the order between rounds, and prints each method's mean and
+# tenantsync's ratios to the fastest pipe and to pgcopydb.
 # Needs a built tree (BUILD=build by default, or TENANTSYNC_BINARY=path) and runs clusters as user
 # postgres when root.
 set -euo pipefail
@@ -168,22 +168,16 @@ bench_dataset() {  # name srcdb
   # its WAL segments, later ones recycle them, so without this the first method wrote the
   # data's WAL twice (it was the slowest of every run, whichever method it was).
   fresh_target warm_$name
-  pipe_run "$sdb" "warm_$name" binary 2
+  pipe_run "$sdb" "warm_$name" binary 2 >/dev/null
   psql "$T/postgres" -c "DROP DATABASE warm_$name"
   echo "== $name: $(psql "$S/$sdb" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")" | tee -a "$results"
   # The methods, each a function that times one run on fresh target database(s). Rounds alternate
   # the order (odd rounds as listed, even rounds reversed): whichever method runs first after a
   # load or a big drop measured 10-20% slower, so a single fixed order favours the later ones.
-  m_ts() {
+  m_tenantsync() {  # label [binary]
     fresh_target ts_$name
-    measure "$name: tenantsync snapshot ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name"
+    measure "$name: tenantsync $1 ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name ${2:-}"
     phases
-    psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
-    psql "$T/postgres" -c "DROP DATABASE ts_$name"
-  }
-  m_before() {
-    fresh_target ts_$name
-    measure "$name: tenantsync before ($(ts_label))" bash -c "tenantsync_run $sdb ts_$name b$name $before"
     psql "$S/$sdb" -c "SELECT pg_drop_replication_slot('tenantsync_b$name')" >/dev/null
     psql "$T/postgres" -c "DROP DATABASE ts_$name"
   }
@@ -204,8 +198,8 @@ bench_dataset() {  # name srcdb
     measure "$name: native subscription initial sync (+ post-data)" bash -c "subscription_run $sdb sub_$name"
     psql "$T/postgres" -c "DROP DATABASE sub_$name"
   }
-  local methods=(m_ts)
-  [[ -n $before ]] && methods+=(m_before)
+  local methods=("m_tenantsync snapshot")
+  [[ -n $before ]] && methods+=("m_tenantsync before $before")
   methods+=("m_pipe binary 1" "m_pipe binary 2" "m_pipe text 1" "m_pipe text 2")
   if command -v pgcopydb >/dev/null; then
     methods+=(m_pgcopydb)
@@ -265,4 +259,4 @@ fi
 echo
 echo "Results (machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load average $(cut -d' ' -f1-3 /proc/loadavg)):"
 cat "$results"
-[[ -f $results.summary ]] && cat "$results.summary"
+cat "$results.summary"

@@ -100,6 +100,28 @@ Status DropSlot(PgCluster& c, const std::string& slot) {
   return c.Exec("postgres", "SELECT pg_drop_replication_slot('" + slot + "')");
 }
 
+// A new database with `ddl` run (if any), a publication of all its tables and a slot named
+// "<database>_s" for `plugin`; returns the database's name.
+StatusOr<std::string> PublishedDatabase(PgCluster& src, const std::string& name,
+                                        const std::string& ddl, const std::string& plugin) {
+  TS_ASSIGN_OR_RETURN(std::string db, src.CreateDatabase(name));
+  TS_RETURN_IF_ERROR(
+      src.Exec(db, (ddl.empty() ? "" : ddl + "; ") + "CREATE PUBLICATION pub FOR ALL TABLES"));
+  TS_RETURN_IF_ERROR(CreateSlot(src, db, db + "_s", plugin));
+  return db;
+}
+
+// After a receiver stops, the walsender notices the closed connection a moment later; until
+// then the slot is active and can not be dropped.
+Status DropSlotOnceReleased(PgCluster& src, const std::string& slot) {
+  Status dropped = DropSlot(src, slot);
+  for (int i = 0; i < 50 && !dropped.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    dropped = DropSlot(src, slot);
+  }
+  return dropped;
+}
+
 // --- the journal, read back ---
 
 struct JournaledTxn {
@@ -615,11 +637,9 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
 
 TEST(StreamTest, SourceImmediateRestartMidStreamIsSurvived) {
   PgCluster& src = Clusters().source();
-  auto db = src.CreateDatabase("restart");
+  auto db = PublishedDatabase(src, "restart", "", "wal2json");
   ASSERT_OK(db);
-  ASSERT_OK(src.Exec(*db, "CREATE PUBLICATION pub FOR ALL TABLES"));
-  std::string slot = *db + "_s";
-  ASSERT_OK(CreateSlot(src, *db, slot, "wal2json"));
+  const std::string slot = *db + "_s";
   TempDirGuard dir{TempDir("restart")};
   ThreadReceiver rx(dir.path, Options(src, *db, slot, "wal2json"));
   ASSERT_OK(testing::LoadRawdog(src.Url(*db), 1));
@@ -649,42 +669,17 @@ TEST(StreamTest, SourceImmediateRestartMidStreamIsSurvived) {
   ASSERT_OK(DropSlot(src, slot));
 }
 
-// After the receiver stops, the walsender notices the closed connection a moment later; until
-// then the slot is active and can not be dropped.
-namespace {
-// A new database with `ddl` run, a publication of all its tables and a slot named
-// "<database>_s" for `plugin`; returns the database's name.
-StatusOr<std::string> PublishedDatabase(PgCluster& src, const std::string& name,
-                                        const std::string& ddl, const std::string& plugin) {
-  TS_ASSIGN_OR_RETURN(std::string db, src.CreateDatabase(name));
-  TS_RETURN_IF_ERROR(src.Exec(db, ddl + "; CREATE PUBLICATION pub FOR ALL TABLES"));
-  TS_RETURN_IF_ERROR(CreateSlot(src, db, db + "_s", plugin));
-  return db;
-}
-
-Status DropSlotOnceReleased(PgCluster& src, const std::string& slot) {
-  Status dropped = DropSlot(src, slot);
-  for (int i = 0; i < 50 && !dropped.ok(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    dropped = DropSlot(src, slot);
-  }
-  return dropped;
-}
-}  // namespace
-
 // A pipeline whose tables are idle while another database on the same server writes: the slot
 // must advance (keepalive positions journaled and acknowledged), so the source frees WAL.
 TEST(StreamTest, IdlePipelineSlotAdvancesWhileOtherDatabaseWrites) {
   for (const std::string plugin : {"pgoutput", "wal2json"}) {
     SCOPED_TRACE(plugin);
     PgCluster& src = Clusters().source();
-    auto idle = src.CreateDatabase("idle");
+    auto idle = PublishedDatabase(src, "idle", "CREATE TABLE t (id int PRIMARY KEY)", plugin);
     auto busy = src.CreateDatabase("busy");
     ASSERT_OK(idle);
     ASSERT_OK(busy);
-    ASSERT_OK(src.Exec(*idle, "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pub FOR ALL TABLES"));
-    std::string slot = *idle + "_s";
-    ASSERT_OK(CreateSlot(src, *idle, slot, plugin));
+    const std::string slot = *idle + "_s";
     Lsn created = ConfirmedFlush(src, slot);
     TempDirGuard dir{TempDir("idle")};
     ThreadReceiver rx(dir.path, Options(src, *idle, slot, plugin));
@@ -711,7 +706,8 @@ TEST(StreamTest, LoneTransactionAfterABurstIsJournaledPromptly) {
   for (const std::string plugin : {"pgoutput", "wal2json"}) {
     SCOPED_TRACE(plugin);
     PgCluster& src = Clusters().source();
-    auto db = PublishedDatabase(src, "burst", "CREATE TABLE t (id int PRIMARY KEY, pad text)", plugin);
+    auto db =
+        PublishedDatabase(src, "burst", "CREATE TABLE t (id int PRIMARY KEY, pad text)", plugin);
     ASSERT_OK(db);
     const std::string slot = *db + "_s";
     TempDirGuard dir{TempDir("burst")};
@@ -762,11 +758,9 @@ TEST(StreamTest, MissingSlotIsAClearErrorAndNoSlotIsCreated) {
 
 TEST(StreamTest, SlotDroppedWhileStreamingStopsWithClearError) {
   PgCluster& src = Clusters().source();
-  auto db = src.CreateDatabase("dropped");
+  auto db = PublishedDatabase(src, "dropped", "CREATE TABLE t (id int PRIMARY KEY)", "pgoutput");
   ASSERT_OK(db);
-  ASSERT_OK(src.Exec(*db, "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pub FOR ALL TABLES"));
-  std::string slot = *db + "_s";
-  ASSERT_OK(CreateSlot(src, *db, slot, "pgoutput"));
+  const std::string slot = *db + "_s";
   TempDirGuard dir{TempDir("dropped")};
   ThreadReceiver rx(dir.path, Options(src, *db, slot, "pgoutput"));
   ASSERT_OK(src.Exec(*db, "INSERT INTO t VALUES (1)"));
@@ -792,11 +786,9 @@ TEST(StreamTest, SlotDroppedWhileStreamingStopsWithClearError) {
 
 TEST(StreamTest, PluginMismatchAndSlotInUseAreClearErrors) {
   PgCluster& src = Clusters().source();
-  auto db = src.CreateDatabase("busyslot");
+  auto db = PublishedDatabase(src, "busyslot", "", "pgoutput");
   ASSERT_OK(db);
-  ASSERT_OK(src.Exec(*db, "CREATE PUBLICATION pub FOR ALL TABLES"));
-  std::string slot = *db + "_s";
-  ASSERT_OK(CreateSlot(src, *db, slot, "pgoutput"));
+  const std::string slot = *db + "_s";
   {
     TempDirGuard dir{TempDir("mismatch")};
     ThreadReceiver rx(dir.path, Options(src, *db, slot, "wal2json"));
@@ -945,8 +937,8 @@ TEST(StreamTest, ColumnsAddedAndDroppedMidStreamDecodeLikePgoutput) {
 
 TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   PgCluster& src = Clusters().source();
-  auto db = PublishedDatabase(src, "million",
-                              "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric)", "pgoutput");
+  auto db = PublishedDatabase(
+      src, "million", "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric)", "pgoutput");
   ASSERT_OK(db);
   const std::string slot = *db + "_s";
   ASSERT_OK(src.Exec(*db, "INSERT INTO big SELECT g, md5(g::text), g * 1.5 "
