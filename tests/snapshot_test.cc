@@ -805,6 +805,75 @@ TEST(Snapshot, RowsTheTargetRejectsBecomeDeadLetters) {
   DropSlot(src, "slot_dead");
 }
 
+// character(n) values travel without their blank padding (snapshot/internal/copy_binary.h);
+// the target must still hold exactly what the source stores: every value byte for byte (the
+// padded output text, the stored size), in a table copied in ctid chunks and in one copied
+// whole with FREEZE, next to columns whose trailing blanks are data (varchar, text, bpchar
+// without a length) and must keep them.
+TEST(Snapshot, PaddedCharColumnsArriveExactlyAsStored) {
+  auto db = Clusters().source().CreateDatabase("snap_padded");
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  const std::string source_url = Clusters().source().Url(*db);
+  const std::string target_url = FreshTargetDb("snap_padded");
+  std::string dir = TempDir("padded");
+  std::string yaml = RawdogYaml("padded", source_url, target_url, dir + "/state", ", chunk_mb: 1");
+  yaml = yaml.substr(0, yaml.find("tables:\n"));  // no RAWDOG tables here: no transforms
+  Config config = MustParse(yaml);
+  PgConn src = MustConnect(source_url);
+  PgConn dst = MustConnect(target_url);
+  const std::string columns =
+      "(id int PRIMARY KEY, c1 char(1), c5 character(5), c84 char(84), code char(3) NOT NULL, "
+      "bare bpchar, v varchar(10), t text)";
+  const std::string values =
+      "(g, CASE WHEN g % 5 = 0 THEN NULL WHEN g % 5 = 1 THEN ' ' ELSE chr(97 + g % 26) END, "
+      " CASE g % 6 WHEN 0 THEN 'abcde' WHEN 1 THEN ' a b ' WHEN 2 THEN '   ' WHEN 3 THEN 'äöü' "
+      "            WHEN 4 THEN NULL ELSE 'x' || repeat(' ', 3) END, "
+      " CASE WHEN g % 3 = 0 THEN NULL ELSE repeat('é', g % 84) END, "
+      " lpad((g % 1000)::text, 3), 'b' || repeat(' ', g % 4), 'v' || repeat(' ', g % 4), "
+      " 't' || repeat(' ', g % 4))";
+  ASSERT_TRUE(src.Run("CREATE TABLE public.codes " + columns + "; INSERT INTO public.codes "
+                      "SELECT " + values.substr(1, values.size() - 2) +
+                      " FROM generate_series(1, 30000) g")
+                  .ok());
+  ASSERT_TRUE(src.Run("CREATE TABLE public.codes_small " + columns + "; INSERT INTO "
+                      "public.codes_small SELECT * FROM public.codes WHERE id <= 500")
+                  .ok());
+  // The plan says which path the table takes.
+  std::ofstream(dir + "/padded.yaml") << yaml;
+  CommandResult plan = RunTenantsync({"-c", dir + "/padded.yaml", "snapshot", "--dry-run"}, dir);
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  EXPECT_THAT(plan.out, HasSubstr("binary pass-through (character(n) sent without its padding)"));
+  {
+    auto state = MustOpenState(config);
+    SnapshotOptions opts;
+    opts.progress = SnapshotOptions::Progress::kNone;
+    SnapshotResult result;
+    Status st = RunSnapshot(config, opts, *state, &result);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(result.rows, 30500);
+  }
+  // The big table was copied in several chunks, the small one whole.
+  EXPECT_GT(Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks WHERE table_name = "
+                       "'codes'"), 1);
+  for (const std::string t : {"codes", "codes_small"}) {
+    EXPECT_EQ(TableChecksum(dst, "tenant_rawdog", t), TableChecksum(src, "public", t)) << t;
+    const std::string sizes =
+        "SELECT sum(pg_column_size(c1)) || ',' || sum(pg_column_size(c5)) || ',' || "
+        "sum(pg_column_size(c84)) || ',' || sum(octet_length(c84)) || ',' || "
+        "sum(pg_column_size(code)) || ',' || sum(octet_length(bare)) || ',' || "
+        "sum(octet_length(v)) || ',' || sum(octet_length(t)) FROM ";
+    EXPECT_EQ(Value(dst, sizes + "tenant_rawdog." + t), Value(src, sizes + "public." + t)) << t;
+  }
+  // Spot values: padding back to n characters, multibyte, blanks inside, blanks that are data.
+  EXPECT_EQ(Value(dst, "SELECT c5 || '|' FROM tenant_rawdog.codes WHERE id = 7"), " a b|");
+  EXPECT_EQ(Value(dst, "SELECT format('[%s][%s][%s]', c5, bare, v) FROM tenant_rawdog.codes "
+                       "WHERE id = 3"),
+            Value(src, "SELECT format('[%s][%s][%s]', c5, bare, v) FROM public.codes "
+                       "WHERE id = 3"));
+  EXPECT_EQ(Value(dst, "SELECT octet_length(c5) FROM tenant_rawdog.codes WHERE id = 9"), "8");  // äöü + 2 blanks
+  DropSlot(src, "slot_padded");
+}
+
 // --- preflight: each failure produced, its message asserted, nothing written -----------------
 
 std::vector<std::string> MustPreflight(const Config& config) {

@@ -1,8 +1,10 @@
 #include "snapshot/internal/chunk_copier.h"
 
 #include <cstdlib>
+#include <optional>
 
 #include "core/kill_point.h"
+#include "snapshot/internal/copy_binary.h"
 #include "snapshot/internal/copy_text.h"
 
 namespace tenantsync::snapshot::internal {
@@ -129,6 +131,8 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
   PGconn* src = source_.get();
   PGconn* dst = target_.get();
   const size_t ncols = plan.source_columns.size();
+  std::optional<BinaryPaddingTrimmer> trimmer;
+  if (binary && !plan.trim_padding.empty()) trimmer.emplace(plan.trim_padding);
   Tuple in, out;
   std::string buf;
   buf.reserve(kFlushBytes + 4096);
@@ -144,7 +148,16 @@ Status ChunkCopier::CopyPass(const TablePlan& plan, const Chunk& chunk, TablePro
     if (n < 0) break;
     PgBuffer owned(raw);
     pass->bytes += n;
-    if (binary) {
+    if (trimmer) {
+      // Rows get shorter, never longer: buf stays near kBinaryMessageBytes.
+      TS_RETURN_IF_ERROR_CTX(trimmer->Append({raw, static_cast<size_t>(n)}, &buf),
+                             "reading " + plan.source->name);
+      if (buf.size() >= kBinaryMessageBytes) {
+        put(buf.data(), buf.size());
+        buf.clear();
+      }
+      ++pass->rows;
+    } else if (binary) {
       if (buf.size() + static_cast<size_t>(n) > kBinaryMessageBytes && !buf.empty()) {
         put(buf.data(), buf.size());
         buf.clear();

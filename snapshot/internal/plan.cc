@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "core/pg.h"
+#include "snapshot/internal/copy_binary.h"
 
 namespace tenantsync::snapshot::internal {
 
@@ -211,14 +212,21 @@ std::unique_ptr<PlanSet> BuildPlan(const Config& config, Catalog source, Catalog
     tp.binary = binary;
     tp.target_column_list.clear();
     tp.source_select_list.clear();
+    tp.trim_padding.clear();
+    bool any_padded = false;
     for (const auto& tc : tr.target_columns()) {
       if (!tp.target_column_list.empty()) tp.target_column_list += ", ";
       tp.target_column_list += QuoteIdent(tc.name);
       if (binary) {
         if (!tp.source_select_list.empty()) tp.source_select_list += ", ";
         tp.source_select_list += QuoteIdent(tp.source_columns[tc.source_index].name);
+        // Same type on both sides (checked above), so the target's character(n) pads it back.
+        const bool padded = IsPaddedCharType(tc.type);
+        tp.trim_padding.push_back(padded);
+        any_padded = any_padded || padded;
       }
     }
+    if (!any_padded) tp.trim_padding.clear();
     if (!binary) {
       for (const auto& sc : tp.source_columns) {
         if (!tp.source_select_list.empty()) tp.source_select_list += ", ";
@@ -439,6 +447,7 @@ std::string FormatPlan(const Config& config, const PlanSet& plan) {
     out += ": ~" + std::to_string(static_cast<int64_t>(tp.source->estimated_rows)) + " rows, " +
            std::to_string(tp.source->bytes / (1 << 20)) + " MB, " +
            (tp.binary ? "binary pass-through" : "text + transform");
+    if (!tp.trim_padding.empty()) out += " (character(n) sent without its padding)";
     const auto& ps = plan.parents.at(name);
     if (!ps.empty()) {
       out += ", after";

@@ -35,6 +35,10 @@ struct TablePlan {
   // sides. Then the source SELECT lists the kept columns in target order.
   bool binary = false;
   std::string source_select_list;         // quoted source columns, in COPY order
+  // Binary pass-through: per COPY column, true for character(n), whose blank padding is not
+  // sent (copy_binary.h: the target pads it back, the stored value is the same). Empty when no
+  // column is character(n) or the path is text.
+  std::vector<bool> trim_padding;
   std::string target_column_list;         // quoted target columns, in COPY order
   std::vector<int> key_source_indexes;    // source columns naming a row in dead letters
   bool target_exists = false;             // the target table existed before this plan
