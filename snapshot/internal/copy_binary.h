@@ -7,9 +7,10 @@
 // sending it without the trailing blanks stores exactly the same value while the target reads
 // fewer bytes and counts the characters of a short string instead of all n. (pgbench_accounts'
 // filler is character(84) and blank: 114-byte rows become 30 bytes, and the target's COPY FROM,
-// the slowest process of a snapshot, takes ~35% less time; see bench/RESULTS.md, Snapshot.) A
-// blank is the byte 0x20 in every server encoding (they are ASCII-safe: no multibyte character
-// contains a byte below 0x80), so trimming bytes never cuts a character.
+// the slowest process of a snapshot, takes ~35% less time; see bench/RESULTS.md, Snapshot.) The
+// byte 0x20 is a blank and nothing else in every encoding PostgreSQL supports: server encodings
+// are ASCII-safe, and the trailing bytes of the client-only ones (SJIS, BIG5, GBK, UHC, GB18030,
+// JOHAB) are all 0x30 or above. So trimming 0x20 bytes never cuts a character.
 //
 // Format (PostgreSQL docs, "COPY ... Binary Format"), big-endian: the first message starts with
 // the header (11-byte signature, Int32 flags, Int32 extension length, the extension); each row is
