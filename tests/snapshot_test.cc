@@ -140,6 +140,17 @@ std::unique_ptr<state::StateStore> MustOpenState(const Config& config) {
   return s.ok() ? std::move(s).value() : nullptr;
 }
 
+// Opens the config's state store and runs a snapshot without progress output.
+StatusOr<SnapshotResult> QuietSnapshot(const Config& config) {
+  auto state = MustOpenState(config);
+  if (state == nullptr) return FailedPrecondition("the state store did not open");
+  SnapshotOptions opts;
+  opts.progress = SnapshotOptions::Progress::kNone;
+  SnapshotResult result;
+  TS_RETURN_IF_ERROR(RunSnapshot(config, opts, *state, &result));
+  return result;
+}
+
 PgConn MustConnect(const std::string& url) {
   auto c = PgConn::Connect(url, "snapshot-test");
   EXPECT_TRUE(c.ok()) << c.status().ToString();
@@ -489,14 +500,10 @@ TEST(Snapshot, TransformsHoldAndSecondRunChangesNothing) {
   PgConn src = MustConnect(source_url);
   PgConn dst = MustConnect(target_url);
   {
-    auto state = MustOpenState(config);
-    SnapshotOptions opts;
-    opts.progress = SnapshotOptions::Progress::kNone;
-    SnapshotResult result;
-    Status st = RunSnapshot(config, opts, *state, &result);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    EXPECT_EQ(result.rows, testing::RawdogTotalRows(kScale));
-    EXPECT_EQ(result.dead_letters, 0);
+    auto result = QuietSnapshot(config);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    EXPECT_EQ(result->rows, testing::RawdogTotalRows(kScale));
+    EXPECT_EQ(result->dead_letters, 0);
   }
   ExpectCountsEqual(src, dst);
   ExpectTransformsHold(config, src, dst);
@@ -511,14 +518,10 @@ TEST(Snapshot, TransformsHoldAndSecondRunChangesNothing) {
   std::string org_before = Value(dst, "SELECT updated_at::text FROM public.organizations");
   int64_t markers = Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks");
   {
-    auto state = MustOpenState(config);
-    SnapshotOptions opts;
-    opts.progress = SnapshotOptions::Progress::kNone;
-    SnapshotResult result;
-    Status st = RunSnapshot(config, opts, *state, &result);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    EXPECT_TRUE(result.already_done);
-    EXPECT_EQ(result.rows, 0);
+    auto result = QuietSnapshot(config);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    EXPECT_TRUE(result->already_done);
+    EXPECT_EQ(result->rows, 0);
   }
   for (const auto& t : testing::RawdogTables()) {
     EXPECT_EQ(TableChecksum(dst, "tenant_rawdog", t), before[t]) << t;
@@ -844,13 +847,9 @@ TEST(Snapshot, PaddedCharColumnsArriveExactlyAsStored) {
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   EXPECT_THAT(plan.out, HasSubstr("binary pass-through (character(n) sent without its padding)"));
   {
-    auto state = MustOpenState(config);
-    SnapshotOptions opts;
-    opts.progress = SnapshotOptions::Progress::kNone;
-    SnapshotResult result;
-    Status st = RunSnapshot(config, opts, *state, &result);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    EXPECT_EQ(result.rows, 30500);
+    auto result = QuietSnapshot(config);
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    EXPECT_EQ(result->rows, 30500);
   }
   // The big table was copied in several chunks, the small one whole.
   EXPECT_GT(Count(dst, "SELECT count(*) FROM _tenantsync.snapshot_chunks WHERE table_name = "
@@ -960,11 +959,7 @@ TEST(SnapshotPreflight, TableWithoutKeyMissingTableMissingKeyAndBadTargetTypeAre
   // The snapshot refuses to start and writes nothing.
   std::string dir = TempDir("pretables");
   config.state_dir = dir + "/state";
-  auto state = MustOpenState(config);
-  SnapshotResult result;
-  SnapshotOptions opts;
-  opts.progress = SnapshotOptions::Progress::kNone;
-  Status st = RunSnapshot(config, opts, *state, &result);
+  Status st = QuietSnapshot(config).status();
   EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(st.message(), HasSubstr("audit_log"));
   PgConn src = MustConnect(source_url);
