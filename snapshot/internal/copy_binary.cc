@@ -1,7 +1,6 @@
 #include "snapshot/internal/copy_binary.h"
 
 #include <cstdint>
-#include <cstring>
 
 namespace tenantsync::snapshot::internal {
 

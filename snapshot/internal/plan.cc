@@ -213,7 +213,6 @@ std::unique_ptr<PlanSet> BuildPlan(const Config& config, Catalog source, Catalog
     tp.target_column_list.clear();
     tp.source_select_list.clear();
     tp.trim_padding.clear();
-    bool any_padded = false;
     for (const auto& tc : tr.target_columns()) {
       if (!tp.target_column_list.empty()) tp.target_column_list += ", ";
       tp.target_column_list += QuoteIdent(tc.name);
@@ -221,12 +220,13 @@ std::unique_ptr<PlanSet> BuildPlan(const Config& config, Catalog source, Catalog
         if (!tp.source_select_list.empty()) tp.source_select_list += ", ";
         tp.source_select_list += QuoteIdent(tp.source_columns[tc.source_index].name);
         // Same type on both sides (checked above), so the target's character(n) pads it back.
-        const bool padded = IsPaddedCharType(tc.type);
-        tp.trim_padding.push_back(padded);
-        any_padded = any_padded || padded;
+        tp.trim_padding.push_back(IsPaddedCharType(tc.type));
       }
     }
-    if (!any_padded) tp.trim_padding.clear();
+    if (std::find(tp.trim_padding.begin(), tp.trim_padding.end(), true) ==
+        tp.trim_padding.end()) {
+      tp.trim_padding.clear();
+    }
     if (!binary) {
       for (const auto& sc : tp.source_columns) {
         if (!tp.source_select_list.empty()) tp.source_select_list += ", ";
