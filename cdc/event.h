@@ -1,7 +1,9 @@
 // What a decoder makes of one logical-replication message: the events both plugins decode into.
 //
 // A committed transaction arrives as BeginTxn, then its changes (Change, in WAL order), then
-// CommitTxn. RelationUpdate/TypeInfo/OriginInfo are informational (the decoder has already
+// CommitTxn. With pgoutput protocol 2 streaming, a large transaction may instead arrive while it
+// is still running, in blocks (StreamStart, its changes, StreamStop) interleaved with other
+// transactions, and end with StreamCommit or StreamAbort (of the whole or of a subtransaction). RelationUpdate/TypeInfo/OriginInfo are informational (the decoder has already
 // applied them to its caches). A non-transactional pg_logical_emit_message arrives on its own,
 // outside any transaction, as StandaloneMessage.
 #pragma once
@@ -32,6 +34,31 @@ struct CommitTxn {
   int64_t commit_time_us = 0;
 };
 
+// pgoutput protocol 2: a block of changes of in-progress transaction `xid` follows, up to
+// StreamStop. `first_segment`: the first block of that transaction in this session.
+struct StreamStart {
+  uint32_t xid = 0;
+  bool first_segment = false;
+};
+
+struct StreamStop {};
+
+// The streamed transaction `xid` committed: every change of it received in its blocks (less
+// those of aborted subtransactions) is the transaction.
+struct StreamCommit {
+  uint32_t xid = 0;
+  Lsn commit_lsn;
+  Lsn end_lsn;
+  int64_t commit_time_us = 0;
+};
+
+// Subtransaction `subxid` of streamed transaction `xid` rolled back (subxid == xid: the whole
+// transaction did): its changes and those of its subtransactions are not part of it.
+struct StreamAbort {
+  uint32_t xid = 0;
+  uint32_t subxid = 0;
+};
+
 struct RelationUpdate {
   std::shared_ptr<const Relation> relation;
 };
@@ -53,7 +80,7 @@ struct StandaloneMessage {
 };
 
 using Event = std::variant<BeginTxn, CommitTxn, Change, RelationUpdate, TypeInfo, OriginInfo,
-                           StandaloneMessage>;
+                           StandaloneMessage, StreamStart, StreamStop, StreamCommit, StreamAbort>;
 
 // Resolves a type OID and modifier to format_type(oid, typmod) text ("character varying(20)").
 // Supplied by the receiver from the source catalogs; tests use a fixed map. May do I/O.

@@ -24,8 +24,16 @@
 //                   't' Int32 len  len bytes value in text output format
 //                 ('b' binary values exist only with the `binary` option, which we never set.)
 //
-// Streaming (proto 2+: Stream Start/Stop/Commit/Abort, xid prefixes) is not negotiated: we ask
-// for proto_version '1', so a server never sends those; receiving one is kCorruption.
+// Protocol 2 (PostgreSQL 14+, asked for with `streaming 'on'`) adds in-progress transactions:
+//
+//   Stream Start  'S' Int32 xid  Int8 first_segment (1 = the transaction's first block)
+//   Stream Stop   'E'
+//   Stream Commit 'c' Int32 xid  Int8 flags(0)  Int64 commit_lsn  Int64 end_lsn  Int64 commit_time
+//   Stream Abort  'A' Int32 xid  Int32 subxid
+//
+// and between Stream Start and Stream Stop, Relation, Type, Insert, Update, Delete, Truncate and
+// Message carry an Int32 xid right after the type byte. Stream Commit/Abort come outside blocks.
+// Under protocol 1 every one of these is kCorruption.
 #include "cdc/pgoutput_decoder.h"
 
 #include <utility>
@@ -95,10 +103,84 @@ StatusOr<std::string> PgoutputDecoder::TypeName(uint32_t oid, int32_t typmod) {
   return name;
 }
 
+StatusOr<Event> PgoutputDecoder::DecodeStreamControl(uint8_t type,
+                                                     std::span<const uint8_t> body) {
+  const char* what = type == 'S'   ? "pgoutput Stream Start"
+                     : type == 'E' ? "pgoutput Stream Stop"
+                     : type == 'c' ? "pgoutput Stream Commit"
+                                   : "pgoutput Stream Abort";
+  ByteReader r(body, what);
+  if (protocol_version_ < 2) {
+    return Corruption(std::string(what) + ": streaming message under protocol version 1");
+  }
+  if ((type == 'E') != in_stream_) {
+    return Corruption(std::string(what) +
+                      (in_stream_ ? ": inside a stream block" : ": outside a stream block"));
+  }
+  switch (type) {
+    case 'S': {
+      StreamStart st;
+      TS_ASSIGN_OR_RETURN(st.xid, r.ReadU32("xid"));
+      TS_ASSIGN_OR_RETURN(uint8_t first, r.ReadU8("first_segment"));
+      TS_RETURN_IF_ERROR(r.ExpectEnd());
+      if (st.xid == 0) return r.Error("xid", "is 0");
+      if (first > 1) return r.Error("first_segment", "is " + std::to_string(first));
+      st.first_segment = first == 1;
+      in_stream_ = true;
+      stream_xid_ = st.xid;
+      return Event(st);
+    }
+    case 'E':
+      TS_RETURN_IF_ERROR(r.ExpectEnd());
+      in_stream_ = false;
+      return Event(StreamStop{});
+    case 'c': {
+      StreamCommit c;
+      TS_ASSIGN_OR_RETURN(c.xid, r.ReadU32("xid"));
+      TS_ASSIGN_OR_RETURN(uint8_t flags, r.ReadU8("flags"));
+      (void)flags;
+      TS_ASSIGN_OR_RETURN(uint64_t commit_lsn, r.ReadU64("commit_lsn"));
+      TS_ASSIGN_OR_RETURN(uint64_t end_lsn, r.ReadU64("end_lsn"));
+      TS_ASSIGN_OR_RETURN(int64_t ts, r.ReadI64("commit_time"));
+      TS_RETURN_IF_ERROR(r.ExpectEnd());
+      c.commit_lsn = ToLsn(commit_lsn);
+      c.end_lsn = ToLsn(end_lsn);
+      c.commit_time_us = PgToUnixMicros(ts);
+      if (!c.commit_lsn.valid() || c.end_lsn < c.commit_lsn) {
+        return r.Error("end_lsn", "is " + c.end_lsn.ToString() + " for commit_lsn " +
+                                      c.commit_lsn.ToString());
+      }
+      return Event(c);
+    }
+    default: {
+      StreamAbort a;
+      TS_ASSIGN_OR_RETURN(a.xid, r.ReadU32("xid"));
+      TS_ASSIGN_OR_RETURN(a.subxid, r.ReadU32("subxid"));
+      TS_RETURN_IF_ERROR(r.ExpectEnd());
+      return Event(a);
+    }
+  }
+}
+
 StatusOr<Event> PgoutputDecoder::Decode(std::span<const uint8_t> message) {
   ByteReader head(message, "pgoutput message");
   TS_ASSIGN_OR_RETURN(uint8_t type, head.ReadU8("message type"));
   std::span<const uint8_t> body = message.subspan(1);
+  if (type == 'S' || type == 'E' || type == 'c' || type == 'A') {
+    return DecodeStreamControl(type, body);
+  }
+  if (in_stream_) {
+    // Inside a block every message but Origin names its (sub)transaction first.
+    if (type == 'B' || type == 'C') {
+      return Corruption(std::string("pgoutput ") + (type == 'B' ? "Begin" : "Commit") +
+                        " inside a stream block");
+    }
+    if (type != 'O') {
+      ByteReader r(body, "pgoutput streamed message");
+      TS_ASSIGN_OR_RETURN(stream_xid_, r.ReadU32("xid"));
+      body = body.subspan(4);
+    }
+  }
 
   switch (type) {
     case 'B': {
@@ -250,7 +332,8 @@ StatusOr<Event> PgoutputDecoder::Decode(std::span<const uint8_t> message) {
     }
     default:
       return Corruption("pgoutput message: unknown message type " + std::to_string(type) +
-                        " at offset 0 (protocol version 1 was requested)");
+                        " at offset 0 (protocol version " + std::to_string(protocol_version_) +
+                        " was requested)");
   }
 }
 

@@ -350,7 +350,7 @@ TEST(PgoutputDecoderTest, TrailingBytesAreCorruption) {
 
 TEST(PgoutputDecoderTest, UnknownMessageTypeAndEmptyMessage) {
   PgoutputDecoder d;
-  EXPECT_THAT(DecodeStatus(d, {'S', 0, 0, 0, 1}).message(), HasSubstr("unknown message type 83"));
+  EXPECT_THAT(DecodeStatus(d, {'Z', 0, 0, 0, 1}).message(), HasSubstr("unknown message type 90"));
   EXPECT_EQ(DecodeStatus(d, {}).code(), StatusCode::kCorruption);
 }
 
@@ -378,6 +378,115 @@ TEST(PgoutputDecoderTest, RelationMessageReplacesCachedDefinition) {
   EXPECT_EQ(first->columns.size(), 1u) << "old changes keep their definition";
   EXPECT_EQ(second->columns.size(), 2u);
   EXPECT_EQ(second->replica_identity, 'f');
+}
+
+// --- protocol 2: streamed in-progress transactions ---
+
+std::vector<uint8_t> U32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+std::vector<uint8_t> U64(uint64_t v) {
+  auto hi = U32(static_cast<uint32_t>(v >> 32));
+  auto lo = U32(static_cast<uint32_t>(v));
+  hi.insert(hi.end(), lo.begin(), lo.end());
+  return hi;
+}
+// `type` + `parts`, concatenated.
+std::vector<uint8_t> Msg(char type, std::initializer_list<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> m = {static_cast<uint8_t>(type)};
+  for (const auto& p : parts) m.insert(m.end(), p.begin(), p.end());
+  return m;
+}
+// Relation 1 "s"."t" with one int4 key column "a", as sent inside a stream of `xid`.
+std::vector<uint8_t> StreamedRelation(uint32_t xid) {
+  return Msg('R', {U32(xid), U32(1), {'s', 0, 't', 0, 'd', 0, 1, 1, 'a', 0}, U32(23),
+                   U32(0xffffffff)});
+}
+std::vector<uint8_t> StreamedInsert(uint32_t xid, char value) {
+  return Msg('I', {U32(xid), U32(1), {'N', 0, 1, 't'}, U32(1), {static_cast<uint8_t>(value)}});
+}
+
+TEST(PgoutputStreamingTest, BlocksCarryTheirSubtransactionXids) {
+  PgoutputDecoder d({}, /*protocol_version=*/2);
+  auto start = d.Decode(Msg('S', {U32(700), {1}}));
+  ASSERT_TRUE(start.ok()) << start.status().ToString();
+  EXPECT_EQ(std::get<StreamStart>(*start).xid, 700u);
+  EXPECT_TRUE(std::get<StreamStart>(*start).first_segment);
+  EXPECT_TRUE(d.in_stream());
+
+  auto rel = d.Decode(StreamedRelation(700));
+  ASSERT_TRUE(rel.ok()) << rel.status().ToString();
+  EXPECT_EQ(std::get<RelationUpdate>(*rel).relation->name, "t");
+  EXPECT_EQ(d.stream_xid(), 700u);
+
+  auto ins = d.Decode(StreamedInsert(701, '7'));  // a subtransaction's change
+  ASSERT_TRUE(ins.ok()) << ins.status().ToString();
+  const auto& c = std::get<Change>(*ins);
+  EXPECT_EQ(c.op, ChangeOp::kInsert);
+  ASSERT_EQ(c.new_tuple.size(), 1u);
+  EXPECT_EQ(c.new_tuple[0].text, "7");
+  EXPECT_EQ(d.stream_xid(), 701u);
+
+  ASSERT_TRUE(std::holds_alternative<StreamStop>(*d.Decode(Msg('E', {}))));
+  EXPECT_FALSE(d.in_stream());
+
+  // Between blocks, a transaction sent whole decodes as under protocol 1 (no xid prefix).
+  auto begin = d.Decode(Msg('B', {U64(0x200), U64(0), U32(702)}));
+  ASSERT_TRUE(begin.ok()) << begin.status().ToString();
+  auto plain = d.Decode(Msg('I', {U32(1), {'N', 0, 1, 't'}, U32(1), {'8'}}));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(std::get<Change>(*plain).new_tuple[0].text, "8");
+  ASSERT_TRUE(d.Decode(Msg('C', {{0}, U64(0x200), U64(0x230), U64(0)})).ok());
+
+  auto later = d.Decode(Msg('S', {U32(700), {0}}));
+  ASSERT_TRUE(later.ok());
+  EXPECT_FALSE(std::get<StreamStart>(*later).first_segment);
+  ASSERT_TRUE(d.Decode(Msg('E', {})).ok());
+
+  auto abort = d.Decode(Msg('A', {U32(700), U32(701)}));
+  ASSERT_TRUE(abort.ok()) << abort.status().ToString();
+  EXPECT_EQ(std::get<StreamAbort>(*abort).xid, 700u);
+  EXPECT_EQ(std::get<StreamAbort>(*abort).subxid, 701u);
+
+  auto commit = d.Decode(Msg('c', {U32(700), {0}, U64(0x300), U64(0x338), U64(0)}));
+  ASSERT_TRUE(commit.ok()) << commit.status().ToString();
+  const auto& sc = std::get<StreamCommit>(*commit);
+  EXPECT_EQ(sc.xid, 700u);
+  EXPECT_EQ(sc.commit_lsn, Lsn(0x300));
+  EXPECT_EQ(sc.end_lsn, Lsn(0x338));
+  EXPECT_EQ(sc.commit_time_us, kPgEpochOffsetUs);
+}
+
+TEST(PgoutputStreamingTest, StreamMessagesOutOfPlaceAreCorruption) {
+  {
+    PgoutputDecoder v1;  // protocol 1 never negotiates streaming
+    Status s = DecodeStatus(v1, Msg('S', {U32(700), {1}}));
+    EXPECT_EQ(s.code(), StatusCode::kCorruption);
+    EXPECT_THAT(s.message(), HasSubstr("Stream Start: streaming message under protocol version 1"));
+  }
+  PgoutputDecoder d({}, 2);
+  EXPECT_THAT(DecodeStatus(d, Msg('E', {})).message(),
+              HasSubstr("Stream Stop: outside a stream block"));
+  EXPECT_THAT(DecodeStatus(d, Msg('S', {U32(0), {1}})).message(), HasSubstr("Stream Start: xid at offset 5 is 0"));
+  EXPECT_THAT(DecodeStatus(d, Msg('S', {U32(5), {2}})).message(), HasSubstr("first_segment"));
+  ASSERT_TRUE(d.Decode(Msg('S', {U32(700), {1}})).ok());
+  EXPECT_THAT(DecodeStatus(d, Msg('S', {U32(701), {1}})).message(),
+              HasSubstr("Stream Start: inside a stream block"));
+  EXPECT_THAT(DecodeStatus(d, Msg('c', {U32(700), {0}, U64(1), U64(2), U64(0)})).message(),
+              HasSubstr("Stream Commit: inside a stream block"));
+  EXPECT_THAT(DecodeStatus(d, Msg('A', {U32(700), U32(700)})).message(),
+              HasSubstr("Stream Abort: inside a stream block"));
+  EXPECT_THAT(DecodeStatus(d, Msg('B', {U64(1), U64(0), U32(9)})).message(),
+              HasSubstr("Begin inside a stream block"));
+  EXPECT_THAT(DecodeStatus(d, {'I', 0, 0}).message(), HasSubstr("xid"));  // no room for the xid
+  ASSERT_TRUE(d.Decode(Msg('E', {})).ok());
+  // Truncated and inconsistent control messages.
+  EXPECT_EQ(DecodeStatus(d, {'c', 0, 0, 2, 0xbc, 0}).code(), StatusCode::kCorruption);
+  EXPECT_THAT(DecodeStatus(d, Msg('c', {U32(700), {0}, U64(0x300), U64(0x200), U64(0)})).message(),
+              HasSubstr("end_lsn"));
+  EXPECT_EQ(DecodeStatus(d, {'A', 0, 0, 2, 0xbc}).code(), StatusCode::kCorruption);
+  EXPECT_THAT(DecodeStatus(d, Msg('E', {{0}})).message(), HasSubstr("outside a stream block"));
 }
 
 }  // namespace
