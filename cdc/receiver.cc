@@ -12,13 +12,16 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <filesystem>
 #include <optional>
 #include <thread>
 #include <variant>
 
 #include "cdc/byte_reader.h"
+#include "cdc/internal/stream_spool.h"
 #include "cdc/pgoutput_decoder.h"
 #include "cdc/wal2json_decoder.h"
 #include "core/kill_point.h"
@@ -136,6 +139,8 @@ StreamOptions StreamOptionsFromConfig(const Config& config) {
                                                     : config.source.publication;
   o.plugin = config.source.plugin;
   o.schema = config.source.schema;
+  o.stream_in_progress = config.source.stream_in_progress;
+  if (!config.state_dir.empty()) o.spool_dir = config.state_dir + "/stream-spool";
   return o;
 }
 
@@ -155,6 +160,10 @@ class Receiver::Session {
     bool journal_open = journal_open_;
     in_txn_ = false;
     journal_open_ = false;
+    fast_xid_ = 0;
+    block_xid_ = 0;
+    // Streamed transactions not committed yet are streamed again from their first block.
+    if (spool_) spool_->DiscardAll();
     if (journal_open) {
       Status a = r_.journal_.Abort();
       if (!a.ok()) return a.WithContext("aborting the partial transaction");
@@ -186,9 +195,18 @@ class Receiver::Session {
       }
     }
     if (o.plugin == "pgoutput") {
-      decoder_.emplace<PgoutputDecoder>([this](uint32_t oid, int32_t typmod) {
-        return LookupTypeName(catalog_, oid, typmod);
-      });
+      streaming_ = false;
+      if (o.stream_in_progress) {
+        TS_ASSIGN_OR_RETURN(PgResult v, catalog_.Exec("SHOW server_version_num"));
+        TS_ASSIGN_OR_RETURN(int64_t version, v.GetInt(0, 0));
+        streaming_ = version >= 140000;  // protocol 2 and `streaming` came with PostgreSQL 14
+      }
+      if (streaming_) {
+        TS_ASSIGN_OR_RETURN(spool_, internal::StreamSpool::Open(r_.spool_dir_));
+      }
+      decoder_.emplace<PgoutputDecoder>(
+          [this](uint32_t oid, int32_t typmod) { return LookupTypeName(catalog_, oid, typmod); },
+          streaming_ ? 2 : 1);
     } else {
       decoder_.emplace<Wal2jsonDecoder>([this](const std::string& s, const std::string& t) {
         return LookupRelation(catalog_, s, t);
@@ -272,8 +290,10 @@ class Receiver::Session {
     std::string cmd = "START_REPLICATION SLOT " + QuoteIdent(o.slot) + " LOGICAL " +
                       start_lsn_.ToString() + " (";
     if (o.plugin == "pgoutput") {
-      cmd += "\"proto_version\" '1', \"publication_names\" " +
-             QuoteLiteral(QuoteIdent(o.publication)) + ", \"messages\" 'true'";
+      cmd += std::string("\"proto_version\" ") + (streaming_ ? "'2'" : "'1'") +
+             ", \"publication_names\" " + QuoteLiteral(QuoteIdent(o.publication)) +
+             ", \"messages\" 'true'";
+      if (streaming_) cmd += ", \"streaming\" 'on'";
     } else {
       bool first = true;
       for (const auto& [k, v] : Wal2jsonDecoder::PluginOptions()) {
@@ -487,7 +507,7 @@ class Receiver::Session {
       if (!ev.ok()) {
         return ev.status().WithContext("decoding the message at " + Lsn(data_start).ToString());
       }
-      return OnEvent(std::move(ev).value(), send_time);
+      return OnEvent(std::move(ev).value(), send_time, payload);
     }
     if (kind == 'k') {
       TS_ASSIGN_OR_RETURN(uint64_t wal_end, r.ReadU64("keepalive wal_end"));
@@ -510,7 +530,7 @@ class Receiver::Session {
   // Journals the idle position of the last keepalive (at most once per status interval: it is
   // a synced write) and acknowledges it at once.
   Status MaybeAdvanceIdle() {
-    if (in_txn_ || !pending_idle_.valid()) return Status::Ok();
+    if (!IdleSafe() || !pending_idle_.valid()) return Status::Ok();
     if (pending_idle_ <= r_.journal_.JournaledLsn()) {
       pending_idle_ = Lsn();
       return Status::Ok();
@@ -541,8 +561,27 @@ class Receiver::Session {
     }
   }
 
-  Status OnEvent(Event&& ev, int64_t send_time_pg_us) {
+  // No transaction open anywhere: a keepalive position may be journaled (see the header).
+  // Streamed transactions not committed yet count as open: their blocks are not journaled.
+  bool IdleSafe() const { return !in_txn_ && !journal_open_ && (!spool_ || spool_->empty()); }
+
+  Status OnEvent(Event&& ev, int64_t send_time_pg_us, std::span<const uint8_t> payload) {
     state::Journal& j = r_.journal_;
+    if (streaming_) {
+      if (auto* st = std::get_if<StreamStart>(&ev)) return OnStreamStart(*st);
+      if (std::holds_alternative<StreamStop>(ev)) {
+        block_xid_ = 0;
+        return Status::Ok();
+      }
+      if (auto* sc = std::get_if<StreamCommit>(&ev)) return OnStreamCommit(*sc);
+      if (auto* sa = std::get_if<StreamAbort>(&ev)) return OnStreamAbort(*sa);
+      if (block_xid_ != 0) return OnStreamed(ev, payload);
+      // A transaction sent whole, or a standalone message: the streamed transaction held in
+      // the journal (if any) is no longer the only one in flight.
+      if (std::holds_alternative<BeginTxn>(ev) || std::holds_alternative<StandaloneMessage>(ev)) {
+        TS_RETURN_IF_ERROR(LeaveFastPath("a transaction arrived between its blocks"));
+      }
+    }
     if (auto* b = std::get_if<BeginTxn>(&ev)) {
       if (in_txn_) return Corruption("Begin of " + b->final_lsn.ToString() + " inside a transaction");
       txn_ = TransactionInfo{b->xid, b->final_lsn, Lsn(), b->commit_time_us};
@@ -608,6 +647,121 @@ class Receiver::Session {
     return Status::Ok();  // RelationUpdate, TypeInfo, OriginInfo: caches already updated
   }
 
+  // --- streamed in-progress transactions (pgoutput protocol 2) ---
+  //
+  // Every block goes to the spool. The fast path: a streamed transaction that starts while
+  // nothing else is in flight is also appended to the journal as it arrives (journal_open_,
+  // fast_xid_), so its Stream Commit is just the journal's Commit and the applier's live path
+  // sees its changes during the stream. Anything else in flight meanwhile (a transaction sent
+  // whole, another streamed one, a cut subtransaction) aborts that journal transaction, and
+  // the commit replays the spool into the journal instead.
+
+  Status OnStreamStart(const StreamStart& st) {
+    if (in_txn_) return Corruption("Stream Start of transaction " + std::to_string(st.xid) +
+                                   " inside a transaction");
+    TS_RETURN_IF_ERROR(spool_->Start(st.xid, st.first_segment));
+    block_xid_ = st.xid;
+    if (fast_xid_ != 0 && (fast_xid_ != st.xid || st.first_segment)) {
+      TS_RETURN_IF_ERROR(LeaveFastPath("another streamed transaction arrived"));
+    }
+    if (st.first_segment && fast_xid_ == 0 && !journal_open_ && spool_->Count() == 1) {
+      // The commit LSN is not known yet: the journal checks for a resend at Commit.
+      TS_RETURN_IF_ERROR(r_.journal_.Begin(TransactionInfo{st.xid, Lsn(), Lsn(), 0}));
+      journal_open_ = true;
+      fast_xid_ = st.xid;
+    }
+    return Status::Ok();
+  }
+
+  Status OnStreamed(const Event& ev, std::span<const uint8_t> payload) {
+    const uint32_t sub = std::get<PgoutputDecoder>(decoder_).stream_xid();
+    if (std::holds_alternative<RelationUpdate>(ev) || std::holds_alternative<TypeInfo>(ev)) {
+      return spool_->Append(block_xid_, sub, /*schema=*/true, payload);
+    }
+    if (const auto* c = std::get_if<Change>(&ev)) {
+      TS_RETURN_IF_ERROR(spool_->Append(block_xid_, sub, /*schema=*/false, payload));
+      if (fast_xid_ == block_xid_) TS_RETURN_IF_ERROR(r_.journal_.Append(*c));
+      r_.counters_.changes.fetch_add(1);
+      return Status::Ok();
+    }
+    if (std::holds_alternative<OriginInfo>(ev)) return Status::Ok();
+    return Corruption("unexpected message inside the stream block of transaction " +
+                      std::to_string(block_xid_));
+  }
+
+  Status OnStreamAbort(const StreamAbort& a) {
+    TS_ASSIGN_OR_RETURN(bool cut, spool_->AbortSubtransaction(a.xid, a.subxid));
+    if (fast_xid_ == a.xid && (cut || a.subxid == a.xid)) {
+      TS_RETURN_IF_ERROR(LeaveFastPath(a.subxid == a.xid ? "it rolled back"
+                                                         : "a subtransaction rolled back"));
+    }
+    return Status::Ok();
+  }
+
+  Status OnStreamCommit(const StreamCommit& c) {
+    state::Journal& j = r_.journal_;
+    TransactionInfo info{c.xid, c.commit_lsn, c.end_lsn, c.commit_time_us};
+    if (fast_xid_ == c.xid) {
+      KillPoint("cdc.before_journal_commit");
+      TS_RETURN_IF_ERROR(j.Commit(info));
+      fast_xid_ = 0;
+      journal_open_ = false;
+      spool_->Discard(c.xid);
+      KillPoint("cdc.after_journal_commit");
+      CountCommit();
+      return Status::Ok();
+    }
+    if (!spool_->Holds(c.xid)) {
+      return Corruption("Stream Commit of transaction " + std::to_string(c.xid) +
+                        " whose blocks were not received");
+    }
+    if (spool_->Changes(c.xid) == 0) {  // everything in it rolled back: nothing to journal
+      spool_->Discard(c.xid);
+      if (c.end_lsn > pending_idle_) pending_idle_ = c.end_lsn;
+      return Status::Ok();
+    }
+    // A fresh decoder: the spool holds the transaction's own Relation messages.
+    PgoutputDecoder replay(
+        [this](uint32_t oid, int32_t typmod) { return LookupTypeName(catalog_, oid, typmod); },
+        2);
+    const uint8_t start[] = {'S',
+                             static_cast<uint8_t>(c.xid >> 24),
+                             static_cast<uint8_t>(c.xid >> 16),
+                             static_cast<uint8_t>(c.xid >> 8),
+                             static_cast<uint8_t>(c.xid),
+                             1};
+    TS_RETURN_IF_ERROR(replay.Decode(start).status());
+    TS_RETURN_IF_ERROR(j.Begin(info));
+    journal_open_ = true;
+    uint64_t n = 0;
+    Status s = spool_->Replay(c.xid, [&](std::span<const uint8_t> m) -> Status {
+      TS_ASSIGN_OR_RETURN(Event ev, replay.Decode(m));
+      if (const auto* ch = std::get_if<Change>(&ev)) TS_RETURN_IF_ERROR(j.Append(*ch));
+      // The socket is not read meanwhile: keep the walsender from timing out on us.
+      if (++n % 65536 == 0 && Clock::now() - last_status_ >= status_interval_) {
+        TS_RETURN_IF_ERROR(SendStatus(false));
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return s.WithContext("journaling streamed transaction " + std::to_string(c.xid));
+    KillPoint("cdc.before_journal_commit");
+    TS_RETURN_IF_ERROR(j.Commit(info));
+    journal_open_ = false;
+    spool_->Discard(c.xid);
+    KillPoint("cdc.after_journal_commit");
+    CountCommit();
+    return Status::Ok();
+  }
+
+  Status LeaveFastPath(const char* why) {
+    if (fast_xid_ == 0) return Status::Ok();
+    spdlog::debug("stream: transaction {} leaves the journal until its commit: {}", fast_xid_,
+                  why);
+    fast_xid_ = 0;
+    journal_open_ = false;
+    return r_.journal_.Abort();
+  }
+
   void CountCommit() {
     r_.counters_.transactions.fetch_add(1);
     if (auto* st = r_.options_.stats) {
@@ -670,6 +824,10 @@ class Receiver::Session {
   Clock::time_point last_idle_advance_;
   bool in_txn_ = false;       // between Begin and Commit on the wire
   bool journal_open_ = false;  // a journal transaction is open (the current one has changes)
+  bool streaming_ = false;     // pgoutput protocol 2 with streamed in-progress transactions
+  std::unique_ptr<internal::StreamSpool> spool_;  // when streaming_
+  uint32_t block_xid_ = 0;     // inside a stream block: its transaction
+  uint32_t fast_xid_ = 0;      // the streamed transaction open in the journal (fast path)
   TransactionInfo txn_;
   std::chrono::milliseconds status_interval_{1000};
   Clock::time_point last_status_;
@@ -683,9 +841,27 @@ class Receiver::Session {
 };
 
 Receiver::Receiver(StreamOptions options, state::Journal& journal)
-    : options_(std::move(options)), journal_(journal), loop_(std::make_unique<Loop>()) {}
+    : options_(std::move(options)), journal_(journal), loop_(std::make_unique<Loop>()) {
+  spool_dir_ = options_.spool_dir;
+  if (spool_dir_.empty()) {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "tenantsync-spool-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) != nullptr) {
+      spool_dir_ = tmpl;
+      owns_spool_dir_ = true;
+    } else {
+      spool_dir_ = tmpl.substr(0, tmpl.size() - 7) + std::to_string(getpid());
+      owns_spool_dir_ = true;
+    }
+  }
+}
 
-Receiver::~Receiver() = default;
+Receiver::~Receiver() {
+  if (owns_spool_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(spool_dir_, ec);
+  }
+}
 
 void Receiver::Stop() {
   stop_requested_.store(true);

@@ -14,6 +14,8 @@
 //    slot's confirmed_flush_lsn)]
 //        ▼
 //   [stream] ── XLogData ──▶ decode ─▶ Begin / Append / Commit ─▶ journal
+//        │     (pgoutput protocol 2: stream blocks ─▶ spool; Stream Commit ─▶ journal; the one
+//        │      streamed transaction in flight goes to the journal directly)
 //        │     keepalive ──▶ reply now if asked; with no transaction open, AdvanceIdle(wal_end)
 //        │     timer ──────▶ status update every status_interval (and < wal_sender_timeout / 2)
 //        │ kConnection error (drop, server restart): Abort() the open transaction, reconnect
@@ -84,6 +86,16 @@ struct StreamOptions {
   // How long to wait for a slot that another process (e.g. the walsender of a connection that
   // just died) still holds, before failing with kFailedPrecondition naming its PID.
   std::chrono::milliseconds slot_busy_wait{15000};
+  // pgoutput: ask for streamed in-progress transactions (protocol version 2, `streaming 'on'`)
+  // when the source runs PostgreSQL 14 or later. The walsender then sends a large transaction
+  // while it decodes it, instead of decoding (and spilling to disk) all of it first; the blocks
+  // wait in a StreamSpool (cdc/internal/stream_spool.h) until the commit. A transaction that is
+  // the only one in flight is also written to the journal as it arrives (so it is not written
+  // twice at commit, and the applier may start on it: apply/internal/live_feed.h).
+  bool stream_in_progress = true;
+  // Directory of the stream spool (the pipeline uses <state_dir>/stream-spool). Empty: a fresh
+  // temporary directory, removed with the Receiver.
+  std::string spool_dir;
   // Optional live counters for ops (may be null). Must outlive the Receiver.
   PipelineStats* stats = nullptr;
 };
@@ -132,6 +144,8 @@ class Receiver {
   Status RunSession(bool* streamed);
 
   StreamOptions options_;
+  std::string spool_dir_;         // options_.spool_dir, or a temporary one
+  bool owns_spool_dir_ = false;   // the temporary one: removed with the Receiver
   state::Journal& journal_;
   Counters counters_;
   std::atomic<bool> stop_requested_{false};

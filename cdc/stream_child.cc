@@ -4,6 +4,7 @@
 //   cdc_stream_child --url URL --slot S --plugin pgoutput|wal2json [--publication P]
 //                    --state DIR [--until-lsn X/Y] [--start-lsn X/Y] [--status-ms N]
 //                    [--sync-each-commit 0|1]   (default 0: group commit)
+//                    [--stream-in-progress 0|1] (default 1: pgoutput protocol 2 streaming)
 //
 // Stops cleanly on SIGTERM/SIGINT (asio::signal_set -> Receiver::Stop()), or once the journal
 // holds everything up to --until-lsn. Prints "transactions=N changes=M journaled=X/Y" on
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     else if (k == "--state") state_dir = v;
     else if (k == "--status-ms") o.status_interval = std::chrono::milliseconds(std::stoi(v));
     else if (k == "--sync-each-commit") sync_each_commit = v == "1";
+    else if (k == "--stream-in-progress") o.stream_in_progress = v == "1";
     else if (k == "--until-lsn" || k == "--start-lsn") {
       auto lsn = Lsn::Parse(v);
       if (!lsn.ok()) {
@@ -54,6 +56,7 @@ int main(int argc, char** argv) {
   // Group commit by default: one fsync covers many transactions; the receiver acknowledges
   // only JournaledLsn(), which advances after the fsync (invariant 2 either way).
   so.sync_each_commit = sync_each_commit;
+  o.spool_dir = state_dir + "/stream-spool";
   auto store = state::StateStore::Open(so);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());

@@ -631,7 +631,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node source = root["source"];
   TS_RETURN_IF_ERROR(
-      p.CheckMap(source, "source", {"url", "schema", "plugin", "publication", "slot"}));
+      p.CheckMap(source, "source", {"url", "schema", "plugin", "publication", "slot", "stream_in_progress"}));
   if (IsMapping(source)) {
     TS_RETURN_IF_ERROR(p.String(source, "url", "source", &c.source.url));
     TS_RETURN_IF_ERROR(p.String(source, "schema", "source", &c.source.schema));
@@ -640,6 +640,8 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
     c.source.plugin = plugin == 0 ? "pgoutput" : "wal2json";
     TS_RETURN_IF_ERROR(p.String(source, "publication", "source", &c.source.publication));
     TS_RETURN_IF_ERROR(p.String(source, "slot", "source", &c.source.slot));
+    TS_RETURN_IF_ERROR(
+        p.Bool(source, "stream_in_progress", "source", &c.source.stream_in_progress));
   }
 
   const YAML::Node target = root["target"];

@@ -62,6 +62,9 @@ struct SourceConfig {
   std::string plugin = "pgoutput"; // "pgoutput" or "wal2json"
   std::string publication;         // default: tenantsync_<pipeline>
   std::string slot;                // default: tenantsync_<pipeline>
+  // pgoutput on PostgreSQL 14+: ask the walsender to stream large in-progress transactions
+  // (protocol version 2, `streaming on`) instead of decoding each whole before sending it.
+  bool stream_in_progress = true;
 };
 
 struct TargetConfig {

@@ -557,6 +557,10 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
   std::string slot = *db + "_s", ref = *db + "_ref";
   ASSERT_OK(CreateSlot(src, *db, slot, "pgoutput"));
   ASSERT_OK(CreateSlot(src, *db, ref, "pgoutput"));
+  // Large transactions beside the workload, streamed by the walsender while they run (a low
+  // logical_decoding_work_mem), some with rolled-back subtransactions, some rolled back whole.
+  ASSERT_OK(src.Exec(*db, "CREATE TABLE bulk (id bigint PRIMARY KEY, v text, n int)"));
+  ASSERT_OK(src.Exec("postgres", "ALTER DATABASE " + *db + " SET logical_decoding_work_mem = '64kB'"));
   TempDirGuard dir{TempDir("kill")};
   std::string log = dir.path + "/child.log";
   std::string state_dir = dir.path + "/state";
@@ -573,6 +577,33 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
     wo.seconds = 8;
     result = testing::RunRawdogWorkload(src.Url(*db), wo);
     workload_done = true;
+  });
+  Status bulk_status;
+  int bulk_txns = 0;
+  std::thread bulk([&] {
+    auto conn = src.Connect(*db);
+    if (!conn.ok()) {
+      bulk_status = conn.status();
+      return;
+    }
+    for (int i = 0; !workload_done && bulk_status.ok(); ++i, ++bulk_txns) {
+      const std::string lo = std::to_string(i * 2000), hi = std::to_string(i * 2000 + 1499);
+      for (const std::string& sql :
+           {std::string("BEGIN"),
+            "INSERT INTO bulk SELECT g, repeat(md5(g::text), 4), 0 FROM generate_series(" + lo +
+                ", " + hi + ") g",
+            std::string("SAVEPOINT s"),
+            "UPDATE bulk SET n = 1 WHERE id BETWEEN " + lo + " AND " + hi,
+            std::string(i % 2 == 0 ? "ROLLBACK TO SAVEPOINT s" : "RELEASE SAVEPOINT s"),
+            "DELETE FROM bulk WHERE id = " + lo, std::string(i % 4 == 3 ? "ROLLBACK" : "COMMIT")}) {
+        auto r = conn->Exec(sql);
+        if (!r.ok()) {
+          bulk_status = r.status();
+          break;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   });
   // Kill points: the child dies (abort) at its first commit after start.
   for (const char* kp : {"cdc.before_journal_commit", "cdc.after_journal_commit",
@@ -594,7 +625,10 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
     ++kills;
   }
   workload.join();
+  bulk.join();
   ASSERT_OK(result);
+  ASSERT_OK(bulk_status);
+  EXPECT_GE(bulk_txns, 10);
   EXPECT_GE(kills, 3);
   // Final run: catch up, then stop cleanly with SIGTERM.
   Lsn end = CurrentLsn(src, *db);
@@ -612,7 +646,10 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
   TempDirGuard refdir{TempDir("kill-ref")};
   std::vector<JournaledTxn> want;
   {
-    ThreadReceiver rx(refdir.path, Options(src, *db, ref, "pgoutput"));
+    // The reference is sent every transaction whole (protocol 1).
+    cdc::StreamOptions o = Options(src, *db, ref, "pgoutput");
+    o.stream_in_progress = false;
+    ThreadReceiver rx(refdir.path, o);
     ASSERT_TRUE(rx.WaitFor(end));
     ASSERT_OK(rx.Stop());
     auto r = ReadJournal(rx.journal());
@@ -631,6 +668,11 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
       ASSERT_EQ((*got)[i].changes[k].old_tuple, want[i].changes[k].old_tuple);
     }
   }
+  auto streamed = src.QueryValue(
+      "postgres",
+      "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '" + slot + "'");
+  ASSERT_OK(streamed);
+  EXPECT_GE(std::stoi(*streamed), 5) << "the walsender streamed too little to test it";
   ASSERT_OK(DropSlot(src, slot));
   ASSERT_OK(DropSlot(src, ref));
 }
@@ -933,6 +975,123 @@ TEST(StreamTest, ColumnsAddedAndDroppedMidStreamDecodeLikePgoutput) {
   EXPECT_TRUE(first.new_tuple[2].is_unchanged());
   ASSERT_OK(DropSlot(src, *db + "_p"));
   ASSERT_OK(DropSlot(src, *db + "_w"));
+}
+
+// pgoutput protocol 2: large transactions streamed while they run, interleaved with each other
+// and with small ones, with subtransactions rolled back (nested, released, with their own rows)
+// and one streamed transaction rolled back whole. The journal of the streaming receiver holds
+// exactly what a protocol-1 receiver (every transaction sent whole at its commit) journals from
+// its own slot, and replaying it gives the source's rows.
+TEST(StreamTest, StreamedInProgressTransactionsJournalLikeWholeOnes) {
+  PgCluster& src = Clusters().source();
+  auto db = PublishedDatabase(src, "streamed",
+                              "CREATE TABLE bulk (id bigint PRIMARY KEY, v text, n int); "
+                              "CREATE TABLE small (id serial PRIMARY KEY, v text)",
+                              "pgoutput");
+  ASSERT_OK(db);
+  const std::string slot2 = *db + "_s", slot1 = *db + "_1";
+  ASSERT_OK(CreateSlot(src, *db, slot1, "pgoutput"));
+  // The walsender streams a transaction once the decoded changes it holds pass this.
+  ASSERT_OK(src.Exec("postgres", "ALTER DATABASE " + *db + " SET logical_decoding_work_mem = '64kB'"));
+
+  auto conn = [&]() {
+    auto c = src.Connect(*db);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return std::move(c).value();
+  };
+  PgConn a = conn(), b = conn(), c = conn(), d = conn();
+  auto run = [](PgConn& k, const std::string& sql) {
+    auto r = k.Exec(sql);
+    ASSERT_TRUE(r.ok()) << sql << ": " << r.status().ToString();
+  };
+  const std::string rows = ", repeat(md5(g::text), 6), 0 FROM generate_series";
+  run(a, "BEGIN");
+  run(a, "INSERT INTO bulk SELECT g" + rows + "(1, 3000) g");
+  run(b, "BEGIN");
+  run(b, "INSERT INTO bulk SELECT g" + rows + "(100001, 103000) g");
+  run(c, "INSERT INTO small (v) VALUES ('c1')");
+  run(a, "SAVEPOINT s1");
+  run(a, "UPDATE bulk SET n = 1 WHERE id <= 1500");
+  run(a, "ROLLBACK TO SAVEPOINT s1");
+  run(a, "SAVEPOINT s2");
+  run(a, "UPDATE bulk SET n = 2 WHERE id <= 1000");
+  run(a, "RELEASE SAVEPOINT s2");
+  run(b, "UPDATE bulk SET v = 'b' WHERE id > 100000 AND id % 2 = 0");
+  run(a, "SAVEPOINT s3");
+  run(a, "SAVEPOINT s4");
+  run(a, "INSERT INTO bulk SELECT g" + rows + "(5000, 5500) g");
+  run(a, "RELEASE SAVEPOINT s4");
+  run(a, "DELETE FROM bulk WHERE id BETWEEN 1 AND 10");
+  run(c, "INSERT INTO small (v) VALUES ('c2')");
+  run(a, "ROLLBACK TO SAVEPOINT s3");
+  run(b, "ROLLBACK");
+  run(a, "UPDATE bulk SET n = 3 WHERE id % 100 = 0");
+  run(a, "DELETE FROM bulk WHERE id BETWEEN 11 AND 20");
+  run(a, "COMMIT");
+  // Alone in flight: journaled as it arrives.
+  run(d, "BEGIN");
+  run(d, "INSERT INTO bulk SELECT g" + rows + "(200001, 204000) g");
+  run(d, "SAVEPOINT x");
+  run(d, "UPDATE bulk SET n = 4 WHERE id > 200000");
+  run(d, "ROLLBACK TO SAVEPOINT x");
+  run(d, "UPDATE bulk SET n = 5 WHERE id > 203000");
+  run(d, "COMMIT");
+  run(c, "INSERT INTO small (v) VALUES ('c3')");
+  Lsn end = CurrentLsn(src, *db);
+
+  TempDirGuard d2{TempDir("streamed-2")}, d1{TempDir("streamed-1")};
+  std::vector<JournaledTxn> got, want;
+  {
+    ThreadReceiver r2(d2.path, Options(src, *db, slot2, "pgoutput"));
+    ASSERT_TRUE(r2.WaitFor(end));
+    ASSERT_OK(r2.Stop());
+    auto r = ReadJournal(r2.journal());
+    ASSERT_OK(r);
+    got = std::move(r).value();
+  }
+  {
+    cdc::StreamOptions o = Options(src, *db, slot1, "pgoutput");
+    o.stream_in_progress = false;
+    ThreadReceiver r1(d1.path, o);
+    ASSERT_TRUE(r1.WaitFor(end));
+    ASSERT_OK(r1.Stop());
+    auto r = ReadJournal(r1.journal());
+    ASSERT_OK(r);
+    want = std::move(r).value();
+  }
+  auto streamed = src.QueryValue(
+      "postgres", "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '" +
+                      slot2 + "'");
+  ASSERT_OK(streamed);
+  EXPECT_GE(std::stoi(*streamed), 2) << "the walsender did not stream: the test tests nothing";
+
+  ExpectStrictlyOrdered(got);
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(want.size(), 5u);  // c1, c2, a, d, c3 (b rolled back)
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].info.commit_lsn, want[i].info.commit_lsn) << i;
+    EXPECT_EQ(got[i].info.end_lsn, want[i].info.end_lsn) << i;
+    EXPECT_EQ(got[i].info.xid, want[i].info.xid) << i;
+    ASSERT_EQ(got[i].changes.size(), want[i].changes.size()) << i;
+    for (size_t k = 0; k < want[i].changes.size(); ++k) {
+      ASSERT_EQ(got[i].changes[k].op, want[i].changes[k].op) << i << "/" << k;
+      ASSERT_EQ(got[i].changes[k].relation->name, want[i].changes[k].relation->name);
+      ASSERT_EQ(got[i].changes[k].new_tuple, want[i].changes[k].new_tuple) << i << "/" << k;
+      ASSERT_EQ(got[i].changes[k].old_tuple, want[i].changes[k].old_tuple) << i << "/" << k;
+    }
+  }
+  Tables tables;
+  for (const auto& t : got) {
+    for (const auto& ch : t.changes) ASSERT_EQ(ReplayChange(ch, &tables), "");
+  }
+  auto source = SourceRows(src, *db, {"bulk", "small"});
+  ASSERT_OK(source);
+  auto replayed = Flatten(tables);
+  EXPECT_EQ(replayed["bulk"].size(), 2990u + 4000u);  // a: 3000 less 10 deleted; d: 4000
+  EXPECT_TRUE(replayed["bulk"] == (*source)["bulk"]);
+  EXPECT_TRUE(replayed["small"] == (*source)["small"]);
+  ASSERT_OK(DropSlot(src, slot1));
+  ASSERT_OK(DropSlot(src, slot2));
 }
 
 TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
