@@ -803,5 +803,22 @@ TEST(ConfigJournalTest, GroupCommitDefaultsOnAndCanBeTurnedOff) {
       << bad.status().message();
 }
 
+TEST(ConfigSourceTest, StreamInProgressDefaultsOnAndCanBeTurnedOff) {
+  const std::string tail = "target: {url: 'postgresql://c/d'}\ntenant: {slug: s}\n";
+  auto on = ParseConfig("pipeline: p\nsource: {url: 'postgresql://a/b'}\n" + tail, "t.yaml");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_TRUE(on->source.stream_in_progress);
+  auto off = ParseConfig(
+      "pipeline: p\nsource: {url: 'postgresql://a/b', stream_in_progress: false}\n" + tail,
+      "t.yaml");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->source.stream_in_progress);
+  auto bad = ParseConfig(
+      "pipeline: p\nsource: {url: 'postgresql://a/b', stream_in_progress: 2}\n" + tail, "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("source.stream_in_progress"), std::string::npos)
+      << bad.status().message();
+}
+
 }  // namespace
 }  // namespace tenantsync
