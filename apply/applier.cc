@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -48,6 +49,10 @@ namespace {
 
 // A statement error reported by the server (constraint violation, bad value): the batch is
 // rolled back and re-run change by change. Anything else (connection, policy stop) rises.
+// The commit LSN under which a streamed transaction's changes are applied before its commit
+// is known (ApplyLive): later than any real position.
+constexpr Lsn kInProgressLsn(std::numeric_limits<uint64_t>::max());
+
 bool IsStatementError(const Status& s) {
   return s.code() == StatusCode::kFatal && !s.sqlstate().empty() && !s.IsRetryable();
 }
@@ -154,6 +159,10 @@ class Applier::Impl {
   StatusOr<bool> ApplyLive(std::unique_ptr<state::JournalReader>* reader);
   // Rolls a live transaction back (the journal path applies it after its commit): false.
   StatusOr<bool> GiveUpLive(const TransactionInfo& begin, uint64_t changes, const std::string& why);
+  // Non-empty (naming the table) when a table `c` touches was copied by a resumed snapshot
+  // consistent after the last applied transaction: whether `c` is in that copy depends on its
+  // transaction's commit LSN.
+  StatusOr<std::string> CopiedAfterApplied(const Change& c);
   Status ApplyChange(const Change& c, Lsn commit_lsn);
   Status ApplyChangeIsolated(const Change& c, Lsn commit_lsn);
   Status ApplyTruncate(const Change& c, Lsn commit_lsn);
@@ -554,8 +563,15 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
   } claim{feed_.get(), &in_live_};
   in_live_ = true;
   const auto started = std::chrono::steady_clock::now();
-  spdlog::info("apply: transaction {} is large; applying it while it is received",
-               begin.commit_lsn.ToString());
+  // A transaction the source streams while it runs (pgoutput protocol 2) has no commit LSN
+  // until its commit arrives: its changes are applied under kInProgressLsn, which no snapshot
+  // position exceeds, so a table whose resumed-snapshot copy might already hold them (copied_at
+  // after everything applied, see ApplyChange) makes it take the journal path instead.
+  const bool commit_known = begin.commit_lsn.valid();
+  const Lsn apply_lsn = commit_known ? begin.commit_lsn : kInProgressLsn;
+  const std::string name = commit_known ? begin.commit_lsn.ToString()
+                                        : "xid " + std::to_string(begin.xid) + " (in progress)";
+  spdlog::info("apply: transaction {} is large; applying it while it is received", name);
   StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
@@ -582,7 +598,13 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
     if (ev == internal::LiveFeed::Event::kCommit) break;
     ++changes;
     bytes += TupleBytes(c.new_tuple) + TupleBytes(c.old_tuple) + 16;
-    Status s = ApplyChange(c, begin.commit_lsn);
+    if (!commit_known) {
+      TS_ASSIGN_OR_RETURN(std::string copied, CopiedAfterApplied(c));
+      if (!copied.empty()) {
+        return GiveUpLive(begin, changes, "its commit LSN is not known yet and " + copied);
+      }
+    }
+    Status s = ApplyChange(c, apply_lsn);
     if (s.ok() && ++since_flush >= options_.live_chunk_rows) {
       since_flush = 0;
       s = FlushRuns();
@@ -594,9 +616,16 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
     }
   }
   const auto received = std::chrono::steady_clock::now();
-  if (commit.commit_lsn != begin.commit_lsn) {
+  if (commit_known && commit.commit_lsn != begin.commit_lsn) {
     return GiveUpLive(begin, changes, "its commit LSN " + commit.commit_lsn.ToString() +
                                           " differs from its begin's");
+  }
+  if (commit.commit_lsn <= applied_lsn_) {  // a resend the journal dropped at its commit
+    return GiveUpLive(begin, changes, "it is a resend of applied transaction " +
+                                          commit.commit_lsn.ToString());
+  }
+  for (auto& d : pending_dead_letters_) {
+    if (d.lsn == kInProgressLsn) d.lsn = commit.commit_lsn;
   }
   // The rest of the changes go out while the journal makes the commit durable.
   Status s = FlushRuns();
@@ -630,11 +659,26 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
   return true;
 }
 
+StatusOr<std::string> Applier::Impl::CopiedAfterApplied(const Change& c) {
+  std::vector<std::shared_ptr<const Relation>> rels = c.truncated;
+  if (c.relation) rels.push_back(c.relation);
+  for (const auto& rel : rels) {
+    TS_ASSIGN_OR_RETURN(RelationEntry * e, EntryFor(rel));
+    if (!e->ignored && e->copied_at > applied_lsn_) {
+      return "table " + rel->name + " was copied by a resumed snapshot consistent at " +
+             e->copied_at.ToString();
+    }
+  }
+  return std::string();
+}
+
 StatusOr<bool> Applier::Impl::GiveUpLive(const TransactionInfo& begin, uint64_t changes,
                                  const std::string& why) {
   spdlog::info("apply: live transaction {} rolled back after {} changes ({}); it is applied from "
                "the journal once committed",
-               begin.commit_lsn.ToString(), changes, why);
+               begin.commit_lsn.valid() ? begin.commit_lsn.ToString()
+                                        : "xid " + std::to_string(begin.xid),
+               changes, why);
   {
     std::lock_guard<std::mutex> l(mu_);
     ++counters_.live_given_up;
@@ -797,7 +841,10 @@ Status Applier::Impl::HandleBadChange(const Change& c, Lsn commit_lsn, const Sta
   if (options_.on_error == ErrorPolicy::kAbort) {
     return Status(why.code() == StatusCode::kInvalidArgument ? StatusCode::kInvalidArgument
                                                              : StatusCode::kFatal,
-                  "apply stopped at source transaction " + commit_lsn.ToString() + ", table " +
+                  "apply stopped at source transaction " +
+                      (commit_lsn == kInProgressLsn ? std::string("in progress (streamed)")
+                                                    : commit_lsn.ToString()) +
+                      ", table " +
                       table + " (" + key + "): " + why.message() +
                       "; fix the target or the rule and restart (the journal keeps the change), "
                       "or set apply.on_error: dead_letter",

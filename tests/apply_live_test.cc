@@ -96,6 +96,23 @@ class ApplyLiveTest : public ::testing::Test {
                      std::to_string(kKeylessPerTxn) + ") g; COMMIT");
   }
 
+  // How much decoded change the source's walsender holds for a transaction before it streams
+  // it while it runs (pgoutput protocol 2): "1MB" streams these transactions, "64MB" (the
+  // default) sends each whole at its commit. Taken by the next walsender of the database.
+  void SetStreamingThreshold(const std::string& work_mem) {
+    ASSERT_TRUE(testing::Clusters()
+                    .source()
+                    .Exec("postgres", "ALTER DATABASE " + src_db_ +
+                                          " SET logical_decoding_work_mem = '" + work_mem + "'")
+                    .ok());
+  }
+  int64_t StreamedTransactions() {
+    auto v = testing::Clusters().source().QueryValue(
+        "postgres", "SELECT coalesce(sum(stream_txns), 0) FROM pg_stat_replication_slots "
+                    "WHERE slot_name = '" + slot_ + "'");
+    return v.ok() ? std::stoll(*v) : -1;
+  }
+
   StatusOr<std::string> SourceLsn() {
     return testing::Clusters().source().QueryValue(src_db_, "SELECT pg_current_wal_lsn()::text");
   }
@@ -164,15 +181,52 @@ TEST_F(ApplyLiveTest, LargeTransactionIsAppliedWhileReceivedAndEqualsTheSource) 
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
 }
 
-// A crash at each live kill point: the target does not show the transaction; after a restart it
-// shows it exactly once.
+// Streamed by the walsender while it runs (protocol 2): the bridge applies it into an open target
+// transaction before the source commits; a source ROLLBACK leaves the target as it was, and the
+// same transaction committed afterwards arrives exactly once.
+TEST_F(ApplyLiveTest, StreamedTransactionIsAppliedBeforeTheSourceCommitsAndARollbackLeavesNothing) {
+  SetStreamingThreshold("1MB");
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  const std::string before = Digest(true);
+  auto conn = testing::Clusters().source().Connect(src_db_);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  ASSERT_TRUE(conn->Exec("BEGIN").ok());
+  ASSERT_TRUE(conn->Exec("UPDATE big SET v = v + 1").ok());
+  // Still running on the source, and already being applied.
+  auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline &&
+         bridge_->Log().find("applying it while it is received") == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_THAT(bridge_->Log(), HasSubstr("applying it while it is received"));
+  EXPECT_GT(StreamedTransactions(), 0);
+  EXPECT_EQ(Digest(true), before) << "nothing is visible before the source commits";
+  ASSERT_TRUE(conn->Exec("ROLLBACK").ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_EQ(Digest(true), before);
+  EXPECT_EQ(Digest(true), Digest(false));
+  ASSERT_TRUE(BigTransaction(1).ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+  EXPECT_NE(Digest(true), before);
+  EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+}
+
+// A crash at each live kill point, with the transaction sent whole at its commit and streamed
+// while it runs: the target does not show the transaction; after a restart it shows it exactly
+// once.
 TEST_F(ApplyLiveTest, CrashAtLiveKillPointsLosesNothingAndAppliesOnce) {
   bridge_->Start("run");
   ASSERT_TRUE(WaitCaughtUp(240));
   ASSERT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
   int txn = 0;
-  for (const char* point : {"apply.live_chunk_applied", "apply.live_before_commit"}) {
-    SCOPED_TRACE(point);
+  for (const auto& [point, work_mem] :
+       std::vector<std::pair<const char*, const char*>>{
+           {"apply.live_chunk_applied", "64MB"}, {"apply.live_before_commit", "64MB"},
+           {"apply.live_chunk_applied", "1MB"}, {"apply.live_before_commit", "1MB"}}) {
+    SCOPED_TRACE(std::string(point) + " with logical_decoding_work_mem " + work_mem);
+    SetStreamingThreshold(work_mem);
     const std::string before = Digest(true);
     const std::string progress = TargetProgress();
     setenv("TENANTSYNC_KILL_POINT", point, 1);
@@ -199,6 +253,8 @@ TEST_F(ApplyLiveTest, KillNineDuringLargeTransactionsThenRestartAppliesEachOnce)
   std::uniform_int_distribution<int> pause_ms(200, 5000);
   int txn = 100;
   for (int round = 0; round < 5; ++round) {
+    // Odd rounds: streamed while the source runs it (the bridge that starts next streams).
+    SetStreamingThreshold(round % 2 == 0 ? "64MB" : "1MB");
     std::thread writer([&, n = ++txn] { ASSERT_TRUE(BigTransaction(n).ok()); });
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
     bridge_->Kill9();
@@ -208,6 +264,7 @@ TEST_F(ApplyLiveTest, KillNineDuringLargeTransactionsThenRestartAppliesEachOnce)
   }
   ASSERT_TRUE(WaitCaughtUp(300));
   EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+  EXPECT_GT(StreamedTransactions(), 0);
   // The kills hit live transactions (the log is appended across restarts).
   EXPECT_THAT(bridge_->Log(), HasSubstr("applying it while it is received"));
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();

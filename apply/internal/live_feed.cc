@@ -38,8 +38,9 @@ void LiveFeed::OnBegin(const TransactionInfo& info, bool tracked) {
   aborted_ = false;
   state_ = State::kIdle;
   if (!tracked || options_.offer_min_changes <= 0) return;
-  // Claimable only with its commit LSN known in advance and after everything committed before.
-  if (!info.commit_lsn.valid() || info.commit_lsn <= last_commit_) return;
+  // Claimable only after everything committed before it. A transaction streamed while it runs
+  // (pgoutput protocol 2) has no commit LSN yet: the applier learns it from the commit item.
+  if (info.commit_lsn.valid() && info.commit_lsn <= last_commit_) return;
   begin_ = info;
   prev_commit_ = last_commit_;
   state_ = State::kBuffering;
@@ -93,6 +94,16 @@ void LiveFeed::OnAppend(const Change& change) {
 
 void LiveFeed::OnCommit(const TransactionInfo& info) {
   std::lock_guard<std::mutex> l(mu_);
+  if (info.commit_lsn <= last_commit_) {
+    // A resend the journal recognised only at its commit (its Begin had no commit LSN) and
+    // dropped: not a new transaction, so the feed drops it too.
+    buffer_.clear();
+    buffered_bytes_ = 0;
+    if (feeding_ && (state_ == State::kOffered || state_ == State::kClaimed)) DropLocked();
+    else if (feeding_ && state_ == State::kBuffering) state_ = State::kIdle;
+    feeding_ = false;
+    return;
+  }
   last_commit_ = info.commit_lsn;
   buffer_.clear();
   buffered_bytes_ = 0;

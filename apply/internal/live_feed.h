@@ -7,6 +7,10 @@
 //                    │
 //                    └──▶ LiveFeed (bounded queue of copied changes) ──▶ Applier
 //
+// A transaction the source streams while it runs (pgoutput protocol 2) is fed the same way; its
+// Begin has no commit LSN, so the applier learns it from the commit item (and a resend that the
+// journal drops at its commit is dropped from the feed too).
+//
 // Why this keeps exactly-once and commit order (DESIGN.md invariants 3 and 4): the applier takes
 // a live transaction only when every transaction the receiver committed before it is applied in
 // the target (LiveFeed::TryClaim compares the applier's applied LSN with the last commit LSN the

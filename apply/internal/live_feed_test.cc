@@ -125,7 +125,7 @@ TEST(LiveFeedTest, NextTransactionIsNotTrackedWhileTheApplierHoldsOne) {
   EXPECT_FALSE(f.TryClaim(Lsn(200), &b)) << "300 was not tracked: the journal path applies it";
 }
 
-TEST(LiveFeedTest, DuplicatesAndUnknownCommitLsnsAreNotTracked) {
+TEST(LiveFeedTest, DuplicatesAreNotTracked) {
   LiveFeed f(Small(), Lsn(100));
   TransactionInfo b;
   f.OnBegin(Txn(200), /*tracked=*/false);
@@ -135,10 +135,42 @@ TEST(LiveFeedTest, DuplicatesAndUnknownCommitLsnsAreNotTracked) {
   Write(&f, 50, 5, /*do_commit=*/false);  // not after the last commit
   EXPECT_FALSE(f.TryClaim(Lsn(100), &b));
   f.OnAbort();
-  f.OnBegin(TransactionInfo{}, true);  // no commit LSN in the Begin
+}
+
+// A transaction streamed while it runs: no commit LSN in its Begin. It is claimable after the
+// last commit; the commit item tells the LSN. A resend (its commit not after the last one) is
+// dropped at its commit, and the last commit stays where it was.
+TEST(LiveFeedTest, UnknownCommitLsnIsLearnedAtCommitAndAResendIsDropped) {
+  LiveFeed f(Small(), Lsn(100));
+  TransactionInfo b;
+  TransactionInfo streamed{77, Lsn(), Lsn(), 0};
+  f.OnBegin(streamed, true);
   for (int i = 0; i < 5; ++i) f.OnAppend(Row(i));
-  EXPECT_FALSE(f.TryClaim(Lsn(100), &b));
-  EXPECT_FALSE(f.TryClaim(Lsn(), &b));
+  EXPECT_FALSE(f.TryClaim(Lsn(90), &b)) << "only right after the last commit";
+  ASSERT_TRUE(f.TryClaim(Lsn(100), &b));
+  EXPECT_FALSE(b.commit_lsn.valid());
+  EXPECT_EQ(b.xid, 77u);
+  f.OnCommit(Txn(300));
+  Change c;
+  TransactionInfo commit;
+  int n = 0;
+  Event ev;
+  while ((ev = f.Next(&c, &commit, 0ms)) == Event::kChange) ++n;
+  EXPECT_EQ(n, 5);
+  ASSERT_EQ(ev, Event::kCommit);
+  EXPECT_EQ(commit.commit_lsn, Lsn(300));
+  f.Release();
+
+  f.OnBegin(streamed, true);  // a resend of 300, recognised only at its commit
+  for (int i = 0; i < 5; ++i) f.OnAppend(Row(i));
+  ASSERT_TRUE(f.TryClaim(Lsn(300), &b));
+  f.OnCommit(Txn(300));
+  while ((ev = f.Next(&c, &commit, 0ms)) == Event::kChange) {
+  }
+  EXPECT_EQ(ev, Event::kAborted);
+  f.Release();
+  Write(&f, 400, 5, /*do_commit=*/false);  // the next one follows 300, not the resend
+  EXPECT_TRUE(f.TryClaim(Lsn(300), &b));
 }
 
 TEST(LiveFeedTest, FullQueueDropsTheTransactionAfterMaxWait) {
