@@ -14,6 +14,11 @@ i=0
 while read -r _lsn hex; do
   printf '%s' "$hex" | xxd -r -p >"$corpus/pgoutput/seed$i"; i=$((i + 1))
 done <cdc/testdata/zoo.pgoutput.hex
+# Protocol 2 (0xFE): a stream block with a streamed Insert, then a subtransaction abort and a
+# stream commit.
+printf '%s' "fe" "0006" "53000002bc01" "000c" "49000002bd00004000" "4e0000" "0001" "45" \
+  "0009" "41000002bc000002bd" "001e" "63000002bc00" "0000000001000000" "0000000001000040" \
+  "0000000000000000" | xxd -r -p >"$corpus/pgoutput/seed-v2"
 i=0
 while read -r _lsn json; do
   printf '%s' "$json" >"$corpus/wal2json/seed$i"; i=$((i + 1))
