@@ -50,6 +50,21 @@ constexpr size_t kMaxCachedTypeNames = 100000;
 
 Lsn ToLsn(uint64_t v) { return Lsn(v); }
 
+// The end of Commit and Stream Commit: Int8 flags (unused, 0), Int64 commit_lsn, Int64 end_lsn,
+// Int64 commit_time, and nothing after.
+Status ReadCommitFields(ByteReader& r, Lsn* commit_lsn, Lsn* end_lsn, int64_t* commit_time_us) {
+  TS_ASSIGN_OR_RETURN(uint8_t flags, r.ReadU8("flags"));
+  (void)flags;
+  TS_ASSIGN_OR_RETURN(uint64_t commit, r.ReadU64("commit_lsn"));
+  TS_ASSIGN_OR_RETURN(uint64_t end, r.ReadU64("end_lsn"));
+  TS_ASSIGN_OR_RETURN(int64_t ts, r.ReadI64("commit_time"));
+  TS_RETURN_IF_ERROR(r.ExpectEnd());
+  *commit_lsn = ToLsn(commit);
+  *end_lsn = ToLsn(end);
+  *commit_time_us = PgToUnixMicros(ts);
+  return Status::Ok();
+}
+
 StatusOr<Tuple> ReadTuple(ByteReader& r, const Relation& rel) {
   TS_ASSIGN_OR_RETURN(uint16_t ncols, r.ReadU16("tuple column count"));
   if (ncols != rel.columns.size()) {
@@ -137,15 +152,7 @@ StatusOr<Event> PgoutputDecoder::DecodeStreamControl(uint8_t type,
     case 'c': {
       StreamCommit c;
       TS_ASSIGN_OR_RETURN(c.xid, r.ReadU32("xid"));
-      TS_ASSIGN_OR_RETURN(uint8_t flags, r.ReadU8("flags"));
-      (void)flags;
-      TS_ASSIGN_OR_RETURN(uint64_t commit_lsn, r.ReadU64("commit_lsn"));
-      TS_ASSIGN_OR_RETURN(uint64_t end_lsn, r.ReadU64("end_lsn"));
-      TS_ASSIGN_OR_RETURN(int64_t ts, r.ReadI64("commit_time"));
-      TS_RETURN_IF_ERROR(r.ExpectEnd());
-      c.commit_lsn = ToLsn(commit_lsn);
-      c.end_lsn = ToLsn(end_lsn);
-      c.commit_time_us = PgToUnixMicros(ts);
+      TS_RETURN_IF_ERROR(ReadCommitFields(r, &c.commit_lsn, &c.end_lsn, &c.commit_time_us));
       if (!c.commit_lsn.valid() || c.end_lsn < c.commit_lsn) {
         return r.Error("end_lsn", "is " + c.end_lsn.ToString() + " for commit_lsn " +
                                       c.commit_lsn.ToString());
@@ -197,15 +204,7 @@ StatusOr<Event> PgoutputDecoder::Decode(std::span<const uint8_t> message) {
     case 'C': {
       ByteReader r(body, "pgoutput Commit");
       CommitTxn c;
-      TS_ASSIGN_OR_RETURN(uint8_t flags, r.ReadU8("flags"));
-      (void)flags;  // unused by the protocol so far (always 0)
-      TS_ASSIGN_OR_RETURN(uint64_t commit_lsn, r.ReadU64("commit_lsn"));
-      TS_ASSIGN_OR_RETURN(uint64_t end_lsn, r.ReadU64("end_lsn"));
-      TS_ASSIGN_OR_RETURN(int64_t ts, r.ReadI64("commit_time"));
-      TS_RETURN_IF_ERROR(r.ExpectEnd());
-      c.commit_lsn = ToLsn(commit_lsn);
-      c.end_lsn = ToLsn(end_lsn);
-      c.commit_time_us = PgToUnixMicros(ts);
+      TS_RETURN_IF_ERROR(ReadCommitFields(r, &c.commit_lsn, &c.end_lsn, &c.commit_time_us));
       return Event(c);
     }
     case 'O': {

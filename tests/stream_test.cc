@@ -317,6 +317,15 @@ cdc::StreamOptions Options(PgCluster& c, const std::string& db, const std::strin
   return o;
 }
 
+// Runs a receiver on a thread until its journal covers `end`, stops it, and reads the journal.
+StatusOr<std::vector<JournaledTxn>> ReceiveUntil(const std::string& dir, cdc::StreamOptions o,
+                                                 Lsn end) {
+  ThreadReceiver rx(dir, std::move(o));
+  if (!rx.WaitFor(end)) return Fatal("the receiver did not journal up to " + end.ToString());
+  TS_RETURN_IF_ERROR(rx.Stop());
+  return ReadJournal(rx.journal());
+}
+
 // Polls confirmed_flush_lsn and checks it never passes the journal (read after it, and the
 // journal only grows): invariant 2, live.
 class FlushWatcher {
@@ -644,18 +653,12 @@ TEST(StreamTest, KillNineDuringWorkloadLosesAndDuplicatesNothing) {
   ASSERT_OK(got);
   ExpectStrictlyOrdered(*got);
   TempDirGuard refdir{TempDir("kill-ref")};
-  std::vector<JournaledTxn> want;
-  {
-    // The reference is sent every transaction whole (protocol 1).
-    cdc::StreamOptions o = Options(src, *db, ref, "pgoutput");
-    o.stream_in_progress = false;
-    ThreadReceiver rx(refdir.path, o);
-    ASSERT_TRUE(rx.WaitFor(end));
-    ASSERT_OK(rx.Stop());
-    auto r = ReadJournal(rx.journal());
-    ASSERT_OK(r);
-    want = std::move(r).value();
-  }
+  // The reference is sent every transaction whole (protocol 1).
+  cdc::StreamOptions ref_options = Options(src, *db, ref, "pgoutput");
+  ref_options.stream_in_progress = false;
+  auto reference = ReceiveUntil(refdir.path, ref_options, end);
+  ASSERT_OK(reference);
+  const std::vector<JournaledTxn>& want = *reference;
   ASSERT_EQ(got->size(), want.size()) << "kills=" << kills;
   // A workload transaction that changed no row (an UPDATE matching nothing) has no changes and
   // is not journaled, so the journal holds at most `committed` (load transactions aside).
@@ -1040,25 +1043,14 @@ TEST(StreamTest, StreamedInProgressTransactionsJournalLikeWholeOnes) {
   Lsn end = CurrentLsn(src, *db);
 
   TempDirGuard d2{TempDir("streamed-2")}, d1{TempDir("streamed-1")};
-  std::vector<JournaledTxn> got, want;
-  {
-    ThreadReceiver r2(d2.path, Options(src, *db, slot2, "pgoutput"));
-    ASSERT_TRUE(r2.WaitFor(end));
-    ASSERT_OK(r2.Stop());
-    auto r = ReadJournal(r2.journal());
-    ASSERT_OK(r);
-    got = std::move(r).value();
-  }
-  {
-    cdc::StreamOptions o = Options(src, *db, slot1, "pgoutput");
-    o.stream_in_progress = false;
-    ThreadReceiver r1(d1.path, o);
-    ASSERT_TRUE(r1.WaitFor(end));
-    ASSERT_OK(r1.Stop());
-    auto r = ReadJournal(r1.journal());
-    ASSERT_OK(r);
-    want = std::move(r).value();
-  }
+  auto streamed_journal = ReceiveUntil(d2.path, Options(src, *db, slot2, "pgoutput"), end);
+  ASSERT_OK(streamed_journal);
+  cdc::StreamOptions whole = Options(src, *db, slot1, "pgoutput");
+  whole.stream_in_progress = false;
+  auto whole_journal = ReceiveUntil(d1.path, whole, end);
+  ASSERT_OK(whole_journal);
+  const std::vector<JournaledTxn>& got = *streamed_journal;
+  const std::vector<JournaledTxn>& want = *whole_journal;
   auto streamed = src.QueryValue(
       "postgres", "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = '" +
                       slot2 + "'");
