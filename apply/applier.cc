@@ -47,12 +47,18 @@ ApplyOptions ApplyOptions::FromConfig(const Config& config) {
 
 namespace {
 
-// A statement error reported by the server (constraint violation, bad value): the batch is
-// rolled back and re-run change by change. Anything else (connection, policy stop) rises.
 // The commit LSN under which a streamed transaction's changes are applied before its commit
 // is known (ApplyLive): later than any real position.
 constexpr Lsn kInProgressLsn(std::numeric_limits<uint64_t>::max());
 
+// How logs name a live transaction: its commit LSN, or its xid while the commit is not known.
+std::string LiveName(const TransactionInfo& begin) {
+  return begin.commit_lsn.valid() ? begin.commit_lsn.ToString()
+                                  : "xid " + std::to_string(begin.xid) + " (in progress)";
+}
+
+// A statement error reported by the server (constraint violation, bad value): the batch is
+// rolled back and re-run change by change. Anything else (connection, policy stop) rises.
 bool IsStatementError(const Status& s) {
   return s.code() == StatusCode::kFatal && !s.sqlstate().empty() && !s.IsRetryable();
 }
@@ -569,9 +575,8 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
   // after everything applied, see ApplyChange) makes it take the journal path instead.
   const bool commit_known = begin.commit_lsn.valid();
   const Lsn apply_lsn = commit_known ? begin.commit_lsn : kInProgressLsn;
-  const std::string name = commit_known ? begin.commit_lsn.ToString()
-                                        : "xid " + std::to_string(begin.xid) + " (in progress)";
-  spdlog::info("apply: transaction {} is large; applying it while it is received", name);
+  spdlog::info("apply: transaction {} is large; applying it while it is received",
+               LiveName(begin));
   StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
@@ -676,9 +681,7 @@ StatusOr<bool> Applier::Impl::GiveUpLive(const TransactionInfo& begin, uint64_t 
                                  const std::string& why) {
   spdlog::info("apply: live transaction {} rolled back after {} changes ({}); it is applied from "
                "the journal once committed",
-               begin.commit_lsn.valid() ? begin.commit_lsn.ToString()
-                                        : "xid " + std::to_string(begin.xid),
-               changes, why);
+               LiveName(begin), changes, why);
   {
     std::lock_guard<std::mutex> l(mu_);
     ++counters_.live_given_up;

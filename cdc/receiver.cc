@@ -204,9 +204,7 @@ class Receiver::Session {
       if (streaming_) {
         TS_ASSIGN_OR_RETURN(spool_, internal::StreamSpool::Open(r_.spool_dir_));
       }
-      decoder_.emplace<PgoutputDecoder>(
-          [this](uint32_t oid, int32_t typmod) { return LookupTypeName(catalog_, oid, typmod); },
-          streaming_ ? 2 : 1);
+      decoder_.emplace<PgoutputDecoder>(TypeNames(), streaming_ ? 2 : 1);
     } else {
       decoder_.emplace<Wal2jsonDecoder>([this](const std::string& s, const std::string& t) {
         return LookupRelation(catalog_, s, t);
@@ -701,16 +699,7 @@ class Receiver::Session {
   Status OnStreamCommit(const StreamCommit& c) {
     state::Journal& j = r_.journal_;
     TransactionInfo info{c.xid, c.commit_lsn, c.end_lsn, c.commit_time_us};
-    if (fast_xid_ == c.xid) {
-      KillPoint("cdc.before_journal_commit");
-      TS_RETURN_IF_ERROR(j.Commit(info));
-      fast_xid_ = 0;
-      journal_open_ = false;
-      spool_->Discard(c.xid);
-      KillPoint("cdc.after_journal_commit");
-      CountCommit();
-      return Status::Ok();
-    }
+    if (fast_xid_ == c.xid) return CommitStreamed(info);
     if (!spool_->Holds(c.xid)) {
       return Corruption("Stream Commit of transaction " + std::to_string(c.xid) +
                         " whose blocks were not received");
@@ -721,9 +710,7 @@ class Receiver::Session {
       return Status::Ok();
     }
     // A fresh decoder: the spool holds the transaction's own Relation messages.
-    PgoutputDecoder replay(
-        [this](uint32_t oid, int32_t typmod) { return LookupTypeName(catalog_, oid, typmod); },
-        2);
+    PgoutputDecoder replay(TypeNames(), 2);
     const uint8_t start[] = {'S',
                              static_cast<uint8_t>(c.xid >> 24),
                              static_cast<uint8_t>(c.xid >> 16),
@@ -744,13 +731,23 @@ class Receiver::Session {
       return Status::Ok();
     });
     if (!s.ok()) return s.WithContext("journaling streamed transaction " + std::to_string(c.xid));
-    KillPoint("cdc.before_journal_commit");
-    TS_RETURN_IF_ERROR(j.Commit(info));
+    return CommitStreamed(info);
+  }
+
+  // The streamed transaction open in the journal (fast path or replayed spool) committed.
+  Status CommitStreamed(const TransactionInfo& info) {
+    KillPoint("cdc.before_journal_commit");  // see the kill points at CommitTxn
+    TS_RETURN_IF_ERROR(r_.journal_.Commit(info));
+    fast_xid_ = 0;
     journal_open_ = false;
-    spool_->Discard(c.xid);
+    spool_->Discard(info.xid);
     KillPoint("cdc.after_journal_commit");
     CountCommit();
     return Status::Ok();
+  }
+
+  TypeNameLookup TypeNames() {
+    return [this](uint32_t oid, int32_t typmod) { return LookupTypeName(catalog_, oid, typmod); };
   }
 
   Status LeaveFastPath(const char* why) {
@@ -844,15 +841,13 @@ Receiver::Receiver(StreamOptions options, state::Journal& journal)
     : options_(std::move(options)), journal_(journal), loop_(std::make_unique<Loop>()) {
   spool_dir_ = options_.spool_dir;
   if (spool_dir_.empty()) {
+    // A fresh temporary directory (StreamSpool::Open creates it if mkdtemp could not).
     std::string tmpl =
         (std::filesystem::temp_directory_path() / "tenantsync-spool-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) != nullptr) {
-      spool_dir_ = tmpl;
-      owns_spool_dir_ = true;
-    } else {
-      spool_dir_ = tmpl.substr(0, tmpl.size() - 7) + std::to_string(getpid());
-      owns_spool_dir_ = true;
-    }
+    spool_dir_ = mkdtemp(tmpl.data()) != nullptr
+                     ? tmpl
+                     : tmpl.substr(0, tmpl.size() - 6) + std::to_string(getpid());
+    owns_spool_dir_ = true;
   }
 }
 
