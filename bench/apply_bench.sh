@@ -134,9 +134,18 @@ q "$N" "CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=$sp dbnam
 "$bin" -c "$run/bench.yaml" snapshot >"$run/snapshot.log" 2>&1
 
 # Waits until the target has applied everything up to $2 (tenantsync: progress row; native:
-# the subscription's slot confirmed position).
-wait_tenant() { until [[ $(q "$T" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'" 2>/dev/null) == t ]]; do sleep 0.05; done; }
-wait_native() { until [[ $(q "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'native_sub'") == t ]]; do sleep 0.05; done; }
+# the subscription's slot confirmed position). One psql session polls every 50 ms (\watch):
+# a new psql (and server backend) per poll cost the 2-core machine ~10% of its CPU while both
+# consumers were being timed. It ends at the first 't' (grep exits, psql gets SIGPIPE); an
+# error (the progress table not there yet) ends it too, and it starts again.
+poll_until() {  # url query
+  local f; f=$(mktemp "$run/poll.XXXXXX.sql")
+  printf '%s\n\\watch 0.05\n' "$2" >"$f"
+  until { command psql -X -At -d "$1" -f "$f" 2>/dev/null || true; } | grep -q -m1 '^t$'; do sleep 0.05; done
+  rm -f "$f"
+}
+wait_tenant() { poll_until "$T" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'"; }
+wait_native() { poll_until "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'native_sub'"; }
 
 measure() {  # label; the backlog is in the source now
   local label=$1 end t0 t1 decode native tenant
