@@ -147,8 +147,11 @@ poll_until() {  # url query
 wait_tenant() { poll_until "$T" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'"; }
 wait_native() { poll_until "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'native_sub'"; }
 
+# CPU seconds (user + system, all threads) a running process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+
 measure() {  # label; the backlog is in the source now
-  local label=$1 end t0 t1 decode native tenant
+  local label=$1 end t0 t1 decode native tenant cpu
   end=$(q "$S" "SELECT pg_current_wal_lsn()")
   q "$S" "SELECT pg_switch_wal()" >/dev/null
   t0=$(now); pg_recvlogical -d "$S" --slot decode_slot --start --endpos="$end" -o proto_version=1 -o publication_names=native_pub -f /dev/null; t1=$(now)
@@ -162,10 +165,11 @@ measure() {  # label; the backlog is in the source now
   t0=$(now); "$bin" -c "$run/bench.yaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
   wait_tenant "$end"
   t1=$(now)
+  cpu=$(cpu_secs "$bridge_pid")
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   tenant=$(secs "$t0" "$t1")
-  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s\n' "$label" "$decode" "$native" "$tenant" \
-    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")"
+  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s\n' "$label" "$decode" "$native" "$tenant" \
+    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu"
 }
 
 has_phase() { [[ ",$phases," == *",$1,"* ]]; }
