@@ -145,7 +145,8 @@ poll_until() {  # url query
   rm -f "$f"
 }
 wait_tenant() { poll_until "$T" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'"; }
-wait_native() { poll_until "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'native_sub'"; }
+wait_slot() { poll_until "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = '$2'"; }
+wait_native() { wait_slot "$1" native_sub; }
 
 # CPU seconds (user + system, all threads) a running process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -282,7 +283,7 @@ replay_phase() {
   end=$(q "$S" "SELECT pg_current_wal_lsn()")
   q "$S" "SELECT pg_switch_wal()" >/dev/null
   "$bin" -c "$run/journal-only.yaml" stream >"$run/stream-journal-only.log" 2>&1 & bridge_pid=$!
-  until [[ $(q "$S" "SELECT confirmed_flush_lsn >= '$end'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'ts_bench'") == t ]]; do sleep 0.1; done
+  wait_slot "$end" ts_bench
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   l0=$(load)
   t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
