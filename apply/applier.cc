@@ -932,6 +932,7 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     s.columns.push_back(tcol.name);
     s.types.push_back(ti >= 0 ? info.types[ti] : tcol.type);
     s.added.push_back(tcol.source_index < 0);
+    s.blank_padded.push_back(internal::IsBlankPaddedType(s.types.back()));
   }
   for (const std::string& k : info.primary_key) {
     auto pos = std::find(s.columns.begin(), s.columns.end(), k);
@@ -1423,9 +1424,10 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
     }
   }
   run->buffer += std::to_string(++run->seq);
+  const std::vector<bool>& padded = run->entry->shape.blank_padded;
   for (int c : run->cols) {
     run->buffer += '\t';
-    internal::AppendCopyText(row[c], &run->buffer);
+    internal::AppendCopyText(row[c], &run->buffer, padded[c]);
   }
   run->buffer += '\n';
   if (run->buffer.size() >= (1u << 20)) {

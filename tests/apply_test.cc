@@ -448,6 +448,69 @@ TEST_F(ApplyTest, BulkPathAppliesLongRunsLikeSingleStatements) {
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE name = 'u'"), "1000");
 }
 
+// character(n) values go to the bulk path's staging table without their trailing blanks
+// (apply/internal/sql_builder.h, AppendCopyText); the target pads them back. What is stored must
+// equal a plain INSERT of the values as they were received, byte for byte, and the types that
+// keep trailing blanks (bpchar without a length, varchar, text) must keep them.
+TEST_F(ApplyTest, BulkPathStoresCharacterValuesExactlyAsAPlainInsert) {
+  const std::string cols =
+      " (id bigint PRIMARY KEY, c5 character(5), c1 char(1), cu bpchar, v varchar(6), t text)";
+  Exec("CREATE TABLE tenant_rawdog.codes" + cols + "; CREATE TABLE public.codes_ref" + cols);
+  auto r = Rel("codes", {{"id", "bigint", true},
+                         {"c5", "character(5)"},
+                         {"c1", "character(1)"},
+                         {"cu", "bpchar"},
+                         {"v", "character varying(6)"},
+                         {"t", "text"}},
+               'd', 16390);
+  // As a source sends them (padded) and as a transform might (not padded); NULL as "<null>".
+  const std::vector<std::vector<std::string>> kValues = {
+      {"ab   ", "x", "a  ", "a  ", "a  "},     {"  a  ", " ", " ", " ", " "},
+      {"\xc3\xa9    ", "\xc3\xa9 ", "\xc3\xa9 ", "\xc3\xa9 ", "\xc3\xa9 "},
+      {"     ", " ", "", "", ""},               {"ab", "y", "b", "b", "b"},
+      {"a\tb  ", "\\", "a\\ ", "x\n ", "\t "}, {"<null>", "<null>", "<null>", "<null>", " \r "}};
+  auto row = [&](int id, int variant) {
+    Tuple t{T(std::to_string(id))};
+    for (const std::string& v : kValues[static_cast<size_t>(variant) % kValues.size()]) {
+      t.push_back(v == "<null>" ? N() : T(v));
+    }
+    return t;
+  };
+  std::vector<Change> ins, upd;
+  std::vector<Tuple> expected(301);
+  for (int id = 1; id <= 300; ++id) {
+    expected[id] = row(id, id);
+    ins.push_back(Insert(r, expected[id]));
+  }
+  for (int id = 1; id <= 150; ++id) {
+    expected[id] = row(id, id + 3);
+    upd.push_back(Update(r, expected[id]));
+  }
+  Txn(ins);
+  Txn(upd);
+  auto o = Options();
+  o.bulk_min_rows = 100;
+  ASSERT_OK(Apply(o));
+  EXPECT_GE(counters_.bulk_rows, 450u) << "batches " << counters_.batches;
+  std::string values;
+  for (int id = 1; id <= 300; ++id) {
+    values += id > 1 ? ", (" : "(";
+    for (size_t c = 0; c < expected[id].size(); ++c) {
+      const Datum& d = expected[id][c];
+      values += (c ? ", " : "") + (d.kind == Datum::Kind::kText ? "$v$" + d.text + "$v$" : "NULL");
+    }
+    values += ")";
+  }
+  Exec("INSERT INTO public.codes_ref VALUES " + values);
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.codes"), "300");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.codes c FULL JOIN public.codes_ref r USING (id) "
+              "WHERE c::text IS DISTINCT FROM r::text"),
+            "0");
+  EXPECT_EQ(Q("SELECT octet_length(c5) || '|' || octet_length(cu) || '|' || octet_length(v) "
+              "FROM tenant_rawdog.codes WHERE id = 154"),
+            "5|3|3");  // row(154, 154): {"ab   ", "x", "a  ", "a  ", "a  "}
+}
+
 // The pgbench shape: many small transactions, each touching several tables, keys updated again
 // and again. Grouped per table inside a batch, each table's changes form one run (bulk path, the
 // last change per key wins); the result equals applying them one by one in commit order.

@@ -109,6 +109,30 @@ TEST(SqlBuilder, CopyTextEscapesSeparatorsAndNull) {
   EXPECT_EQ(out, "a\\tb\\nc\\\\d\\re|\\N|");
 }
 
+TEST(SqlBuilder, CopyTextLeavesOutTrailingBlanksOnlyWhenAsked) {
+  std::string out;
+  AppendCopyText(Datum::Text(" a b\t  "), &out, /*trim_trailing_blanks=*/true);
+  out += '|';
+  AppendCopyText(Datum::Text("    "), &out, true);  // all blanks: empty, not NULL
+  out += '|';
+  AppendCopyText(Datum::Text("\xc3\xa9\\ "), &out, true);
+  out += '|';
+  AppendCopyText(Datum::Null(), &out, true);
+  out += '|';
+  AppendCopyText(Datum::Text(" a  "), &out);  // not asked: kept
+  EXPECT_EQ(out, " a b\\t||\xc3\xa9\\\\|\\N| a  ");
+}
+
+TEST(SqlBuilder, BlankPaddedTypesAreCharacterWithALength) {
+  for (const char* t : {"character(84)", "character(1)", "char(5)", "bpchar(3)"}) {
+    EXPECT_TRUE(IsBlankPaddedType(t)) << t;
+  }
+  for (const char* t : {"bpchar", "character", "character varying(10)", "character(84)[]",
+                        "char(x)", "character()", "text", "\"char\"", "varchar(3)", "char(5"}) {
+    EXPECT_FALSE(IsBlankPaddedType(t)) << t;
+  }
+}
+
 TEST(TargetCatalog, CanonicalTypeMatchesAliasesAndQualifiedNames) {
   EXPECT_EQ(CanonicalType("int8"), CanonicalType("bigint"));
   EXPECT_EQ(CanonicalType("timestamptz"), CanonicalType("timestamp with time zone"));
