@@ -150,9 +150,11 @@ wait_native() { wait_slot "$1" native_sub; }
 
 # CPU seconds (user + system, all threads) a running process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Peak resident memory (MB) of a running process so far.
+peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
 measure() {  # label; the backlog is in the source now
-  local label=$1 end t0 t1 decode native tenant cpu
+  local label=$1 end t0 t1 decode native tenant cpu rss
   end=$(q "$S" "SELECT pg_current_wal_lsn()")
   q "$S" "SELECT pg_switch_wal()" >/dev/null
   t0=$(now); pg_recvlogical -d "$S" --slot decode_slot --start --endpos="$end" -o proto_version=1 -o publication_names=native_pub -f /dev/null; t1=$(now)
@@ -166,11 +168,11 @@ measure() {  # label; the backlog is in the source now
   t0=$(now); "$bin" -c "$run/bench.yaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
   wait_tenant "$end"
   t1=$(now)
-  cpu=$(cpu_secs "$bridge_pid")
+  cpu=$(cpu_secs "$bridge_pid") rss=$(peak_rss_mb "$bridge_pid")
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   tenant=$(secs "$t0" "$t1")
-  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s\n' "$label" "$decode" "$native" "$tenant" \
-    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu"
+  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s, peak RSS %s MB\n' "$label" "$decode" "$native" "$tenant" \
+    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu" "$rss"
 }
 
 has_phase() { [[ ",$phases," == *",$1,"* ]]; }

@@ -140,6 +140,7 @@ StreamOptions StreamOptionsFromConfig(const Config& config) {
   o.plugin = config.source.plugin;
   o.schema = config.source.schema;
   o.stream_in_progress = config.source.stream_in_progress;
+  o.logical_decoding_work_mem = config.source.logical_decoding_work_mem;
   if (!config.state_dir.empty()) o.spool_dir = config.state_dir + "/stream-spool";
   return o;
 }
@@ -215,6 +216,19 @@ class Receiver::Session {
     TS_ASSIGN_OR_RETURN(PgResult ident, repl_.Exec("IDENTIFY_SYSTEM"));
     if (ident.rows() != 1 || ident.columns() < 4) {
       return Fatal("IDENTIFY_SYSTEM returned an unexpected result");
+    }
+    if (streaming_ && !o.logical_decoding_work_mem.empty()) {
+      // A 1M-row UPDATE with the default 64MB: the applier waited ~0.7 s for the first block
+      // while one core idled (bench/RESULTS.md, Apply).
+      PgResult set(PQexec(repl_.get(), ("SET logical_decoding_work_mem = " +
+                                         QuoteLiteral(o.logical_decoding_work_mem)).c_str()));
+      if (PQresultStatus(set.get()) != PGRES_COMMAND_OK) {
+        Status s = StatusFromResult(repl_.get(), set.get(), "SET logical_decoding_work_mem");
+        if (s.code() == StatusCode::kConnection) return s;
+        return FailedPrecondition("source.logical_decoding_work_mem '" +
+                                  o.logical_decoding_work_mem + "' was refused by the source (" +
+                                  s.message() + "); use a size such as 4MB, or leave it empty");
+      }
     }
     std::string start = StartCommand();
     spdlog::info("stream: {} from {} (slot {}, plugin {}, server at {})", "starting",

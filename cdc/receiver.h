@@ -93,6 +93,11 @@ struct StreamOptions {
   // the only one in flight is also written to the journal as it arrives (so it is not written
   // twice at commit, and the applier may start on it: apply/internal/live_feed.h).
   bool stream_in_progress = true;
+  // With streaming: SET logical_decoding_work_mem to this on the replication connection before
+  // START_REPLICATION (the walsender starts streaming a transaction once this much of it is
+  // decoded; the server's default is 64MB). Empty: the server's setting. A value the server
+  // rejects fails Run() with kFailedPrecondition naming the setting.
+  std::string logical_decoding_work_mem;
   // Directory of the stream spool (the pipeline uses <state_dir>/stream-spool). Empty: a fresh
   // temporary directory, removed with the Receiver.
   std::string spool_dir;

@@ -58,6 +58,18 @@ std::string ToLower(std::string_view s) {
   return out;
 }
 
+// A PostgreSQL memory setting: digits, optionally a unit (kB, MB, GB, TB; the server checks
+// the range). Empty is accepted (the server's own setting).
+bool IsMemorySize(std::string_view v) {
+  if (v.empty()) return true;
+  size_t digits = 0;
+  while (digits < v.size() && std::isdigit(static_cast<unsigned char>(v[digits]))) ++digits;
+  if (digits == 0) return false;
+  std::string_view unit = v.substr(digits);
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  return unit.empty() || unit == "kB" || unit == "MB" || unit == "GB" || unit == "TB";
+}
+
 // Walks the YAML tree, keeping the origin (file name) for messages. Every error is one line:
 // "ORIGIN: key.path: what is wrong; how to fix".
 class Parser {
@@ -631,7 +643,8 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
 
   const YAML::Node source = root["source"];
   TS_RETURN_IF_ERROR(
-      p.CheckMap(source, "source", {"url", "schema", "plugin", "publication", "slot", "stream_in_progress"}));
+      p.CheckMap(source, "source", {"url", "schema", "plugin", "publication", "slot",
+                                      "stream_in_progress", "logical_decoding_work_mem"}));
   if (IsMapping(source)) {
     TS_RETURN_IF_ERROR(p.String(source, "url", "source", &c.source.url));
     TS_RETURN_IF_ERROR(p.String(source, "schema", "source", &c.source.schema));
@@ -642,6 +655,14 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
     TS_RETURN_IF_ERROR(p.String(source, "slot", "source", &c.source.slot));
     TS_RETURN_IF_ERROR(
         p.Bool(source, "stream_in_progress", "source", &c.source.stream_in_progress));
+    TS_RETURN_IF_ERROR(p.String(source, "logical_decoding_work_mem", "source",
+                                &c.source.logical_decoding_work_mem));
+    if (!IsMemorySize(c.source.logical_decoding_work_mem)) {
+      return p.Error("source.logical_decoding_work_mem",
+                     "'" + c.source.logical_decoding_work_mem +
+                         "' is not a memory size; write it as PostgreSQL does (4MB, 512kB, 1GB), "
+                         "or '' for the source server's own setting");
+    }
   }
 
   const YAML::Node target = root["target"];

@@ -65,6 +65,11 @@ struct SourceConfig {
   // pgoutput on PostgreSQL 14+: ask the walsender to stream large in-progress transactions
   // (protocol version 2, `streaming on`) instead of decoding each whole before sending it.
   bool stream_in_progress = true;
+  // With stream_in_progress: the source's logical_decoding_work_mem for this pipeline's own
+  // walsender (SET on its replication connection), i.e. how much of a transaction it decodes
+  // before it starts streaming it. Smaller: the bridge starts applying a large transaction
+  // sooner, and the walsender holds less memory. Empty: the server's setting.
+  std::string logical_decoding_work_mem = "4MB";
 };
 
 struct TargetConfig {

@@ -820,5 +820,26 @@ TEST(ConfigSourceTest, StreamInProgressDefaultsOnAndCanBeTurnedOff) {
       << bad.status().message();
 }
 
+TEST(ConfigSourceTest, LogicalDecodingWorkMemDefaultsTo4MBAndMustBeASize) {
+  const std::string tail = "target: {url: 'postgresql://c/d'}\ntenant: {slug: s}\n";
+  auto def = ParseConfig("pipeline: p\nsource: {url: 'postgresql://a/b'}\n" + tail, "t.yaml");
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  EXPECT_EQ(def->source.logical_decoding_work_mem, "4MB");
+  for (const char* ok : {"''", "64kB", "'16 MB'", "1GB", "65536"}) {
+    auto c = ParseConfig("pipeline: p\nsource: {url: 'postgresql://a/b', logical_decoding_work_mem: " +
+                             std::string(ok) + "}\n" + tail,
+                         "t.yaml");
+    EXPECT_TRUE(c.ok()) << ok << ": " << c.status().ToString();
+  }
+  for (const char* bad : {"4mb", "MB", "'4 MiB'", "-1MB", "4MB;drop"}) {
+    auto c = ParseConfig("pipeline: p\nsource: {url: 'postgresql://a/b', logical_decoding_work_mem: " +
+                             std::string(bad) + "}\n" + tail,
+                         "t.yaml");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("source.logical_decoding_work_mem"), std::string::npos)
+        << c.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace tenantsync

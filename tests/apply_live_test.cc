@@ -65,7 +65,9 @@ class ApplyLiveTest : public ::testing::Test {
     std::ofstream out(config);
     out << "pipeline: live\n"
         << "source: {url: \"" << env.source().Url(src_db_) << "\", schema: public, plugin: "
-        << "pgoutput, publication: live_pub, slot: " << slot_ << "}\n"
+        << "pgoutput, publication: live_pub, slot: " << slot_
+        // The database's setting decides whether a transaction is streamed (SetStreamingThreshold).
+        << ", logical_decoding_work_mem: ''}\n"
         << "target: {url: \"" << env.target().Url(tgt_db_) << "\", schema: tenant_live}\n"
         << "tenant: {slug: live}\n"
         << "state_dir: " << dir_ << "/state\n"

@@ -1086,6 +1086,51 @@ TEST(StreamTest, StreamedInProgressTransactionsJournalLikeWholeOnes) {
   ASSERT_OK(DropSlot(src, slot2));
 }
 
+// StreamOptions::logical_decoding_work_mem is SET on the receiver's own walsender: with the
+// database at the server's default (64MB) a ~1 MB transaction is sent whole, unless the receiver
+// lowers the threshold, and a value the server refuses stops the receiver with an error naming
+// the setting.
+TEST(StreamTest, LogicalDecodingWorkMemIsSetOnTheReceiversOwnWalsender) {
+  PgCluster& src = Clusters().source();
+  auto db = PublishedDatabase(src, "ldwm", "CREATE TABLE bulk (id bigint PRIMARY KEY, v text)",
+                              "pgoutput");
+  ASSERT_OK(db);
+  const std::string lowered = *db + "_s", server = *db + "_d";
+  ASSERT_OK(CreateSlot(src, *db, server, "pgoutput"));
+  ASSERT_OK(src.Exec(*db, "INSERT INTO bulk SELECT g, repeat(md5(g::text), 6) "
+                          "FROM generate_series(1, 4000) g"));
+  Lsn end = CurrentLsn(src, *db);
+  auto streamed_txns = [&](const std::string& slot) {
+    auto v = src.QueryValue("postgres", "SELECT stream_txns FROM pg_stat_replication_slots "
+                                        "WHERE slot_name = '" + slot + "'");
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? std::stoll(*v) : -1;
+  };
+
+  TempDirGuard d1{TempDir("ldwm-1")}, d2{TempDir("ldwm-2")}, d3{TempDir("ldwm-3")};
+  cdc::StreamOptions o = Options(src, *db, lowered, "pgoutput");
+  o.logical_decoding_work_mem = "64kB";
+  auto got = ReceiveUntil(d1.path, o, end);
+  ASSERT_OK(got);
+  auto whole = ReceiveUntil(d2.path, Options(src, *db, server, "pgoutput"), end);
+  ASSERT_OK(whole);
+  ASSERT_EQ(got->size(), 1u);
+  ASSERT_EQ(whole->size(), 1u);
+  EXPECT_EQ((*got)[0].changes.size(), 4000u);
+  EXPECT_EQ((*whole)[0].changes.size(), 4000u);
+  EXPECT_GE(streamed_txns(lowered), 1) << "64kB on the receiver's walsender did not stream it";
+  EXPECT_EQ(streamed_txns(server), 0) << "the server's 64MB streamed a ~1 MB transaction";
+
+  o.logical_decoding_work_mem = "1kB";  // below the server's minimum, 64kB
+  ThreadReceiver refused(d3.path, o);
+  EXPECT_FALSE(refused.WaitFor(end, std::chrono::seconds(30)));
+  Status s = refused.Stop();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("logical_decoding_work_mem '1kB' was refused"));
+  ASSERT_OK(DropSlotOnceReleased(src, lowered));
+  ASSERT_OK(DropSlotOnceReleased(src, server));
+}
+
 TEST(StreamTest, MillionRowTransactionJournaledUnder256MbRss) {
   PgCluster& src = Clusters().source();
   auto db = PublishedDatabase(
