@@ -20,6 +20,7 @@
 #include "core/kill_point.h"
 #include "core/pg.h"
 #include "core/transform.h"
+#include "snapshot/internal/copy_binary.h"
 #include "snapshot/preflight.h"
 #include "snapshot/snapshot.h"
 #include "state/journal.h"
@@ -932,7 +933,7 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     s.columns.push_back(tcol.name);
     s.types.push_back(ti >= 0 ? info.types[ti] : tcol.type);
     s.added.push_back(tcol.source_index < 0);
-    s.blank_padded.push_back(internal::IsBlankPaddedType(s.types.back()));
+    s.blank_padded.push_back(snapshot::internal::IsPaddedCharType(s.types.back()));
   }
   for (const std::string& k : info.primary_key) {
     auto pos = std::find(s.columns.begin(), s.columns.end(), k);

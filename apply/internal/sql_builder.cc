@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/pg.h"
+#include "snapshot/internal/copy_text.h"
 
 namespace tenantsync::apply::internal {
 
@@ -204,16 +205,6 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
 
 std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + QuoteIdent(stage); }
 
-bool IsBlankPaddedType(std::string_view type) {
-  for (std::string_view prefix : {"character(", "char(", "bpchar("}) {
-    if (type.size() <= prefix.size() + 1 || type.substr(0, prefix.size()) != prefix) continue;
-    std::string_view digits = type.substr(prefix.size(), type.size() - prefix.size() - 1);
-    return type.back() == ')' && !digits.empty() &&
-           digits.find_first_not_of("0123456789") == std::string_view::npos;
-  }
-  return false;
-}
-
 void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks) {
   if (d.kind != Datum::Kind::kText) {
     *out += "\\N";
@@ -224,22 +215,7 @@ void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks)
     size_t last = v.find_last_not_of(' ');
     v = v.substr(0, last == std::string_view::npos ? 0 : last + 1);
   }
-  size_t done = 0;  // v[0, done) is in *out
-  for (size_t i = 0; i < v.size(); ++i) {
-    char esc;
-    switch (v[i]) {
-      case '\\': esc = '\\'; break;
-      case '\n': esc = 'n'; break;
-      case '\r': esc = 'r'; break;
-      case '\t': esc = 't'; break;
-      default: continue;
-    }
-    out->append(v.data() + done, i - done);
-    out->push_back('\\');
-    out->push_back(esc);
-    done = i + 1;
-  }
-  out->append(v.data() + done, v.size() - done);
+  snapshot::internal::AppendCopyTextValue(v, out);
 }
 
 }  // namespace tenantsync::apply::internal

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "core/change.h"
@@ -22,16 +21,11 @@ struct TableShape {
   std::vector<std::string> types;    // format_type() of each column in the target catalog
   std::vector<int> key;              // indexes into `columns` of the target primary key; empty: none
   std::vector<bool> added;           // true for `value:` columns (not fed by a source column)
-  // true for character(n) columns: the target pads what it receives back to n blanks, so the
-  // COPY text to the bulk path's staging table leaves trailing blanks out (AppendCopyText).
+  // true for character(n) columns (snapshot::internal::IsPaddedCharType): the target pads what
+  // it receives back to n blanks, so the COPY text to the bulk path's staging table leaves
+  // trailing blanks out (AppendCopyText).
   std::vector<bool> blank_padded;
 };
-
-// true for a blank-padded type with a length: "character(84)" (format_type), "char(5)",
-// "bpchar(3)". Its input function pads to the length and ignores trailing blanks beyond it, so a
-// value with or without its trailing blanks is stored the same. false for everything else,
-// including "bpchar" without a length (stored as given), "character varying(n)" and arrays.
-bool IsBlankPaddedType(std::string_view type);
 
 // A predicate "col = $n" for key columns, or a NULL-safe match for full-row identity. Types
 // without an equality operator compare through jsonb (json) or text (xml, geometric types).
@@ -86,7 +80,7 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage);
 std::string TruncateStageSql(const std::string& stage);
 
 // Appends one datum in COPY text format: \N for NULL, backslash escapes for \ \n \r \t.
-// `trim_trailing_blanks` (for IsBlankPaddedType columns): trailing ' ' are left out.
+// `trim_trailing_blanks` (for blank_padded columns): trailing ' ' are left out.
 // REQUIRES: !d.is_unchanged().
 void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks = false);
 

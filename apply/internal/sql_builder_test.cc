@@ -123,16 +123,6 @@ TEST(SqlBuilder, CopyTextLeavesOutTrailingBlanksOnlyWhenAsked) {
   EXPECT_EQ(out, " a b\\t||\xc3\xa9\\\\|\\N| a  ");
 }
 
-TEST(SqlBuilder, BlankPaddedTypesAreCharacterWithALength) {
-  for (const char* t : {"character(84)", "character(1)", "char(5)", "bpchar(3)"}) {
-    EXPECT_TRUE(IsBlankPaddedType(t)) << t;
-  }
-  for (const char* t : {"bpchar", "character", "character varying(10)", "character(84)[]",
-                        "char(x)", "character()", "text", "\"char\"", "varchar(3)", "char(5"}) {
-    EXPECT_FALSE(IsBlankPaddedType(t)) << t;
-  }
-}
-
 TEST(TargetCatalog, CanonicalTypeMatchesAliasesAndQualifiedNames) {
   EXPECT_EQ(CanonicalType("int8"), CanonicalType("bigint"));
   EXPECT_EQ(CanonicalType("timestamptz"), CanonicalType("timestamp with time zone"));

@@ -22,15 +22,12 @@ void PutU32(uint32_t v, std::string* out) {
 }  // namespace
 
 bool IsPaddedCharType(std::string_view type) {
-  constexpr std::string_view kPrefix = "character(";
-  if (type.size() <= kPrefix.size() + 1 || type.substr(0, kPrefix.size()) != kPrefix ||
-      type.back() != ')') {
-    return false;
+  for (std::string_view prefix : {"character(", "char(", "bpchar("}) {
+    if (type.size() <= prefix.size() + 1 || type.substr(0, prefix.size()) != prefix) continue;
+    std::string_view digits = type.substr(prefix.size(), type.size() - prefix.size() - 1);
+    return type.back() == ')' && digits.find_first_not_of("0123456789") == std::string_view::npos;
   }
-  for (size_t i = kPrefix.size(); i + 1 < type.size(); ++i) {
-    if (type[i] < '0' || type[i] > '9') return false;
-  }
-  return true;
+  return false;
 }
 
 Status BinaryPaddingTrimmer::Append(std::string_view message, std::string* out) {

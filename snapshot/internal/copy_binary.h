@@ -26,8 +26,10 @@
 
 namespace tenantsync::snapshot::internal {
 
-// True for format_type()'s "character(n)": values stored padded to n characters. Not for bpchar
-// without a length (stored as given), arrays, or anything else.
+// True for format_type()'s "character(n)" (and the spellings "char(n)", "bpchar(n)" a config may
+// give): values stored padded to n characters, whose trailing blanks the input function ignores.
+// Not for bpchar without a length (stored as given), arrays, or anything else. Used by the
+// snapshot's binary pass-through and the applier's staging COPY.
 bool IsPaddedCharType(std::string_view type);
 
 class BinaryPaddingTrimmer {

@@ -81,5 +81,17 @@ TEST(BinaryPaddingTrimmer, OnlyCharacterWithALengthIsPadded) {
   }
 }
 
+// The applier's staging COPY asks the same question of the target catalog's and the config's
+// type names.
+TEST(BinaryPaddingTrimmer, CharacterWithALengthInEverySpellingIsPadded) {
+  for (const char* t : {"character(84)", "character(1)", "char(5)", "bpchar(3)"}) {
+    EXPECT_TRUE(IsPaddedCharType(t)) << t;
+  }
+  for (const char* t : {"bpchar", "character", "character varying(10)", "character(84)[]",
+                        "char(x)", "character()", "text", "\"char\"", "varchar(3)", "char(5"}) {
+    EXPECT_FALSE(IsPaddedCharType(t)) << t;
+  }
+}
+
 }  // namespace
 }  // namespace tenantsync::snapshot::internal

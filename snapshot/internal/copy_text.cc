@@ -103,15 +103,22 @@ Status ParseCopyTextRow(std::string_view line, size_t expected_columns, Tuple* o
 }
 
 void AppendCopyTextValue(std::string_view value, std::string* out) {
-  for (char c : value) {
-    switch (c) {
-      case '\\': out->append("\\\\"); break;
-      case '\t': out->append("\\t"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      default: out->push_back(c);
+  size_t done = 0;  // value[0, done) is in *out; unescaped spans are appended whole
+  for (size_t i = 0; i < value.size(); ++i) {
+    char esc;
+    switch (value[i]) {
+      case '\\': esc = '\\'; break;
+      case '\t': esc = 't'; break;
+      case '\n': esc = 'n'; break;
+      case '\r': esc = 'r'; break;
+      default: continue;
     }
+    out->append(value.data() + done, i - done);
+    out->push_back('\\');
+    out->push_back(esc);
+    done = i + 1;
   }
+  out->append(value.data() + done, value.size() - done);
 }
 
 void AppendCopyTextRow(const Tuple& row, std::string* out) {
