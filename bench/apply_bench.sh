@@ -154,14 +154,16 @@ cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
 measure() {  # label; the backlog is in the source now
-  local label=$1 end t0 t1 decode native tenant cpu rss
+  local label=$1 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal
   end=$(q "$S" "SELECT pg_current_wal_lsn()")
   q "$S" "SELECT pg_switch_wal()" >/dev/null
   t0=$(now); pg_recvlogical -d "$S" --slot decode_slot --start --endpos="$end" -o proto_version=1 -o publication_names=native_pub -f /dev/null; t1=$(now)
   decode=$(secs "$t0" "$t1")
+  w0=$(q "$T" "SELECT pg_current_wal_lsn()")
   t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
   q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
+  w1=$(q "$T" "SELECT pg_current_wal_lsn()")
   # A marker transaction after `end`: the applier's last commit LSN passes `end` once it has
   # applied the whole backlog.
   q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
@@ -171,8 +173,10 @@ measure() {  # label; the backlog is in the source now
   cpu=$(cpu_secs "$bridge_pid") rss=$(peak_rss_mb "$bridge_pid")
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   tenant=$(secs "$t0" "$t1")
-  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s, peak RSS %s MB\n' "$label" "$decode" "$native" "$tenant" \
-    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu" "$rss"
+  w2=$(q "$T" "SELECT pg_current_wal_lsn()")
+  wal="target WAL MB native $(q "$T" "SELECT round(('$w1'::pg_lsn - '$w0'::pg_lsn) / 1048576)") tenantsync $(q "$T" "SELECT round(('$w2'::pg_lsn - '$w1'::pg_lsn) / 1048576)")"
+  printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s, peak RSS %s MB, %s\n' "$label" "$decode" "$native" "$tenant" \
+    "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu" "$rss" "$wal"
 }
 
 has_phase() { [[ ",$phases," == *",$1,"* ]]; }
