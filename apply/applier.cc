@@ -211,6 +211,17 @@ class Applier::Impl {
   Status StartCopy(BulkRun* run);
   Status CopyRow(BulkRun* run, const Tuple& row);
 
+  // --- a live transaction's parallel staging (ApplyOptions::live_parallel_staging) ---
+  // stage_conn_ COPYs each chunk into its own UNLOGGED table in _tenantsync and commits it, while
+  // conn_ runs the previous chunk's set-based statement, sent without waiting for its result
+  // (pending_bulk_). Every other use of conn_ first waits for that result (AwaitBulk).
+  Status OpenStageConn();
+  Status AwaitBulk();
+  // Drops the open live transaction's staging tables: only once conn_'s transaction has ended
+  // (it holds a lock on each it read). Best effort: what is left is dropped at the next Connect.
+  void DropLiveStages();
+  std::string DropStagesSql() const;
+
   // --- failures ---
   Status HandleBadChange(const Change& c, Lsn commit_lsn, const Status& why);
   std::string KeyText(const Change& c) const;
@@ -271,9 +282,24 @@ class Applier::Impl {
     std::vector<uint64_t> key_hashes;
     bool keys_tracked = true;
     std::chrono::steady_clock::time_point copy_started;
+    PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
+    std::string stage;            // the staging table, as SQL
+    bool shared_stage = false;    // a committed table of stage_conn_ (parallel staging)
   };
   std::vector<std::unique_ptr<BulkRun>> runs_;
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
+  PgConn stage_conn_;
+  bool live_staged_ = false;  // the open live transaction made staging tables
+  uint64_t next_stage_ = 0;
+  struct PendingBulk {
+    bool active = false;
+    std::string what;  // "bulk update into <table>", for errors and the log
+    int64_t rows = 0;
+    bool unique_keys = false;
+    double staging_secs = 0;
+    std::chrono::steady_clock::time_point sent;
+  };
+  PendingBulk pending_bulk_;
   // Changes of different tables may be sent in another order than the source's inside one target
   // transaction (never across a commit: invariant 4 is about commit boundaries). Only under
   // session_replication_role = replica, where no trigger or foreign key check of the target can
@@ -289,6 +315,9 @@ class Applier::Impl {
 
 Status Applier::Impl::Connect() {
   ResetCaches();
+  pending_bulk_ = PendingBulk();
+  live_staged_ = false;
+  stage_conn_ = PgConn();
   conn_ = PgConn();
   session_ = PipelinedSession(&conn_);
   missing_reported_ = 0;
@@ -324,6 +353,8 @@ Status Applier::Impl::Connect() {
                 "CREATE TABLE IF NOT EXISTS _tenantsync.progress (pipeline text PRIMARY KEY, "
                 "applied_lsn pg_lsn, commit_time timestamptz, updated_at timestamptz)"),
       "creating _tenantsync.progress in the target");
+  // Staging tables a crash left behind (a live transaction's, ApplyOptions::live_parallel_staging).
+  TS_RETURN_IF_ERROR_CTX(conn_.Run(DropStagesSql()), "dropping staging tables left in _tenantsync");
   static const std::string kReadProgress =
       "SELECT applied_lsn::text, (extract(epoch FROM commit_time) * 1000000)::bigint "
       "FROM _tenantsync.progress WHERE pipeline = $1";
@@ -431,15 +462,23 @@ std::string Applier::Impl::ProgressSql(Lsn lsn, int64_t commit_time_us) const {
 }
 
 Status Applier::Impl::Rollback() {
-  bool copying = false;
-  for (const auto& r : runs_) copying = copying || r->copying;
-  if (copying) {
-    // End the COPY with an error so the connection is usable for the ROLLBACK below.
-    if (PQputCopyEnd(conn_.get(), "batch failed") != 1) {
-      return ConnectionError("ending COPY to the target: " + conn_.LastError());
-    }
+  if (pending_bulk_.active) {  // its result (an error, if it is why we roll back) is dropped
+    pending_bulk_.active = false;
     for (;;) {
       PgResult r(PQgetResult(conn_.get()));
+      if (!r.get()) break;
+    }
+  }
+  for (const auto& run : runs_) {
+    if (!run->copying) continue;
+    // End the COPY with an error so the connection is usable for the ROLLBACK below.
+    PgConn& cc = *run->copy_conn;
+    if (PQputCopyEnd(cc.get(), "batch failed") != 1) {
+      if (run->shared_stage) continue;  // the staging session only: DropLiveStages, Connect
+      return ConnectionError("ending COPY to the target: " + cc.LastError());
+    }
+    for (;;) {
+      PgResult r(PQgetResult(cc.get()));
       if (!r.get()) break;
     }
   }
@@ -455,6 +494,7 @@ Status Applier::Impl::Rollback() {
   TS_RETURN_IF_ERROR(conn_.Run("ROLLBACK"));
   TS_RETURN_IF_ERROR(conn_.Run("DEALLOCATE ALL"));
   ResetCaches();
+  DropLiveStages();
   return Status::Ok();
 }
 
@@ -580,7 +620,9 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
                LiveName(begin));
   StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
-  TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+  // READ COMMITTED whatever the database's default: each statement must see the staging tables
+  // stage_conn_ committed after this transaction began (parallel staging).
+  TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN ISOLATION LEVEL READ COMMITTED"));
   // Each chunk's set-based statement joins ~live_chunk_rows staged rows to the table by its key:
   // index probes (nested loop) cost the same for every chunk, while a hash or merge join scans
   // the table (growing with the row versions this transaction wrote) once per chunk. Measured on
@@ -651,6 +693,7 @@ StatusOr<bool> Applier::Impl::ApplyLive(std::unique_ptr<state::JournalReader>* r
     return GiveUpLive(begin, changes, s.ToString());
   }
   TS_RETURN_IF_ERROR(FinishBatch(commit.commit_lsn, commit.commit_time_us, 1, changes));
+  DropLiveStages();
   {
     std::lock_guard<std::mutex> l(mu_);
     ++counters_.live_transactions;
@@ -1025,11 +1068,13 @@ Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableI
 // Changes and statements.
 
 Status Applier::Impl::LeavePipeline() {
+  TS_RETURN_IF_ERROR(AwaitBulk());
   if (!session_.active()) return Status::Ok();
   return session_.DrainAndExit();
 }
 
 Status Applier::Impl::EnterPipeline() {
+  TS_RETURN_IF_ERROR(AwaitBulk());
   if (isolating_) return Status::Ok();
   return session_.Enter();
 }
@@ -1393,15 +1438,30 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
   // One COPY at a time: another table's open COPY is finished first (its run stays whole).
   TS_RETURN_IF_ERROR(FlushCopying());
   RelationEntry* e = run->entry;
-  TS_RETURN_IF_ERROR(LeavePipeline());
-  std::string stage = internal::StageTableName(e->id);
-  if (!e->stage_created) {
-    TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, stage)));
-    e->stage_created = true;
-  } else if (e->stage_used_in_batch == batch_number_) {
-    TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(stage)));
+  if (in_live_ && options_.live_parallel_staging) {
+    // A table of its own per chunk, committed by stage_conn_ (conn_'s transaction keeps a lock
+    // on each one it read until it ends, so none can be emptied for reuse).
+    TS_RETURN_IF_ERROR(OpenStageConn());
+    run->stage = "_tenantsync." + QuoteIdent(internal::SharedStagePrefix(options_.pipeline) +
+                                             std::to_string(++next_stage_));
+    live_staged_ = true;
+    TS_RETURN_IF_ERROR(stage_conn_.Run(internal::CreateSharedStageSql(e->shape, run->stage)));
+    TS_RETURN_IF_ERROR(
+        stage_conn_.Run(internal::CopyIntoStageSql(e->shape, run->stage, run->cols)));
+    run->copy_conn = &stage_conn_;
+    run->shared_stage = true;
+  } else {
+    TS_RETURN_IF_ERROR(LeavePipeline());
+    run->stage = QuoteIdent(internal::StageTableName(e->id));
+    if (!e->stage_created) {
+      TS_RETURN_IF_ERROR(conn_.Run(internal::CreateStageSql(e->shape, run->stage)));
+      e->stage_created = true;
+    } else if (e->stage_used_in_batch == batch_number_) {
+      TS_RETURN_IF_ERROR(conn_.Run(internal::TruncateStageSql(run->stage)));
+    }
+    TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, run->stage, run->cols)));
+    run->copy_conn = &conn_;
   }
-  TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoStageSql(e->shape, stage, run->cols)));
   run->copying = true;
   run->copy_started = std::chrono::steady_clock::now();
   run->seq = 0;
@@ -1432,8 +1492,9 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
   }
   run->buffer += '\n';
   if (run->buffer.size() >= (1u << 20)) {
-    if (PQputCopyData(conn_.get(), run->buffer.data(), static_cast<int>(run->buffer.size())) != 1) {
-      return ConnectionError("sending COPY data to the target: " + conn_.LastError());
+    PgConn& cc = *run->copy_conn;
+    if (PQputCopyData(cc.get(), run->buffer.data(), static_cast<int>(run->buffer.size())) != 1) {
+      return ConnectionError("sending COPY data to the target: " + cc.LastError());
     }
     run->buffer.clear();
   }
@@ -1454,23 +1515,24 @@ Status Applier::Impl::FlushRun(BulkRun run) {
     }
     return Status::Ok();
   }
+  PgConn& cc = *run.copy_conn;
   if (!run.buffer.empty() &&
-      PQputCopyData(conn_.get(), run.buffer.data(), static_cast<int>(run.buffer.size())) != 1) {
-    return ConnectionError("sending COPY data to the target: " + conn_.LastError());
+      PQputCopyData(cc.get(), run.buffer.data(), static_cast<int>(run.buffer.size())) != 1) {
+    return ConnectionError("sending COPY data to the target: " + cc.LastError());
   }
-  if (PQputCopyEnd(conn_.get(), nullptr) != 1) {
-    return ConnectionError("ending COPY to the target: " + conn_.LastError());
+  if (PQputCopyEnd(cc.get(), nullptr) != 1) {
+    return ConnectionError("ending COPY to the target: " + cc.LastError());
   }
   Status copy_status;
   for (;;) {
-    PgResult r(PQgetResult(conn_.get()));
+    PgResult r(PQgetResult(cc.get()));
     if (!r.get()) break;
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && copy_status.ok()) {
-      copy_status = internal::ErrorFromResult(conn_.get(), r.get(), "COPY into the staging table");
+      copy_status = internal::ErrorFromResult(cc.get(), r.get(), "COPY into the staging table");
     }
   }
   TS_RETURN_IF_ERROR(copy_status);
-  std::string stage = internal::StageTableName(e->id);
+  const std::string& stage = run.stage;
   const auto started = std::chrono::steady_clock::now();
   bool unique_keys = run.keys_tracked;
   if (unique_keys) {
@@ -1488,6 +1550,24 @@ Status Applier::Impl::FlushRun(BulkRun run) {
       break;
     case ChangeOp::kDelete: sql = internal::BulkDeleteSql(e->shape, stage); break;
     default: return Fatal("bulk path: unexpected operation; this is a bug");
+  }
+  if (run.shared_stage) {
+    // Sent without waiting: the next chunk is staged meanwhile (AwaitBulk collects the result).
+    TS_RETURN_IF_ERROR(LeavePipeline());  // also waits for the previous chunk's statement
+    if (run.seq >= 10000) sql = "SET LOCAL work_mem = '256MB'; " + sql;
+    if (PQsendQuery(conn_.get(), sql.c_str()) != 1) {
+      return ConnectionError("sending a bulk " + std::string(OpName(run.op)) + " to the target: " +
+                             conn_.LastError());
+    }
+    pending_bulk_.active = true;
+    pending_bulk_.what = "bulk " + std::string(OpName(run.op)) + " into " + e->target_table;
+    pending_bulk_.rows = run.seq;
+    pending_bulk_.unique_keys = unique_keys;
+    pending_bulk_.staging_secs = std::chrono::duration<double>(started - run.copy_started).count();
+    pending_bulk_.sent = started;
+    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
+    batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+    return Status::Ok();
   }
   if (run.seq >= 10000) {
     // Statistics for the planner (a fresh temp table has none) and memory for the per-key sort,
@@ -1514,6 +1594,68 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
   batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
   return Status::Ok();
+}
+
+Status Applier::Impl::OpenStageConn() {
+  if (stage_conn_.connected()) return Status::Ok();
+  TS_ASSIGN_OR_RETURN(stage_conn_,
+                      PgConn::Connect(options_.target_url, "tenantsync-stage-" + options_.pipeline));
+  PQsetNoticeReceiver(stage_conn_.get(), NoticeSink, nullptr);
+  // The same input settings as conn_ (datestyle for the staged text); its commits need no flush
+  // (the staged rows matter only to conn_'s open transaction, which a target crash ends too).
+  return stage_conn_
+      .Run("SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; "
+           "SET statement_timeout = 0; SET lock_timeout = '5s'; SET synchronous_commit = off; "
+           "SET idle_in_transaction_session_timeout = 0")
+      .WithContext("configuring the staging session");
+}
+
+Status Applier::Impl::AwaitBulk() {
+  if (!pending_bulk_.active) return Status::Ok();
+  pending_bulk_.active = false;
+  Status s;
+  for (;;) {
+    PgResult r(PQgetResult(conn_.get()));
+    if (!r.get()) break;
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && s.ok()) {
+      s = internal::ErrorFromResult(conn_.get(), r.get(), pending_bulk_.what);
+    }
+  }
+  TS_RETURN_IF_ERROR(s);
+  if (pending_bulk_.rows >= 10000) {
+    spdlog::info("apply: {} of {} rows done {:.1f} s after it was sent ({:.1f} s staging, in "
+                 "parallel with the previous chunk's{})",
+                 pending_bulk_.what, pending_bulk_.rows,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                               pending_bulk_.sent)
+                     .count(),
+                 pending_bulk_.staging_secs,
+                 pending_bulk_.unique_keys ? ", keys unique: no per-key sort" : "");
+  }
+  return Status::Ok();
+}
+
+std::string Applier::Impl::DropStagesSql() const {
+  // Every staging table of this pipeline: no live transaction is open when this runs, so they are
+  // all finished with. One still locked (by the backend of a crashed bridge that has not noticed
+  // yet) is left for the next time.
+  return "DO $ts$ DECLARE r record; BEGIN PERFORM set_config('lock_timeout', '1000', true); "
+         "FOR r IN SELECT c.oid::regclass::text AS t FROM pg_class c WHERE c.relnamespace = "
+         "'_tenantsync'::regnamespace AND c.relkind = 'r' AND starts_with(c.relname, '" +
+         internal::SharedStagePrefix(options_.pipeline) +
+         "') LOOP BEGIN EXECUTE 'DROP TABLE IF EXISTS ' || r.t; EXCEPTION WHEN "
+         "lock_not_available THEN NULL; END; END LOOP; END $ts$";
+}
+
+void Applier::Impl::DropLiveStages() {
+  if (!live_staged_) return;
+  live_staged_ = false;
+  if (!stage_conn_.connected()) return;
+  Status s = stage_conn_.Run(DropStagesSql());
+  if (!s.ok()) {
+    spdlog::warn("apply: could not drop staging tables ({}); the next start drops them",
+                 s.ToString());
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

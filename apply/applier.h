@@ -127,6 +127,11 @@ struct ApplyOptions {
   // every this many changes (default 100,000), so the target works while the rest arrives.
   // Smaller: more set-based statements (each scans or probes the table once).
   int64_t live_chunk_rows = 100000;
+  // A live transaction's chunks are COPYed by a second target connection into UNLOGGED tables in
+  // _tenantsync (one per chunk, committed, dropped after the transaction ends, and at start after
+  // a crash), while this connection runs the previous chunk's set-based statement: the target
+  // backend's COPY and UPDATE work overlap. false: one connection, a temporary table.
+  bool live_parallel_staging = true;
 
   // Reconnect backoff after a lost target connection: doubles from initial to max, forever
   // until Stop() (the journal holds everything meanwhile).

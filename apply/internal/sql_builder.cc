@@ -1,6 +1,7 @@
 #include "apply/internal/sql_builder.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "core/pg.h"
 #include "snapshot/internal/copy_text.h"
@@ -43,7 +44,7 @@ std::string OnConflict(const TableShape& t, const std::vector<int>& cols) {
 
 // The last staged row per key: "(SELECT DISTINCT ON (key) * FROM stage ORDER BY key, ts_seq DESC)".
 std::string LastPerKey(const TableShape& t, const std::string& stage) {
-  return "(SELECT DISTINCT ON (" + KeyList(t) + ") * FROM " + QuoteIdent(stage) + " ORDER BY " +
+  return "(SELECT DISTINCT ON (" + KeyList(t) + ") * FROM " + stage + " ORDER BY " +
          KeyList(t) + ", ts_seq DESC)";
 }
 
@@ -147,17 +148,38 @@ std::string TruncateSql(const std::vector<std::string>& qualified_tables, bool r
 
 std::string StageTableName(int id) { return "ts_stage_" + std::to_string(id); }
 
-std::string CreateStageSql(const TableShape& t, const std::string& stage) {
-  std::string sql = "CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(stage) + " (ts_seq bigint";
+namespace {
+std::string StageColumns(const TableShape& t) {
+  std::string sql = " (ts_seq bigint";
   for (size_t i = 0; i < t.columns.size(); ++i) {
     sql += ", " + QuoteIdent(t.columns[i]) + " " + t.types[i];
   }
-  return sql + ") ON COMMIT DELETE ROWS";
+  return sql + ")";
+}
+}  // namespace
+
+std::string CreateStageSql(const TableShape& t, const std::string& stage) {
+  return "CREATE TEMP TABLE IF NOT EXISTS " + stage + StageColumns(t) + " ON COMMIT DELETE ROWS";
+}
+
+std::string CreateSharedStageSql(const TableShape& t, const std::string& stage) {
+  return "CREATE UNLOGGED TABLE " + stage + StageColumns(t) + " WITH (autovacuum_enabled = false)";
+}
+
+std::string SharedStagePrefix(const std::string& pipeline) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : pipeline) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "stage_%016llx_", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
                              const std::vector<int>& cols) {
-  std::string sql = "COPY " + QuoteIdent(stage) + " (ts_seq";
+  std::string sql = "COPY " + stage + " (ts_seq";
   if (!cols.empty()) sql += ", " + ColumnList(t, cols);
   return sql + ") FROM STDIN";
 }
@@ -166,8 +188,8 @@ std::string BulkInsertSql(const TableShape& t, const std::string& stage,
                           const std::vector<int>& cols, bool unique_keys) {
   std::string list = ColumnList(t, cols);
   std::string sql = "INSERT INTO " + t.qualified + " (" + list + ") SELECT " + list + " FROM ";
-  if (t.key.empty()) return sql + QuoteIdent(stage) + " ORDER BY ts_seq";
-  return sql + (unique_keys ? QuoteIdent(stage) : LastPerKey(t, stage)) + " s" +
+  if (t.key.empty()) return sql + stage + " ORDER BY ts_seq";
+  return sql + (unique_keys ? stage : LastPerKey(t, stage)) + " s" +
          OnConflict(t, cols);
 }
 
@@ -190,7 +212,7 @@ std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
     where += "t." + k + " = s." + k;
   }
   return "UPDATE " + t.qualified + " t SET " + set + " FROM " +
-         (unique_keys ? QuoteIdent(stage) : LastPerKey(t, stage)) + " s WHERE " + where;
+         (unique_keys ? stage : LastPerKey(t, stage)) + " s WHERE " + where;
 }
 
 std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
@@ -200,10 +222,10 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
     const std::string& k = QuoteIdent(t.columns[t.key[i]]);
     where += "t." + k + " = s." + k;
   }
-  return "DELETE FROM " + t.qualified + " t USING " + QuoteIdent(stage) + " s WHERE " + where;
+  return "DELETE FROM " + t.qualified + " t USING " + stage + " s WHERE " + where;
 }
 
-std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + QuoteIdent(stage); }
+std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + stage; }
 
 void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks) {
   if (d.kind != Datum::Kind::kText) {

@@ -56,12 +56,19 @@ std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_
 std::string TruncateSql(const std::vector<std::string>& qualified_tables, bool restart_identity);
 
 // --- bulk path: rows COPYed into a temporary staging table, then one set-based statement ---
+// `stage` below is the staging table's name as SQL (quoted where needed, qualified or not).
 
 // Name of the staging table of relation entry `id` (unqualified, in pg_temp).
 std::string StageTableName(int id);
 // CREATE TEMP TABLE IF NOT EXISTS <stage> (ts_seq bigint, <every column with its target type>)
 // ON COMMIT DELETE ROWS.
 std::string CreateStageSql(const TableShape& t, const std::string& stage);
+// CREATE UNLOGGED TABLE <stage> (the same columns) WITH (autovacuum_enabled = false): a staging
+// table another session fills and commits (a live transaction's parallel staging).
+std::string CreateSharedStageSql(const TableShape& t, const std::string& stage);
+// "stage_<16 hex digits of a hash of the pipeline name>_": the names of a pipeline's shared
+// staging tables in _tenantsync start with it (so a restart finds and drops what a crash left).
+std::string SharedStagePrefix(const std::string& pipeline);
 // COPY <stage> (ts_seq, <cols>) FROM STDIN (text format).
 std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
                              const std::vector<int>& cols);

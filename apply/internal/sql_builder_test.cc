@@ -1,5 +1,7 @@
 #include "apply/internal/sql_builder.h"
 
+#include <regex>
+
 #include <gtest/gtest.h>
 
 #include "apply/internal/target_catalog.h"
@@ -68,32 +70,47 @@ TEST(SqlBuilder, TruncateNeverCascades) {
 
 TEST(SqlBuilder, BulkStatementsUseTheLastStagedRowPerKey) {
   TableShape t = Items();
-  EXPECT_EQ(CreateStageSql(t, "ts_stage_3"),
+  EXPECT_EQ(CreateStageSql(t, "\"ts_stage_3\""),
             "CREATE TEMP TABLE IF NOT EXISTS \"ts_stage_3\" (ts_seq bigint, \"id\" bigint, "
             "\"name\" json, \"Qty \"\"x\"\"\" integer, \"migrated_at\" timestamp with time zone) "
             "ON COMMIT DELETE ROWS");
-  EXPECT_EQ(CopyIntoStageSql(t, "ts_stage_3", {0, 2}),
+  EXPECT_EQ(CopyIntoStageSql(t, "\"ts_stage_3\"", {0, 2}),
             "COPY \"ts_stage_3\" (ts_seq, \"id\", \"Qty \"\"x\"\"\") FROM STDIN");
-  EXPECT_EQ(BulkUpdateSql(t, "ts_stage_3", {0, 2}),
+  EXPECT_EQ(BulkUpdateSql(t, "\"ts_stage_3\"", {0, 2}),
             "UPDATE \"tenant_rawdog\".\"items\" t SET \"Qty \"\"x\"\"\" = s.\"Qty \"\"x\"\"\" FROM "
             "(SELECT DISTINCT ON (\"id\") * FROM \"ts_stage_3\" ORDER BY \"id\", ts_seq DESC) s "
             "WHERE t.\"id\" = s.\"id\"");
-  EXPECT_EQ(BulkDeleteSql(t, "ts_stage_3"),
+  EXPECT_EQ(BulkDeleteSql(t, "\"ts_stage_3\""),
             "DELETE FROM \"tenant_rawdog\".\"items\" t USING \"ts_stage_3\" s WHERE t.\"id\" = "
             "s.\"id\"");
-  EXPECT_EQ(BulkInsertSql(t, "ts_stage_3", {0, 2}),
+  EXPECT_EQ(BulkInsertSql(t, "\"ts_stage_3\"", {0, 2}),
             "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"Qty \"\"x\"\"\") SELECT \"id\", "
             "\"Qty \"\"x\"\"\" FROM (SELECT DISTINCT ON (\"id\") * FROM \"ts_stage_3\" ORDER BY "
             "\"id\", ts_seq DESC) s ON CONFLICT (\"id\") DO UPDATE SET \"Qty \"\"x\"\"\" = "
             "EXCLUDED.\"Qty \"\"x\"\"\"");
 }
 
+// A live transaction's parallel staging: committed UNLOGGED tables named after the pipeline, so
+// a restart drops exactly its own pipeline's leftovers.
+TEST(SqlBuilder, SharedStagesAreUnloggedAndNamedAfterThePipeline) {
+  TableShape t = Items();
+  EXPECT_EQ(CreateSharedStageSql(t, "_tenantsync.\"stage_x_1\""),
+            "CREATE UNLOGGED TABLE _tenantsync.\"stage_x_1\" (ts_seq bigint, \"id\" bigint, "
+            "\"name\" json, \"Qty \"\"x\"\"\" integer, \"migrated_at\" timestamp with time zone) "
+            "WITH (autovacuum_enabled = false)");
+  const std::string a = SharedStagePrefix("rawdog");
+  EXPECT_TRUE(std::regex_match(a, std::regex("stage_[0-9a-f]{16}_"))) << a;
+  EXPECT_EQ(a, SharedStagePrefix("rawdog"));
+  EXPECT_NE(a, SharedStagePrefix("rawdog2"));
+  EXPECT_NE(a, SharedStagePrefix(""));
+}
+
 TEST(SqlBuilder, BulkStatementsSkipThePerKeySortForUniqueKeys) {
   TableShape t = Items();
-  EXPECT_EQ(BulkUpdateSql(t, "ts_stage_3", {0, 2}, /*unique_keys=*/true),
+  EXPECT_EQ(BulkUpdateSql(t, "\"ts_stage_3\"", {0, 2}, /*unique_keys=*/true),
             "UPDATE \"tenant_rawdog\".\"items\" t SET \"Qty \"\"x\"\"\" = s.\"Qty \"\"x\"\"\" FROM "
             "\"ts_stage_3\" s WHERE t.\"id\" = s.\"id\"");
-  EXPECT_EQ(BulkInsertSql(t, "ts_stage_3", {0, 2}, /*unique_keys=*/true),
+  EXPECT_EQ(BulkInsertSql(t, "\"ts_stage_3\"", {0, 2}, /*unique_keys=*/true),
             "INSERT INTO \"tenant_rawdog\".\"items\" (\"id\", \"Qty \"\"x\"\"\") SELECT \"id\", "
             "\"Qty \"\"x\"\"\" FROM \"ts_stage_3\" s ON CONFLICT (\"id\") DO UPDATE SET "
             "\"Qty \"\"x\"\"\" = EXCLUDED.\"Qty \"\"x\"\"\"");
