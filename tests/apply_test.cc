@@ -541,6 +541,40 @@ TEST_F(ApplyTest, InterleavedTablesOfManySmallTransactionsGoThroughTheBulkPathPe
   EXPECT_EQ(Q("SELECT applied_lsn::text FROM _tenantsync.progress"), last_lsn_.ToString());
 }
 
+// Runs too short for COPY send one statement per key: the last change of each key in the batch
+// (as the COPY path's statements do), so a hot row is written once per batch, not once per source
+// transaction. An ENABLE ALWAYS trigger (it fires for replicated rows) counts the writes.
+TEST_F(ApplyTest, ShortRunsWriteEachKeyOncePerBatch) {
+  auto items = tenantsync::Items();
+  auto tags = Rel("tags", {{"id", "bigint", true}, {"tag", "text"}}, 'd', 16801);
+  Exec("CREATE TABLE tenant_rawdog.writes (n bigint NOT NULL); INSERT INTO tenant_rawdog.writes "
+       "VALUES (0); CREATE FUNCTION tenant_rawdog.count_write() RETURNS trigger LANGUAGE plpgsql "
+       "AS $$ BEGIN UPDATE tenant_rawdog.writes SET n = n + 1; RETURN NULL; END $$; "
+       "CREATE TABLE tenant_rawdog.tags (id bigint PRIMARY KEY, tag text); "
+       "CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON tenant_rawdog.items "
+       "FOR EACH ROW EXECUTE FUNCTION tenant_rawdog.count_write(); "
+       "ALTER TABLE tenant_rawdog.items ENABLE ALWAYS TRIGGER count_write; "
+       "CREATE TRIGGER count_write AFTER INSERT OR UPDATE OR DELETE ON tenant_rawdog.tags "
+       "FOR EACH ROW EXECUTE FUNCTION tenant_rawdog.count_write(); "
+       "ALTER TABLE tenant_rawdog.tags ENABLE ALWAYS TRIGGER count_write");
+  Txn({Insert(items, Item(1, "a", 0)), Insert(items, Item(2, "b", 0)),
+       Insert(items, Item(3, "c", 0)), Insert(tags, {T("5"), T("known")})});
+  ASSERT_OK(Apply());
+  ASSERT_EQ(Q("SELECT n FROM tenant_rawdog.writes"), "4");
+  for (int t = 1; t <= 60; ++t) {
+    Txn({Update(items, Item(t % 3 + 1, "u" + std::to_string(t), t)),
+         Insert(tags, {T(std::to_string(t % 2)), T("t" + std::to_string(t))})});
+  }
+  ASSERT_OK(Apply());  // one batch: 60 transactions, runs far below bulk_min_rows
+  EXPECT_EQ(counters_.batches, 1u);
+  EXPECT_EQ(Items(), "1:u60:60:NULL,2:u58:58:NULL,3:u59:59:NULL");
+  EXPECT_EQ(Q("SELECT string_agg(id || ':' || tag, ',' ORDER BY id) FROM tenant_rawdog.tags"),
+            "0:t60,1:t59,5:known");
+  // 6 writes instead of 120: 3 updated keys and 2 upserted ones, and the first update alone (this
+  // new applier learns `tags` after it, and sends what it holds before reading a new table).
+  EXPECT_EQ(Q("SELECT n FROM tenant_rawdog.writes"), "10");
+}
+
 TEST_F(ApplyTest, BulkRunWithABadRowFallsBackToOneDeadLetter) {
   Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
   auto r = tenantsync::Items();
