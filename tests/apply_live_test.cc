@@ -273,6 +273,36 @@ TEST_F(ApplyLiveTest, CrashAtLiveKillPointsLosesNothingAndAppliesOnce) {
   }
 }
 
+// A chunk's set-based statement, sent without waiting on the parallel-staging path, fails in the
+// target (a CHECK the source does not have): the live transaction is rolled back, its staging
+// tables dropped, and the journal path applies the transaction after its commit, the failing row
+// as a dead letter and every other row.
+TEST_F(ApplyLiveTest, FailingChunkRollsBackAndTheJournalPathAppliesTheRest) {
+  auto& tgt = testing::Clusters().target();
+  auto& src = testing::Clusters().source();
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  ASSERT_TRUE(tgt.Exec(tgt_db_, "ALTER TABLE tenant_live.big ADD CONSTRAINT not_777 CHECK "
+                                "(id <> 777 OR v = 0)")
+                  .ok());
+  // 15,000 changes: live (over 10,000), one chunk, sent at the source commit.
+  ASSERT_TRUE(src.Exec(src_db_, "UPDATE big SET v = v + 1 WHERE id <= 15000").ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_THAT(bridge_->Log(), HasSubstr("applying it while it is received"));
+  EXPECT_THAT(bridge_->Log(), HasSubstr("rolled back after"));
+  EXPECT_THAT(bridge_->Log(), HasSubstr("not_777"));
+  auto q = [](testing::PgCluster& c, const std::string& db, const std::string& sql) {
+    auto v = c.QueryValue(db, sql);
+    return v.ok() ? *v : v.status().ToString();
+  };
+  EXPECT_EQ(q(src, src_db_, "SELECT count(*) || ' ' || sum(v) FROM public.big"), "120000 15000");
+  EXPECT_EQ(q(tgt, tgt_db_, "SELECT count(*) || ' ' || sum(v) FROM tenant_live.big"),
+            "120000 14999");
+  EXPECT_EQ(q(tgt, tgt_db_, "SELECT v FROM tenant_live.big WHERE id = 777"), "0");
+  EXPECT_EQ(StagingTables(), 0);
+  EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+}
+
 TEST_F(ApplyLiveTest, KillNineDuringLargeTransactionsThenRestartAppliesEachOnce) {
   bridge_->Start("run");
   ASSERT_TRUE(WaitCaughtUp(240));
