@@ -902,6 +902,7 @@ Status Applier::Impl::HandleBadChange(const Change& c, Lsn commit_lsn, const Sta
   d.table = table;
   d.key = key;
   d.reason = why.message();
+  if (!why.sqlstate().empty()) d.reason += " (SQLSTATE " + why.sqlstate() + ")";
   d.phase = options_.dead_letter_phase;
   d.lsn = commit_lsn;
   pending_dead_letters_.push_back(std::move(d));

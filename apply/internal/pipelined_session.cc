@@ -13,7 +13,8 @@ Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& wha
   for (char& c : msg) {
     if (c == '\n') c = ' ';
   }
-  std::string text = what + ": " + msg + (sqlstate.empty() ? "" : " (SQLSTATE " + sqlstate + ")");
+  // The SQLSTATE travels in the Status (its ToString prints it once).
+  std::string text = what + ": " + msg;
   bool gone = PQstatus(conn) != CONNECTION_OK || sqlstate.rfind("08", 0) == 0 ||
               sqlstate.rfind("57P", 0) == 0;
   if (gone) return ConnectionError(text, sqlstate);
