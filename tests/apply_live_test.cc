@@ -285,8 +285,10 @@ TEST_F(ApplyLiveTest, FailingChunkRollsBackAndTheJournalPathAppliesTheRest) {
   ASSERT_TRUE(tgt.Exec(tgt_db_, "ALTER TABLE tenant_live.big ADD CONSTRAINT not_777 CHECK "
                                 "(id <> 777 OR v = 0)")
                   .ok());
-  // 15,000 changes: live (over 10,000), one chunk, sent at the source commit.
-  ASSERT_TRUE(src.Exec(src_db_, "UPDATE big SET v = v + 1 WHERE id <= 15000").ok());
+  // 60,000 changes: live (over 10,000; the applier looks for an offered transaction every 20 ms,
+  // and this one is received over longer than that after it is offered), one chunk, sent at the
+  // source commit.
+  ASSERT_TRUE(src.Exec(src_db_, "UPDATE big SET v = v + 1 WHERE id <= 60000").ok());
   ASSERT_TRUE(WaitCaughtUp(240));
   EXPECT_THAT(bridge_->Log(), HasSubstr("applying it while it is received"));
   EXPECT_THAT(bridge_->Log(), HasSubstr("rolled back after"));
@@ -295,9 +297,9 @@ TEST_F(ApplyLiveTest, FailingChunkRollsBackAndTheJournalPathAppliesTheRest) {
     auto v = c.QueryValue(db, sql);
     return v.ok() ? *v : v.status().ToString();
   };
-  EXPECT_EQ(q(src, src_db_, "SELECT count(*) || ' ' || sum(v) FROM public.big"), "120000 15000");
+  EXPECT_EQ(q(src, src_db_, "SELECT count(*) || ' ' || sum(v) FROM public.big"), "120000 60000");
   EXPECT_EQ(q(tgt, tgt_db_, "SELECT count(*) || ' ' || sum(v) FROM tenant_live.big"),
-            "120000 14999");
+            "120000 59999");
   EXPECT_EQ(q(tgt, tgt_db_, "SELECT v FROM tenant_live.big WHERE id = 777"), "0");
   EXPECT_EQ(StagingTables(), 0);
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
