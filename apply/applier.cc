@@ -222,6 +222,9 @@ class Applier::Impl {
   // (it holds a lock on each it read). Best effort: what is left is dropped at the next Connect.
   void DropLiveStages();
   std::string DropStagesSql() const;
+  // Drops every staging table of this pipeline it can lock on `c` (idle, outside a transaction):
+  // true when some are left (still locked by a crashed bridge's backend that has not noticed).
+  StatusOr<bool> DropStages(PgConn& c);
 
   // --- failures ---
   Status HandleBadChange(const Change& c, Lsn commit_lsn, const Status& why);
@@ -291,6 +294,8 @@ class Applier::Impl {
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
   PgConn stage_conn_;
   bool live_staged_ = false;  // the open live transaction made staging tables
+  bool stages_left_ = false;  // DropStages left some: retried after a batch (FinishBatch)
+  std::chrono::steady_clock::time_point stages_tried_;
   uint64_t next_stage_ = 0;
   struct PendingBulk {
     bool active = false;
@@ -355,7 +360,12 @@ Status Applier::Impl::Connect() {
                 "applied_lsn pg_lsn, commit_time timestamptz, updated_at timestamptz)"),
       "creating _tenantsync.progress in the target");
   // Staging tables a crash left behind (a live transaction's, ApplyOptions::live_parallel_staging).
-  TS_RETURN_IF_ERROR_CTX(conn_.Run(DropStagesSql()), "dropping staging tables left in _tenantsync");
+  {
+    auto left = DropStages(conn_);
+    if (!left.ok()) return left.status().WithContext("dropping staging tables left in _tenantsync");
+    stages_left_ = *left;
+    stages_tried_ = std::chrono::steady_clock::now();
+  }
   static const std::string kReadProgress =
       "SELECT applied_lsn::text, (extract(epoch FROM commit_time) * 1000000)::bigint "
       "FROM _tenantsync.progress WHERE pipeline = $1";
@@ -773,6 +783,14 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
   TS_RETURN_IF_ERROR_CTX(journal_->RecordApplied(commit_lsn, commit_time_us),
                          "recording the applied position in the state store");
   KillPoint("apply.after_record_applied");
+  // Staging tables a crashed bridge's backend still held at the last try: again, at most every
+  // 5 s, between batches (a live transaction's own are dropped by DropLiveStages).
+  if (stages_left_ && !in_live_ &&
+      std::chrono::steady_clock::now() - stages_tried_ >= std::chrono::seconds(5)) {
+    stages_tried_ = std::chrono::steady_clock::now();
+    auto left = DropStages(conn_);
+    if (left.ok()) stages_left_ = *left;
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     counters_.applied_lsn = commit_lsn;
@@ -1680,14 +1698,28 @@ std::string Applier::Impl::DropStagesSql() const {
          "lock_not_available THEN NULL; END; END LOOP; END $ts$";
 }
 
+StatusOr<bool> Applier::Impl::DropStages(PgConn& c) {
+  TS_RETURN_IF_ERROR(c.Run(DropStagesSql()));
+  TS_ASSIGN_OR_RETURN(PgResult r,
+                      c.ExecParams("SELECT count(*) FROM pg_class WHERE relnamespace = "
+                                   "'_tenantsync'::regnamespace AND relkind = 'r' AND "
+                                   "starts_with(relname, $1)",
+                                   {internal::SharedStagePrefix(options_.pipeline)}));
+  return std::string(PQgetvalue(r.get(), 0, 0)) != "0";
+}
+
 void Applier::Impl::DropLiveStages() {
   if (!live_staged_) return;
   live_staged_ = false;
   if (!stage_conn_.connected()) return;
-  Status s = stage_conn_.Run(DropStagesSql());
-  if (!s.ok()) {
-    spdlog::warn("apply: could not drop staging tables ({}); the next start drops them",
-                 s.ToString());
+  auto left = DropStages(stage_conn_);
+  stages_tried_ = std::chrono::steady_clock::now();
+  if (left.ok()) {
+    stages_left_ = *left;
+  } else {
+    stages_left_ = true;
+    spdlog::warn("apply: could not drop staging tables ({}); tried again later",
+                 left.status().ToString());
   }
 }
 
