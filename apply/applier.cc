@@ -18,6 +18,7 @@
 #include "apply/internal/pipelined_session.h"
 #include "apply/internal/sql_builder.h"
 #include "apply/internal/target_catalog.h"
+#include "core/hash.h"
 #include "core/kill_point.h"
 #include "core/pg.h"
 #include "core/transform.h"
@@ -83,6 +84,12 @@ uint64_t TupleBytes(const Tuple& t) {
 }
 
 void NoticeSink(void*, const PGresult*) {}
+
+// How both target sessions (apply, staging) read and write values, and no server-side limits on
+// their statements (the apply session's lock_timeout 0; the staging one overrides it).
+constexpr const char* kTargetSessionSettings =
+    "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; "
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
 
 // How one source relation (one exact definition) is applied.
 struct RelationEntry {
@@ -221,7 +228,6 @@ class Applier::Impl {
   // Drops the open live transaction's staging tables: only once conn_'s transaction has ended
   // (it holds a lock on each it read). Best effort: what is left is dropped at the next Connect.
   void DropLiveStages();
-  std::string DropStagesSql() const;
   // Drops every staging table of this pipeline it can lock on `c` (idle, outside a transaction):
   // true when some are left (still locked by a crashed bridge's backend that has not noticed).
   StatusOr<bool> DropStages(PgConn& c);
@@ -347,10 +353,7 @@ Status Applier::Impl::Connect() {
   // spilling past the default 8 MB; the UPDATE ... FROM it measured ~15% faster. Allocated on
   // use, at most this much per apply connection.
   TS_RETURN_IF_ERROR_CTX(conn_.Run("SET temp_buffers = '64MB'"), "configuring the apply session");
-  TS_RETURN_IF_ERROR_CTX(conn_.Run("SET datestyle = ISO; SET intervalstyle = postgres; "
-                                   "SET extra_float_digits = 3; SET statement_timeout = 0; "
-                                   "SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"),
-                         "configuring the apply session");
+  TS_RETURN_IF_ERROR_CTX(conn_.Run(kTargetSessionSettings), "configuring the apply session");
   TS_RETURN_IF_ERROR_CTX(
       // The schema only when missing: CREATE SCHEMA IF NOT EXISTS needs the database's CREATE
       // privilege even when it exists (least-privilege role: ops/runbooks/security.md).
@@ -475,10 +478,7 @@ std::string Applier::Impl::ProgressSql(Lsn lsn, int64_t commit_time_us) const {
 Status Applier::Impl::Rollback() {
   if (pending_bulk_.active) {  // its result (an error, if it is why we roll back) is dropped
     pending_bulk_.active = false;
-    for (;;) {
-      PgResult r(PQgetResult(conn_.get()));
-      if (!r.get()) break;
-    }
+    internal::FinishResults(conn_.get(), "").IgnoreError();
   }
   for (const auto& run : runs_) {
     if (!run->copying) continue;
@@ -488,10 +488,7 @@ Status Applier::Impl::Rollback() {
       if (run->shared_stage) continue;  // the staging session only: DropLiveStages, Connect
       return ConnectionError("ending COPY to the target: " + cc.LastError());
     }
-    for (;;) {
-      PgResult r(PQgetResult(cc.get()));
-      if (!r.get()) break;
-    }
+    internal::FinishResults(cc.get(), "").IgnoreError();
   }
   runs_.clear();
   held_bytes_ = 0;
@@ -1359,23 +1356,16 @@ constexpr size_t kMaxTrackedKeys = 4u << 20;
 
 // FNV-1a over the key columns (kind, length and bytes of each), for BulkRun::key_hashes.
 uint64_t KeyHash(const Tuple& row, const std::vector<int>& key) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&h](const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= b[i];
-      h *= 1099511628211ull;
-    }
-  };
+  Fnv1a f;
   for (int k : key) {
     const Datum& d = row[k];
     const auto kind = static_cast<unsigned char>(d.kind);
     const uint64_t n = d.text.size();
-    mix(&kind, 1);
-    mix(&n, sizeof n);
-    mix(d.text.data(), d.text.size());
+    f.Bytes(&kind, 1);
+    f.Bytes(&n, sizeof n);
+    f.Bytes(d.text.data(), d.text.size());
   }
-  return h;
+  return f.h;
 }
 }  // namespace
 
@@ -1574,15 +1564,7 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   if (PQputCopyEnd(cc.get(), nullptr) != 1) {
     return ConnectionError("ending COPY to the target: " + cc.LastError());
   }
-  Status copy_status;
-  for (;;) {
-    PgResult r(PQgetResult(cc.get()));
-    if (!r.get()) break;
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && copy_status.ok()) {
-      copy_status = internal::ErrorFromResult(cc.get(), r.get(), "COPY into the staging table");
-    }
-  }
-  TS_RETURN_IF_ERROR(copy_status);
+  TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into the staging table"));
   const std::string& stage = run.stage;
   const auto started = std::chrono::steady_clock::now();
   bool unique_keys = run.keys_tracked;
@@ -1655,24 +1637,15 @@ Status Applier::Impl::OpenStageConn() {
   // The same input settings as conn_ (datestyle for the staged text); its commits need no flush
   // (the staged rows matter only to conn_'s open transaction, which a target crash ends too).
   return stage_conn_
-      .Run("SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; "
-           "SET statement_timeout = 0; SET lock_timeout = '5s'; SET synchronous_commit = off; "
-           "SET idle_in_transaction_session_timeout = 0")
+      .Run(std::string(kTargetSessionSettings) +
+           "; SET lock_timeout = '5s'; SET synchronous_commit = off")
       .WithContext("configuring the staging session");
 }
 
 Status Applier::Impl::AwaitBulk() {
   if (!pending_bulk_.active) return Status::Ok();
   pending_bulk_.active = false;
-  Status s;
-  for (;;) {
-    PgResult r(PQgetResult(conn_.get()));
-    if (!r.get()) break;
-    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && s.ok()) {
-      s = internal::ErrorFromResult(conn_.get(), r.get(), pending_bulk_.what);
-    }
-  }
-  TS_RETURN_IF_ERROR(s);
+  TS_RETURN_IF_ERROR(internal::FinishResults(conn_.get(), pending_bulk_.what));
   if (pending_bulk_.rows >= 10000) {
     spdlog::info("apply: {} of {} rows done {:.1f} s after it was sent ({:.1f} s staging, in "
                  "parallel with the previous chunk's{})",
@@ -1686,25 +1659,19 @@ Status Applier::Impl::AwaitBulk() {
   return Status::Ok();
 }
 
-std::string Applier::Impl::DropStagesSql() const {
+StatusOr<bool> Applier::Impl::DropStages(PgConn& c) {
   // Every staging table of this pipeline: no live transaction is open when this runs, so they are
   // all finished with. One still locked (by the backend of a crashed bridge that has not noticed
-  // yet) is left for the next time.
-  return "DO $ts$ DECLARE r record; BEGIN PERFORM set_config('lock_timeout', '1000', true); "
-         "FOR r IN SELECT c.oid::regclass::text AS t FROM pg_class c WHERE c.relnamespace = "
-         "'_tenantsync'::regnamespace AND c.relkind = 'r' AND starts_with(c.relname, '" +
-         internal::SharedStagePrefix(options_.pipeline) +
-         "') LOOP BEGIN EXECUTE 'DROP TABLE IF EXISTS ' || r.t; EXCEPTION WHEN "
-         "lock_not_available THEN NULL; END; END LOOP; END $ts$";
-}
-
-StatusOr<bool> Applier::Impl::DropStages(PgConn& c) {
-  TS_RETURN_IF_ERROR(c.Run(DropStagesSql()));
-  TS_ASSIGN_OR_RETURN(PgResult r,
-                      c.ExecParams("SELECT count(*) FROM pg_class WHERE relnamespace = "
-                                   "'_tenantsync'::regnamespace AND relkind = 'r' AND "
-                                   "starts_with(relname, $1)",
-                                   {internal::SharedStagePrefix(options_.pipeline)}));
+  // yet) is left, and counted. The prefix is [a-z0-9_] only (SharedStagePrefix).
+  const std::string stages =
+      " FROM pg_class c WHERE c.relnamespace = '_tenantsync'::regnamespace AND c.relkind = 'r' "
+      "AND starts_with(c.relname, '" + internal::SharedStagePrefix(options_.pipeline) + "')";
+  TS_ASSIGN_OR_RETURN(
+      PgResult r,
+      c.Exec("DO $ts$ DECLARE r record; BEGIN PERFORM set_config('lock_timeout', '1000', true); "
+             "FOR r IN SELECT c.oid::regclass::text AS t" + stages +
+             " LOOP BEGIN EXECUTE 'DROP TABLE IF EXISTS ' || r.t; EXCEPTION WHEN "
+             "lock_not_available THEN NULL; END; END LOOP; END $ts$; SELECT count(*)" + stages));
   return std::string(PQgetvalue(r.get(), 0, 0)) != "0";
 }
 

@@ -21,6 +21,18 @@ Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& wha
   return Fatal(text, sqlstate);
 }
 
+Status FinishResults(PGconn* conn, const std::string& what) {
+  Status s;
+  for (;;) {
+    PgResult r(PQgetResult(conn));
+    if (!r.get()) break;
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK && s.ok()) {
+      s = ErrorFromResult(conn, r.get(), what);
+    }
+  }
+  return s;
+}
+
 Status PipelinedSession::ConnectionLost(const char* what) {
   active_ = false;
   queue_.clear();

@@ -69,5 +69,8 @@ class PipelinedSession {
 // The server's primary message and SQLSTATE of a failed result, without DETAIL/HINT (which can
 // echo row values: DESIGN.md invariant 9).
 Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& what);
+// Reads every result of what was sent on `conn` until none is left (the connection is free
+// again): the first failed one as ErrorFromResult(`what`), or OK.
+Status FinishResults(PGconn* conn, const std::string& what);
 
 }  // namespace tenantsync::apply::internal

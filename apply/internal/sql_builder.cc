@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/hash.h"
 #include "core/pg.h"
 #include "snapshot/internal/copy_text.h"
 
@@ -167,13 +168,10 @@ std::string CreateSharedStageSql(const TableShape& t, const std::string& stage) 
 }
 
 std::string SharedStagePrefix(const std::string& pipeline) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : pipeline) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
+  Fnv1a f;
+  f.Bytes(pipeline.data(), pipeline.size());
   char buf[40];
-  std::snprintf(buf, sizeof(buf), "stage_%016llx_", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof(buf), "stage_%016llx_", static_cast<unsigned long long>(f.h));
   return buf;
 }
 
