@@ -20,7 +20,11 @@
 #           (decode, send, journal, batching, apply, commit) plus up to one poll interval, the
 #           same for both. (The target's own commit timestamp can not serve: native's apply
 #           worker records the source's commit time as its commit timestamp.) For tenantsync
-#           the script also prints target commit time - source commit time, exact.
+#           the script also prints target commit time - source commit time, exact, and for
+#           native the time its apply worker inserted the probe (a trigger, ENABLE ALWAYS, stamps
+#           it; the worker commits right after): exact too, and without the pollers' phase
+#           difference (two \watch loops started apart see the same commit up to 20 ms apart).
+#           The exact pair is the one the goal is judged by; it slightly favours native.
 #   replay  a pgbench -n -t N backlog is journaled by `tenantsync stream` whose target URL
 #           points at a closed port (the applier waits; the receiver journals and acknowledges),
 #           then the source is STOPPED and `tenantsync replay --from <the target's position>`
@@ -114,6 +118,17 @@ q "$S" "CREATE TABLE lag_probe (id bigserial PRIMARY KEY, t timestamptz NOT NULL
 # before the backlog): an UPDATE must find its row on both sides, or native would be timed
 # skipping updates of missing rows instead of applying them.
 pg_dump -d "$S" | psql -d "$N" >/dev/null
+# Native's apply time of each lag probe: a trigger that fires under the apply worker
+# (ENABLE ALWAYS) stamps the row as the worker inserts it, just before that transaction commits
+# (the worker commits each source transaction right after its changes). The target's commit
+# timestamp can not serve for native: its apply worker records the source's commit time.
+psql -d "$N" >/dev/null <<'SQL'
+ALTER TABLE lag_probe ADD COLUMN applied_at timestamptz;
+CREATE FUNCTION lag_probe_stamp() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END $$;
+CREATE TRIGGER lag_probe_stamp BEFORE INSERT ON lag_probe FOR EACH ROW EXECUTE FUNCTION lag_probe_stamp();
+ALTER TABLE lag_probe ENABLE ALWAYS TRIGGER lag_probe_stamp;
+SQL
 
 cat >"$run/bench.yaml" <<YAML
 pipeline: bench
@@ -213,6 +228,7 @@ lag_phase() {
   local ts="(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6)::bigint"
   q "$S" "SELECT id, $ts FROM lag_probe" >"$run/lag-source.txt"
   q "$T" "SELECT id, $ts FROM tenant_bench.lag_probe" >"$run/lag-tenant.txt"
+  q "$N" "SELECT id, (extract(epoch FROM applied_at) * 1e6)::bigint FROM lag_probe" >"$run/lag-native.txt"
   echo "lag under pgbench -R $rate for ${lag_seconds} s ($(grep -E '^number of transactions actually processed|^latency average' "$run/pgbench-lag.log" | tr '\n' ' '))"
   echo "  load average before: $l0, after: $l1"
   python3 - "$run" <<'PY'
@@ -246,12 +262,19 @@ for name, label in (("native", "native"), ("tenant", "tenantsync")):
           f"  p99 {pct(lags, 99):8.1f} ms  max {max(lags):8.1f} ms   (polls {len(polls)}, median"
           f" interval {pct(gaps, 50) / 1000:.0f} ms)")
 n, t = res["native"], res["tenant"]
-print(f"  tenantsync/native: p50 {pct(t, 50) / pct(n, 50):.2f}x  p99 {pct(t, 99) / pct(n, 99):.2f}x"
-      " (below 1: tenantsync lags less)")
-dst = dict(pairs(f"{run}/lag-tenant.txt"))
-exact = [(dst[i] - src[i]) / 1000 for i in src if i in dst]
-print(f"  tenantsync target commit - source commit: p50 {pct(exact, 50):.1f} ms  p99"
-      f" {pct(exact, 99):.1f} ms  max {max(exact):.1f} ms")
+print(f"  visible, tenantsync/native: p50 {pct(t, 50) / pct(n, 50):.2f}x  p99"
+      f" {pct(t, 99) / pct(n, 99):.2f}x (each poller's phase biases this by up to one interval)")
+exact = {}
+for name, label in (("native", "native"), ("tenant", "tenantsync")):
+    dst = dict(pairs(f"{run}/lag-{name}.txt"))
+    exact[name] = [(dst[i] - src[i]) / 1000 for i in src if i in dst]
+    what = "stamped by the apply worker" if name == "native" else "target commit"
+    e = exact[name]
+    print(f"  {label:10s} exact:   probes {len(e):4d} of {len(src)}  p50 {pct(e, 50):8.1f} ms  p99"
+          f" {pct(e, 99):8.1f} ms  max {max(e):8.1f} ms   ({what} - source commit)")
+n, t = exact["native"], exact["tenant"]
+print(f"  exact, tenantsync/native: p50 {pct(t, 50) / pct(n, 50):.2f}x  p99 {pct(t, 99) / pct(n, 99):.2f}x"
+      " (below 1: tenantsync lags less; native's stamp comes just before its commit)")
 import re
 txns, ms, waited, seen = [], [], [], []
 for line in open(f"{run}/stream-lag.log"):
