@@ -441,7 +441,9 @@ Status Applier::Impl::Session(bool until_idle) {
   TS_ASSIGN_OR_RETURN(std::unique_ptr<state::JournalReader> reader, journal.NewReader(applied_lsn_));
   for (;;) {
     if (stop_.load()) return Status::Ok();
-    Lsn seen = journal.JournaledLsn();
+    // Visible, not durable: a transaction is applied as soon as it is written to the journal,
+    // before its fsync (state/journal.h), so a slow state disk does not add to the lag.
+    Lsn seen = journal.VisibleCommitLsn();
     TransactionInfo info;
     TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
     if (!have) {
@@ -451,11 +453,11 @@ Status Applier::Impl::Session(bool until_idle) {
         TS_ASSIGN_OR_RETURN(bool applied, ApplyLive(&reader));
         if (applied) continue;
         // A large transaction is being received: look for it again soon.
-        journal.WaitForNewer(seen, std::min<std::chrono::milliseconds>(
-                                       options_.idle_poll, std::chrono::milliseconds(20)));
+        journal.WaitForVisible(seen, std::min<std::chrono::milliseconds>(
+                                         options_.idle_poll, std::chrono::milliseconds(20)));
         continue;
       }
-      journal.WaitForNewer(seen, options_.idle_poll);
+      journal.WaitForVisible(seen, options_.idle_poll);
       continue;
     }
     TS_RETURN_IF_ERROR(RunBatch(reader.get(), info));

@@ -8,6 +8,12 @@
 // position (Journal::RecordApplied) is only a mirror for ops, written after the target commit.
 // A crash between the two leaves the mirror behind; the next start corrects it from the target.
 //
+// The applier reads a transaction as soon as the journal shows it, which under group commit is
+// once it is written there, before its fsync (state/journal.h): a slow fsync of the state disk
+// delays acknowledgements to the source, not the target. A crash before that fsync takes the
+// transaction out of the journal although the target may hold it; the source, never
+// acknowledged for it, sends it again, and the progress row makes the applier skip it.
+//
 // Order (invariant 4): a target transaction holds a prefix of the journal's remaining commit
 // order, whole source transactions only, so the target shows a source commit boundary whenever
 // another session can see it.

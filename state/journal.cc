@@ -1,9 +1,13 @@
 #include "state/journal.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <limits>
+
+#include <spdlog/spdlog.h>
 
 #include "state/internal/codec.h"
 #include "state/internal/journal_impl.h"
@@ -24,6 +28,28 @@ constexpr size_t kSpoolFlushBytes = 2 << 20;
 // writer's batch reach this size; at twice this size (the syncer is stuck in a slow fsync) the
 // writer writes them itself, unsynced. Bounds the batch's memory (invariant 7).
 constexpr size_t kGroupBytes = kSpoolFlushBytes;
+// A group commit's synced write slower than this is logged (debug); slower than kSlowSyncWarn,
+// a warning (at most one a minute): the source is acknowledged, and the applier sees the
+// group, only after it.
+constexpr auto kSlowSyncDebug = std::chrono::milliseconds(20);
+constexpr auto kSlowSyncWarn = std::chrono::seconds(1);
+
+void ReportSlowSync(std::chrono::steady_clock::duration took) {
+  if (took < kSlowSyncDebug) return;
+  const double ms = std::chrono::duration<double, std::milli>(took).count();
+  static std::atomic<int64_t> last_warn_s{0};
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+  if (took >= kSlowSyncWarn && now_s - last_warn_s.load() >= 60) {
+    last_warn_s.store(now_s);
+    spdlog::warn("journal: an fsync of the journal took {:.0f} ms (a slow or busy state_dir "
+                 "disk delays acknowledgements and apply)", ms);
+  } else {
+    spdlog::debug("journal: group commit write + fsync took {:.1f} ms", ms);
+  }
+}
+
 // One retention pass deletes at most this many transactions (bounds the applier's pause).
 constexpr uint64_t kMaxTrimPerPass = 100000;
 // Under size pressure retention trims applied transactions until the journal is below this
@@ -114,8 +140,8 @@ class JournalReaderImpl final : public JournalReader {
     TS_RETURN_IF_ERROR(DecodeTxn(std::string_view(k.data(), k.size()),
                                  std::string_view(v.data(), v.size()), &txn_));
     if (txn_.commit_lsn > visible_) {
-      // Written but not yet durable (group commit) or Commit has not returned yet.
-      visible_ = journal_->DurableCommitLsn();
+      // Still in the writer's batch (group commit), or Commit has not returned yet.
+      visible_ = journal_->VisibleCommitLsn();
       if (txn_.commit_lsn > visible_) {
         at_end_ = true;
         return false;
@@ -158,7 +184,7 @@ class JournalReaderImpl final : public JournalReader {
   std::shared_ptr<const JournalImpl> journal_;  // keeps the database open
   const Db* db_;
   Lsn pos_;      // commit LSN of the last transaction returned (or `after`)
-  Lsn visible_;  // durable commit LSN last seen
+  Lsn visible_;  // VisibleCommitLsn() last seen
   std::unique_ptr<rocksdb::Iterator> txn_it_;
   std::unique_ptr<rocksdb::Iterator> change_it_;
   bool at_end_ = false;
@@ -289,9 +315,12 @@ void JournalImpl::SyncLoop() {
     if (!work()) return;  // stopping with nothing pending
     if (!stop_syncer_) {
       // Coalesce: commits gather in the writer's batch until the interval since the previous
-      // sync is over. The receiver keeps receiving and journaling meanwhile.
+      // sync is over. The receiver keeps receiving and journaling meanwhile. A reader that has
+      // read everything visible and waits (the applier, caught up) cuts the wait short: it
+      // would otherwise idle while these transactions wait out the interval (lag); a reader
+      // busy applying does not, so under a backlog the groups stay large.
       sync_wanted_.wait_until(lock, last_sync + interval,
-                              [&] { return stop_syncer_ || group_full_; });
+                              [&] { return stop_syncer_ || group_full_ || readers_waiting_ > 0; });
     }
     write_done_.wait(lock, [&] { return !writing_; });  // the writer's own write, if any
     if (!sync_error_.ok()) return;
@@ -315,10 +344,29 @@ void JournalImpl::SyncLoop() {
     }
     writing_ = true;
     lock.unlock();
-    // sync=true: the WAL is fsynced after this batch is written to it, which also makes every
-    // earlier write durable (rocksdb/db.h, DB::Close: "Write() using an empty write batch with
-    // WriteOptions.sync=true" syncs the WAL). RocksDB refuses it once a WAL write has failed.
-    Status s = db_->Write(&group_, /*sync=*/true, "syncing the journal");
+    // First the group, unsynced: readers see it at once (written_), so the applier's work does
+    // not wait for the fsync (a busy disk's fsync can take 100+ ms). Then an empty write with
+    // sync=true fsyncs the WAL, which makes every earlier write durable (rocksdb/db.h,
+    // DB::Close: "Write() using an empty write batch with WriteOptions.sync=true" syncs the
+    // WAL); RocksDB refuses it once a WAL write has failed. Only then is the group durable and
+    // acknowledgeable (invariant 2).
+    Status s;
+    if (group_.Count() > 0) {
+      s = db_->Write(&group_, /*sync=*/false, "writing the journal");
+      group_.Clear();
+      if (s.ok()) {
+        lock.lock();
+        if (target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
+        lock.unlock();
+        advanced_.notify_all();
+      }
+    }
+    if (s.ok()) {
+      const auto sync_started = Clock::now();
+      rocksdb::WriteBatch empty;
+      s = db_->Write(&empty, /*sync=*/true, "syncing the journal");
+      ReportSlowSync(Clock::now() - sync_started);
+    }
     group_.Clear();
     last_sync = Clock::now();
     lock.lock();
@@ -417,13 +465,24 @@ Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* i
   }
   write_done_.notify_all();
   sync_wanted_.notify_one();  // written_ may be ahead of durable_ now
-  if (sync) advanced_.notify_all();
+  if (sync || carries_commits) advanced_.notify_all();  // durable, or visible to readers
   return s;
 }
 
-Lsn JournalImpl::DurableCommitLsn() const {
+Lsn JournalImpl::VisibleCommitLsn() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return durable_.last_commit_lsn;
+  return written_.last_commit_lsn;
+}
+
+bool JournalImpl::WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto visible = [&] { return written_.last_commit_lsn > commit_lsn; };
+  if (visible()) return true;
+  ++readers_waiting_;
+  if (batch_has_commits_) sync_wanted_.notify_one();  // the syncer may be waiting out its interval
+  bool advanced = advanced_.wait_for(lock, timeout, visible);
+  --readers_waiting_;
+  return advanced;
 }
 
 Status JournalImpl::DeleteOrphans() {

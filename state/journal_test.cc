@@ -343,6 +343,37 @@ TEST_F(JournalTest, GroupCommitMakesTransactionsDurableAndVisibleShortlyAfter) {
   EXPECT_EQ(ReadAll(), want);
 }
 
+// Group commit: readers see a transaction once it is written, and a reader that waits for one
+// (the applier, caught up) cuts the syncer's interval short instead of idling through it.
+TEST_F(JournalTest, GroupCommitWriteIsVisibleAtOnceToAWaitingReader) {
+  options_.sync_each_commit = false;
+  options_.group_commit_interval_ms = 3000;
+  Reopen();
+  Commit(100);  // the first group goes out at once (no sync yet): the interval starts here
+  ASSERT_TRUE(j().WaitForVisible(Lsn(), std::chrono::seconds(10)));
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(100));
+  auto started = std::chrono::steady_clock::now();
+  Commit(200);  // waits in the writer's batch for the interval, unless a reader waits
+  EXPECT_TRUE(j().WaitForVisible(Lsn(100), std::chrono::milliseconds(2000)));
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(waited, std::chrono::milliseconds(2000));
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(200));
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200}));
+  // Durable follows (the same group's fsync), and never runs ahead of what readers see.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (j().JournaledLsn() < Lsn(208) && std::chrono::steady_clock::now() < deadline) {
+    j().WaitForNewer(j().JournaledLsn(), std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(j().JournaledLsn(), Lsn(208));
+  EXPECT_GE(j().VisibleCommitLsn(), j().Stats().journaled_commit_lsn);
+  // Nobody waiting: the next group waits out the interval (a backlog keeps its large groups).
+  Commit(300);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(200));
+  EXPECT_TRUE(j().WaitForVisible(Lsn(200), std::chrono::seconds(10)));
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(300));
+}
+
 // Group commit keeps committed transactions in the writer's batch until the syncer takes it; an
 // aborted transaction after them (small, or spooled to RocksDB past the spool size) must take
 // only its own changes away.

@@ -43,8 +43,8 @@ struct StateOptions {
   // transaction on return (~1 fsync per source transaction: a few hundred per second on slow
   // disks). false: group commit. Commit returns with the transaction in memory (bounded: a few
   // MB); a background thread writes all transactions committed meanwhile in one RocksDB write
-  // with sync=true (one WAL write and one fsync per group) and only then advances
-  // JournaledLsn() and makes them visible to readers. Invariant 2 holds either way because the
+  // (one WAL write per group), which makes them visible to readers, then fsyncs it, and only
+  // then advances JournaledLsn(). Invariant 2 holds either way because the
   // receiver acks JournaledLsn(); a crash loses at most unacknowledged transactions, which the
   // source resends. A failed write or fsync stops group commit for good: Begin, Commit and
   // AdvanceIdle return the error until the journal is reopened.
@@ -52,8 +52,9 @@ struct StateOptions {
   // Group commit only: the background write + fsync runs at most once per this many
   // milliseconds (sooner once ~2 MB of transactions are pending, or at Shutdown), so a stream of
   // small transactions shares one fsync per interval. The price is latency, not safety: a
-  // transaction becomes durable, acknowledgeable and visible to readers up to this much (plus
-  // one fsync) later; nothing unsynced is ever acknowledged (invariant 2). 0: back to back.
+  // transaction becomes visible to readers up to this much later, and durable and
+  // acknowledgeable up to this much plus one fsync later; nothing unsynced is ever
+  // acknowledged (invariant 2). 0: back to back.
   double group_commit_interval_ms = 5;
 };
 

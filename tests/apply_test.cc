@@ -215,6 +215,42 @@ TEST_F(ApplyTest, ResumesAfterTheProgressRowAndAppliesNothingTwice) {
   EXPECT_EQ(counters_.transactions, 0u);
 }
 
+// The applier reads transactions once written to the journal, before their fsync, so after a
+// crash of the machine the target may hold transactions the journal lost (never acknowledged:
+// the source sends them again). The applier then waits for the journal to pass the target's
+// progress row and applies only what follows it.
+TEST_F(ApplyTest, TargetAheadOfALostJournalTailAppliesOnlyWhatFollowsItsProgressRow) {
+  auto r = tenantsync::Items();
+  auto txn_at = [&](uint64_t lsn, const std::vector<Change>& changes) {
+    next_lsn_ = lsn - 0x100;
+    Txn(changes);
+  };
+  txn_at(0x5000100, {Insert(r, Item(1, "a", 1))});
+  txn_at(0x5000200, {Insert(r, Item(2, "b", 2))});
+  txn_at(0x5000300, {Insert(r, Item(3, "c", 3))});
+  ASSERT_OK(Apply());
+  ASSERT_EQ(Progress(), "0/5000300");
+  // A write behind the applier's back shows whether it re-applies a transaction it must skip.
+  Exec("UPDATE tenant_rawdog.items SET qty = 100 WHERE id IN (2, 3)");
+  // The machine crashed: the journal kept only its durable prefix, the first transaction.
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  OpenStore();
+  txn_at(0x5000100, {Insert(r, Item(1, "a", 1))});
+  ASSERT_OK(Apply());  // the journal ends before the target's row: nothing to apply
+  EXPECT_EQ(counters_.transactions, 0u);
+  EXPECT_EQ(Progress(), "0/5000300");
+  // The source resends what it was never acknowledged, then new transactions follow.
+  txn_at(0x5000200, {Insert(r, Item(2, "b", 2))});
+  txn_at(0x5000300, {Insert(r, Item(3, "c", 3))});
+  txn_at(0x5000400, {Insert(r, Item(4, "d", 4))});
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.transactions, 1u);
+  EXPECT_EQ(Items(), "1:a:1:NULL,2:b:100:NULL,3:c:100:NULL,4:d:4:NULL");
+  EXPECT_EQ(Progress(), "0/5000400");
+  EXPECT_EQ(store_->journal().Stats().applied_lsn, Lsn(0x5000400));
+}
+
 TEST_F(ApplyTest, ReplayFromScratchConverges) {
   auto r = tenantsync::Items();
   Txn({Insert(r, Item(1, "a", 1)), Insert(r, Item(2, "b", 2))});

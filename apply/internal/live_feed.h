@@ -161,6 +161,10 @@ class TeeJournal final : public state::Journal {
   bool WaitForNewer(Lsn lsn, std::chrono::milliseconds timeout) const override {
     return inner_->WaitForNewer(lsn, timeout);
   }
+  Lsn VisibleCommitLsn() const override { return inner_->VisibleCommitLsn(); }
+  bool WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const override {
+    return inner_->WaitForVisible(commit_lsn, timeout);
+  }
   StatusOr<std::unique_ptr<state::JournalReader>> NewReader(Lsn after) const override {
     return inner_->NewReader(after);
   }

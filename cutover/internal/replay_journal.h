@@ -49,6 +49,10 @@ class ReplayJournal final : public state::Journal {
   bool WaitForNewer(Lsn lsn, std::chrono::milliseconds timeout) const override {
     return base_->WaitForNewer(lsn, timeout);
   }
+  Lsn VisibleCommitLsn() const override { return base_->VisibleCommitLsn(); }
+  bool WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const override {
+    return base_->WaitForVisible(commit_lsn, timeout);
+  }
   StatusOr<std::unique_ptr<state::JournalReader>> NewReader(Lsn after) const override;
   Status RecordApplied(Lsn, int64_t) override { return Status::Ok(); }
   StatusOr<std::vector<state::Checkpoint>> Checkpoints() const override {

@@ -8,9 +8,14 @@
 //    reported before the crash.
 //  - Sync mode (sync_each_commit): Commit writes with sync=true. Group commit: Commit leaves the
 //    transaction in the writer's batch; the syncer thread writes the batch of all transactions
-//    committed meanwhile with sync=true (one WAL write, one fsync per group), and only then
-//    advances JournaledLsn() and reader visibility. Batches reach RocksDB in commit order: a
-//    write that carries commit records waits for the one before it (writing_).
+//    committed meanwhile unsynced (one WAL write per group), which makes them visible to readers
+//    (written_), then fsyncs the WAL with an empty sync=true write, and only then advances
+//    JournaledLsn() (durable_). Batches reach RocksDB in commit order: a write that carries
+//    commit records waits for the one before it (writing_).
+//  - So a reader (the applier) may see, and apply, a transaction that a crash then takes out of
+//    the journal. That is safe: it was never acknowledged (invariant 2), so the source sends it
+//    again and the journal holds it again; the target's progress row (invariant 3) makes the
+//    applier skip it there.
 //  - Only WriteOptions::sync writes make anything durable; DB::SyncWAL / FlushWAL(true) are never
 //    called. After a failed WAL write RocksDB (paranoid_checks) stops accepting writes and a sync
 //    write returns that error, whereas SyncWAL would sync a WAL writer that has seen an error
@@ -57,6 +62,8 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   void NoteReceived(Lsn lsn) override;
   Lsn JournaledLsn() const override;
   bool WaitForNewer(Lsn lsn, std::chrono::milliseconds timeout) const override;
+  Lsn VisibleCommitLsn() const override;
+  bool WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const override;
   StatusOr<std::unique_ptr<JournalReader>> NewReader(Lsn after) const override;
   Status RecordApplied(Lsn commit_lsn, int64_t commit_time_us) override;
   StatusOr<std::vector<Checkpoint>> Checkpoints() const override;
@@ -69,8 +76,6 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
 
   // Read-only stores: re-reads positions after Db::CatchUp().
   Status Reload();
-  // Commit LSN of the newest durable transaction: readers show nothing beyond it.
-  Lsn DurableCommitLsn() const;
   // Runs retention now (what RecordApplied does on its interval).
   Status TrimNow() { return Trim(/*size_pressure=*/false); }
 
@@ -138,9 +143,10 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   mutable std::mutex mu_;
   mutable std::condition_variable advanced_;
   WriterState writer_;   // guarded by mu_; what is committed (durable too in sync mode)
-  WriterState durable_;  // guarded by mu_; what is fsynced: JournaledLsn, reader visibility
+  WriterState durable_;  // guarded by mu_; what is fsynced: JournaledLsn
   // Group commit, all guarded by mu_:
-  WriterState written_;          // committed and in RocksDB (unsynced unless also durable_)
+  WriterState written_;          // committed and in RocksDB (unsynced unless also durable_):
+                                 // what readers see (VisibleCommitLsn)
   bool batch_has_commits_ = false;  // batch_ holds committed transactions not yet written
   bool group_full_ = false;         // batch_ passed kGroupBytes: the syncer cuts its wait short
   bool writing_ = false;            // a write carrying commit records (or a sync) is under way
@@ -149,10 +155,11 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   bool handed_over_ = false;        // EndTxnLocked moved batch_ into group_ for the syncer
   WriterState handed_target_;       // what group_ holds once handed over
   bool stop_syncer_ = false;
+  mutable int readers_waiting_ = 0;  // in WaitForVisible: the syncer's interval wait ends early
   // A failed journal write or sync: sticky, returned by Begin, Commit and AdvanceIdle. RocksDB may
   // have lost writes with it, so nothing after the last good sync may be reported durable.
   Status sync_error_;
-  std::condition_variable sync_wanted_;  // wakes the syncer
+  mutable std::condition_variable sync_wanted_;  // wakes the syncer
   std::condition_variable write_done_;   // writing_ went false
   rocksdb::WriteBatch group_;            // syncer thread: the batch it took from batch_
   std::thread syncer_;
