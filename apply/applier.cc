@@ -200,7 +200,7 @@ class Applier::Impl {
   // --- statements ---
   Status SendRow(RelationEntry* e, const RowOp& op);
   Status Execute(const std::string& key, const std::function<std::string()>& make_sql,
-                 const std::vector<const Datum*>& params, bool is_update);
+                 const std::vector<const Datum*>& params, int64_t update_rows);
   Status LeavePipeline();
   Status EnterPipeline();
 
@@ -216,6 +216,7 @@ class Applier::Impl {
   // Makes a single-row statement for e safe to send: e's earlier changes are sent, no COPY is open.
   Status BeforeRowStatement(const RelationEntry* e);
   Status FlushRun(BulkRun run);
+  Status SendArrayRun(RelationEntry* e, const BulkRun& run, const std::vector<bool>& superseded);
   Status StartCopy(BulkRun* run);
   Status CopyRow(BulkRun* run, const Tuple& row);
 
@@ -268,6 +269,7 @@ class Applier::Impl {
   std::vector<state::DeadLetter> pending_dead_letters_;
   std::map<std::pair<std::string, const char*>, uint64_t> batch_rows_;
   uint64_t batch_bulk_rows_ = 0;
+  uint64_t batch_array_rows_ = 0;
   uint64_t batch_schema_changes_ = 0;
   uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
   uint64_t batch_number_ = 0;      // RunBatch calls in this process, for stage_used_in_batch
@@ -518,6 +520,7 @@ void Applier::Impl::StartBatchState() {
   pending_dead_letters_.clear();
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
+  batch_array_rows_ = 0;
   batch_schema_changes_ = 0;
 }
 
@@ -798,6 +801,7 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
     counters_.changes += changes;
     counters_.batches += 1;
     counters_.bulk_rows += batch_bulk_rows_;
+    counters_.array_rows += batch_array_rows_;
     counters_.dead_letters += pending_dead_letters_.size();
     counters_.missing_rows += session_.zero_row_updates() - missing_reported_;
     counters_.schema_changes += batch_schema_changes_;
@@ -822,6 +826,7 @@ Status Applier::Impl::Isolate(Lsn after, Lsn through) {
   pending_dead_letters_.clear();
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
+  batch_array_rows_ = 0;
   batch_schema_changes_ = 0;
   auto opened = journal_->NewReader(after);
   if (!opened.ok()) return opened.status();
@@ -1099,7 +1104,7 @@ Status Applier::Impl::EnterPipeline() {
 }
 
 Status Applier::Impl::Execute(const std::string& key, const std::function<std::string()>& make_sql,
-                              const std::vector<const Datum*>& params, bool is_update) {
+                              const std::vector<const Datum*>& params, int64_t update_rows) {
   PreparedStatement& ps = statements_[key];
   if (ps.name.empty()) ps.name = "ts_" + std::to_string(next_statement_id_++);
   std::vector<const char*> values;
@@ -1123,9 +1128,10 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
       return internal::ErrorFromResult(conn_.get(), r.get(), "target statement failed");
     }
-    if (is_update && std::string_view(PQcmdTuples(r.get())) == "0") {
+    const int64_t found = std::strtoll(PQcmdTuples(r.get()), nullptr, 10);
+    if (update_rows > found) {
       std::lock_guard<std::mutex> l(mu_);
-      ++counters_.missing_rows;
+      counters_.missing_rows += static_cast<uint64_t>(update_rows - found);
     }
     return Status::Ok();
   }
@@ -1134,7 +1140,7 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
     TS_RETURN_IF_ERROR(session_.SendPrepare(ps.name, make_sql()));
     ps.prepared = true;
   }
-  TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, is_update));
+  TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, update_rows));
   return session_.MaybeSync(options_.statements_per_sync);
 }
 
@@ -1170,29 +1176,29 @@ Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
     case ChangeOp::kInsert: {
       for (int c : op.cols) params.push_back(&(*op.values)[c]);
       return Execute(MaskKey(e->id, 'I', op.cols, {}), [&] { return internal::InsertSql(s, op.cols); },
-                     params, false);
+                     params, 0);
     }
     case ChangeOp::kUpdate: {
       for (int c : op.cols) params.push_back(&(*op.values)[c]);
       if (!s.key.empty()) {
         for (int k : s.key) params.push_back(&(*op.key)[k]);
         return Execute(MaskKey(e->id, 'U', op.cols, {}),
-                       [&] { return internal::UpdateByKeySql(s, op.cols); }, params, true);
+                       [&] { return internal::UpdateByKeySql(s, op.cols); }, params, 1);
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
       return Execute(MaskKey(e->id, 'u', op.cols, op.match_cols),
                      [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols); }, params,
-                     true);
+                     1);
     }
     case ChangeOp::kDelete: {
       if (!s.key.empty()) {
         for (int k : s.key) params.push_back(&(*op.key)[k]);
         return Execute(MaskKey(e->id, 'D', {}, {}), [&] { return internal::DeleteByKeySql(s); },
-                       params, false);
+                       params, 0);
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
       return Execute(MaskKey(e->id, 'd', {}, op.match_cols),
-                     [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, false);
+                     [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, 0);
     }
     default:
       return Fatal("SendRow: unexpected operation; this is a bug");
@@ -1543,6 +1549,17 @@ Status Applier::Impl::FlushRun(BulkRun run) {
         superseded[i] = !seen.insert(k).second;
       }
     }
+    if (group_tables_ && options_.array_min_rows > 0 &&
+        (run.op == ChangeOp::kInsert || !key.empty()) &&
+        internal::ArrayStageSupports(e->shape, run.cols)) {
+      const size_t kept =
+          superseded.empty()
+              ? run.rows.size()
+              : static_cast<size_t>(std::count(superseded.begin(), superseded.end(), false));
+      if (kept >= static_cast<size_t>(options_.array_min_rows)) {
+        return SendArrayRun(e, run, superseded);
+      }
+    }
     for (size_t i = 0; i < run.rows.size(); ++i) {
       const Tuple& row = run.rows[i];
       if (!superseded.empty() && superseded[i]) {
@@ -1629,6 +1646,51 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
   batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
   return Status::Ok();
+}
+
+// The array path: a run too short for COPY, its rows (the last of each key) passed as one array
+// per column to one set-based statement over unnest() (the bulk path's statements with an
+// in-line stage). One statement instead of one per row: the target backend's per-statement work
+// (bind, executor start-up, a round of the protocol) is paid once per run. Under
+// session_replication_role = replica only, as the per-key rule above (row triggers still fire
+// per row; statement triggers once).
+Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run,
+                                   const std::vector<bool>& superseded) {
+  const TableShape& s = e->shape;
+  std::vector<std::string> arrays(run.cols.size(), "{");
+  int64_t rows = 0;
+  for (size_t i = 0; i < run.rows.size(); ++i) {
+    if (!superseded.empty() && superseded[i]) continue;
+    const Tuple& row = run.rows[i];
+    for (size_t c = 0; c < run.cols.size(); ++c) {
+      if (rows > 0) arrays[c] += ',';
+      internal::AppendArrayElement(row[run.cols[c]], &arrays[c]);
+    }
+    ++rows;
+  }
+  std::vector<Datum> values;
+  values.reserve(arrays.size());
+  for (std::string& a : arrays) values.push_back(Datum::Text(std::move(a += '}')));
+  std::vector<const Datum*> params;
+  params.reserve(values.size());
+  for (const Datum& d : values) params.push_back(&d);
+  batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += run.rows.size();
+  batch_array_rows_ += static_cast<uint64_t>(rows);
+  const char op = run.op == ChangeOp::kInsert ? 'i' : run.op == ChangeOp::kUpdate ? 'v' : 'x';
+  return Execute(
+      "array:" + MaskKey(e->id, op, run.cols, {}),
+      [&] {
+        const std::string stage = internal::ArrayStageSql(s, run.cols);
+        switch (run.op) {
+          case ChangeOp::kInsert:
+            return internal::BulkInsertSql(s, s.key.empty() ? stage + " u" : stage, run.cols,
+                                           /*unique_keys=*/true);
+          case ChangeOp::kUpdate:
+            return internal::BulkUpdateSql(s, stage, run.cols, /*unique_keys=*/true);
+          default: return internal::BulkDeleteSql(s, stage);
+        }
+      },
+      params, run.op == ChangeOp::kUpdate ? rows : 0);
 }
 
 Status Applier::Impl::OpenStageConn() {

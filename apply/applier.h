@@ -35,7 +35,8 @@
 // operation, column set) sent in libpq pipeline mode, and a bulk path for runs of one kind of
 // change on one table (COPY into a temporary staging table, then one INSERT ... ON CONFLICT,
 // UPDATE ... FROM or DELETE ... USING; the per-key sort that keeps the last change of a key is
-// left out when the run's keys are all distinct). Under session_replication_role = replica the
+// left out when the run's keys are all distinct); shorter runs send the same statements over
+// unnest() of one array parameter per column (the array path). Under session_replication_role = replica the
 // changes of a batch are grouped per table (each table's own order kept), so many small
 // transactions that each touch several tables still form long runs: nothing in the target
 // observes the order of tables inside one transaction, and every commit is still a source commit
@@ -120,6 +121,10 @@ struct ApplyOptions {
   // Runs of at least this many consecutive changes of one kind on one table go through the bulk
   // path (COPY into a staging table, one set-based statement). 0 disables the bulk path.
   int bulk_min_rows = 500;
+  // Under session_replication_role = replica, shorter runs (after the per-key rule: one change
+  // per key) of at least this many changes go as one statement over unnest() of one array per
+  // column, instead of one statement per change (the array path). 0 disables it.
+  int array_min_rows = 2;
   // A sync point is set in the pipeline every this many statements; bounds client memory.
   int statements_per_sync = 2000;
   // Live transactions (see above): a source transaction is applied while it is received once it
@@ -161,6 +166,7 @@ struct ApplyCounters {
   uint64_t changes = 0;            // changes applied (rows written, deleted, truncates)
   uint64_t batches = 0;            // target transactions committed
   uint64_t bulk_rows = 0;          // changes that went through the bulk path
+  uint64_t array_rows = 0;         // changes sent by the array path (short runs, one statement)
   uint64_t dead_letters = 0;
   uint64_t isolated_batches = 0;   // batches re-run change by change after a failure
   uint64_t missing_rows = 0;       // updates that found no row in the target (skipped, as native)

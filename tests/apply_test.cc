@@ -174,6 +174,8 @@ class ApplyTest : public ::testing::Test {
              "',' ORDER BY id), '') FROM tenant_rawdog.items");
   }
 
+  void StoresCharacterValuesExactly(bool through_arrays);
+
   std::string db_;
   std::string dir_;
   Config config_;
@@ -488,7 +490,9 @@ TEST_F(ApplyTest, BulkPathAppliesLongRunsLikeSingleStatements) {
 // (apply/internal/sql_builder.h, AppendCopyText); the target pads them back. What is stored must
 // equal a plain INSERT of the values as they were received, byte for byte, and the types that
 // keep trailing blanks (bpchar without a length, varchar, text) must keep them.
-TEST_F(ApplyTest, BulkPathStoresCharacterValuesExactlyAsAPlainInsert) {
+// Character values (padded or not, NULLs, escapes) written through the bulk or the array path
+// read back exactly as a plain INSERT of the same values stores them.
+void ApplyTest::StoresCharacterValuesExactly(bool through_arrays) {
   const std::string cols =
       " (id bigint PRIMARY KEY, c5 character(5), c1 char(1), cu bpchar, v varchar(6), t text)";
   Exec("CREATE TABLE tenant_rawdog.codes" + cols + "; CREATE TABLE public.codes_ref" + cols);
@@ -525,9 +529,10 @@ TEST_F(ApplyTest, BulkPathStoresCharacterValuesExactlyAsAPlainInsert) {
   Txn(ins);
   Txn(upd);
   auto o = Options();
-  o.bulk_min_rows = 100;
+  o.bulk_min_rows = through_arrays ? 1000 : 100;
   ASSERT_OK(Apply(o));
-  EXPECT_GE(counters_.bulk_rows, 450u) << "batches " << counters_.batches;
+  EXPECT_GE(through_arrays ? counters_.array_rows : counters_.bulk_rows, 450u)
+      << "batches " << counters_.batches;
   std::string values;
   for (int id = 1; id <= 300; ++id) {
     values += id > 1 ? ", (" : "(";
@@ -545,6 +550,14 @@ TEST_F(ApplyTest, BulkPathStoresCharacterValuesExactlyAsAPlainInsert) {
   EXPECT_EQ(Q("SELECT octet_length(c5) || '|' || octet_length(cu) || '|' || octet_length(v) "
               "FROM tenant_rawdog.codes WHERE id = 154"),
             "5|3|3");  // row(154, 154): {"ab   ", "x", "a  ", "a  ", "a  "}
+}
+
+TEST_F(ApplyTest, BulkPathStoresCharacterValuesExactlyAsAPlainInsert) {
+  StoresCharacterValuesExactly(/*through_arrays=*/false);
+}
+
+TEST_F(ApplyTest, ArrayPathStoresCharacterValuesExactlyAsAPlainInsert) {
+  StoresCharacterValuesExactly(/*through_arrays=*/true);
 }
 
 // The pgbench shape: many small transactions, each touching several tables, keys updated again
@@ -609,6 +622,71 @@ TEST_F(ApplyTest, ShortRunsWriteEachKeyOncePerBatch) {
   // 6 writes instead of 120: 3 updated keys and 2 upserted ones, and the first update alone (this
   // new applier learns `tags` after it, and sends what it holds before reading a new table).
   EXPECT_EQ(Q("SELECT n FROM tenant_rawdog.writes"), "10");
+}
+
+// Short runs (under bulk_min_rows) go as one statement per run over unnest() of one array per
+// column: the same rows as one statement per change, for every operation, awkward text, NULLs,
+// updates of missing rows (counted), inserts over existing keys, and a table without a key.
+TEST_F(ApplyTest, ArrayPathAppliesShortRunsLikeSingleStatements) {
+  Exec("CREATE TABLE tenant_rawdog.events (note text, n integer)");
+  auto r = tenantsync::Items();
+  auto ev = Rel("events", {{"note", "text"}, {"n", "integer"}}, 'f', 16391);
+  const std::vector<Datum> kNotes = {T("a\"b"), T("back\\slash"), T("{brace},comma"), T(""),
+                                     T("NULL"),   N(),                T("trailing  "),   T("\xc3\xa9 \t\n")};
+  auto note = [&](int i) { return kNotes[static_cast<size_t>(i) % kNotes.size()]; };
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Change> ins, upd, del, events;
+    for (int i = 1; i <= 40; ++i) ins.push_back(Insert(r, Item(round * 20 + i, "r" + std::to_string(round), i, note(i + round))));
+    for (int i = 1; i <= 30; ++i) upd.push_back(Update(r, Item(i * 2, "u", round * 100 + i, note(i))));
+    upd.push_back(Update(r, Item(900 + round, "missing", 1)));
+    for (int i = 1; i <= 5; ++i) del.push_back(Delete(r, ItemKey(round * 20 + i * 3)));
+    for (int i = 1; i <= 6; ++i) {
+      events.push_back(Insert(ev, {note(i), i % 4 == 0 ? N() : T(std::to_string(i))}));
+    }
+    Txn(ins);
+    Txn(upd);
+    Txn(del);
+    Txn(events);
+  }
+  auto snapshot = [&] {
+    return Items() + " / " +
+           Q("SELECT string_agg(concat_ws(':', coalesce(note, 'NULL'), coalesce(n::text, 'NULL')), "
+             "',' ORDER BY note, n) FROM tenant_rawdog.events");
+  };
+  auto one_by_one = Options();
+  one_by_one.array_min_rows = 0;
+  ASSERT_OK(Apply(one_by_one));
+  EXPECT_EQ(counters_.array_rows, 0u);
+  EXPECT_EQ(counters_.isolated_batches, 0u);
+  const std::string want = snapshot();
+  const uint64_t missing = counters_.missing_rows;
+  EXPECT_GT(missing, 0u);  // updates of ids not inserted yet, and 900..902
+
+  Exec("TRUNCATE tenant_rawdog.items, tenant_rawdog.events; DELETE FROM _tenantsync.progress");
+  ASSERT_OK(Apply());
+  EXPECT_GT(counters_.array_rows, 200u) << "batches " << counters_.batches;
+  EXPECT_EQ(counters_.isolated_batches, 0u);
+  EXPECT_EQ(counters_.missing_rows, missing);
+  EXPECT_EQ(snapshot(), want);
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.events"), "18");
+  EXPECT_EQ(Q("SELECT note FROM tenant_rawdog.items WHERE id = 2"), "back\\slash");
+}
+
+// A row that fails inside an array run fails the run's one statement: the batch is re-run change
+// by change and only that row becomes a dead letter.
+TEST_F(ApplyTest, ArrayRunWithABadRowFallsBackToOneDeadLetter) {
+  Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
+  auto r = tenantsync::Items();
+  std::vector<Change> ins;
+  for (int i = 1; i <= 60; ++i) ins.push_back(Insert(r, Item(i, "n", i == 25 ? -5 : i)));
+  Txn(ins);
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.isolated_batches, 1u);
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), "59");
+  auto letters = store_->DeadLetters();
+  ASSERT_TRUE(letters.ok());
+  ASSERT_EQ(letters->size(), 1u);
+  EXPECT_EQ((*letters)[0].key, "id=25");
 }
 
 TEST_F(ApplyTest, BulkRunWithABadRowFallsBackToOneDeadLetter) {

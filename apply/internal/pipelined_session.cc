@@ -1,5 +1,6 @@
 #include "apply/internal/pipelined_session.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace tenantsync::apply::internal {
@@ -52,19 +53,19 @@ Status PipelinedSession::SendPrepare(const std::string& name, const std::string&
   if (PQsendPrepare(conn_->get(), name.c_str(), sql.c_str(), 0, nullptr) != 1) {
     return ConnectionLost("queueing a prepare");
   }
-  queue_.push_back(Entry::kStatement);
+  queue_.push_back({Entry::kStatement, 0});
   ++unsynced_;
   return Status::Ok();
 }
 
 Status PipelinedSession::SendPrepared(const std::string& name,
                                       const std::vector<const char*>& values,
-                                      const std::vector<int>& lengths, bool is_update) {
+                                      const std::vector<int>& lengths, int64_t update_rows) {
   if (PQsendQueryPrepared(conn_->get(), name.c_str(), static_cast<int>(values.size()),
                           values.data(), lengths.data(), nullptr, 0) != 1) {
     return ConnectionLost("queueing a statement");
   }
-  queue_.push_back(is_update ? Entry::kUpdate : Entry::kStatement);
+  queue_.push_back({Entry::kStatement, update_rows});
   ++unsynced_;
   return Status::Ok();
 }
@@ -73,14 +74,14 @@ Status PipelinedSession::SendQuery(const std::string& sql) {
   if (PQsendQueryParams(conn_->get(), sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
     return ConnectionLost("queueing a statement");
   }
-  queue_.push_back(Entry::kStatement);
+  queue_.push_back({Entry::kStatement, 0});
   ++unsynced_;
   return Status::Ok();
 }
 
 Status PipelinedSession::Sync() {
   if (PQpipelineSync(conn_->get()) != 1) return ConnectionLost("sending a pipeline sync");
-  queue_.push_back(Entry::kSync);
+  queue_.push_back({Entry::kSync, 0});
   unsynced_ = 0;
   ++groups_in_flight_;
   return Status::Ok();
@@ -102,9 +103,9 @@ void PipelinedSession::NoteError(const PGresult* res) {
 Status PipelinedSession::ReadOneGroup() {
   PGconn* c = conn_->get();
   while (!queue_.empty()) {
-    Entry e = queue_.front();
+    const Queued e = queue_.front();
     queue_.pop_front();
-    if (e == Entry::kSync) {
+    if (e.kind == Entry::kSync) {
       PgResult res(PQgetResult(c));
       if (!res.get()) return ConnectionLost("reading a pipeline sync");
       if (PQresultStatus(res.get()) != PGRES_PIPELINE_SYNC) {
@@ -126,8 +127,9 @@ Status PipelinedSession::ReadOneGroup() {
       } else if (st == PGRES_PIPELINE_ABORTED) {
         // Skipped because an earlier statement of this group failed; first_error_ has it.
       } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (e == Entry::kUpdate && std::strcmp(PQcmdTuples(res.get()), "0") == 0) {
-          ++zero_row_updates_;
+        if (e.update_rows > 0) {
+          const int64_t found = std::strtoll(PQcmdTuples(res.get()), nullptr, 10);
+          if (found < e.update_rows) zero_row_updates_ += static_cast<uint64_t>(e.update_rows - found);
         }
       } else {
         NoteError(res.get());
@@ -140,7 +142,7 @@ Status PipelinedSession::ReadOneGroup() {
 
 Status PipelinedSession::Drain() {
   if (!active_) return Status::Ok();
-  if (unsynced_ > 0 || (!queue_.empty() && queue_.back() != Entry::kSync)) TS_RETURN_IF_ERROR(Sync());
+  if (unsynced_ > 0 || (!queue_.empty() && queue_.back().kind != Entry::kSync)) TS_RETURN_IF_ERROR(Sync());
   while (groups_in_flight_ > 0) TS_RETURN_IF_ERROR(ReadOneGroup());
   return first_error_;
 }

@@ -36,10 +36,10 @@ class PipelinedSession {
 
   // Queues PREPARE `name` AS `sql`.
   Status SendPrepare(const std::string& name, const std::string& sql);
-  // Queues EXECUTE `name` with text parameters (nullptr = NULL). `is_update`: count a result that
-  // touched no row in zero_row_updates().
+  // Queues EXECUTE `name` with text parameters (nullptr = NULL). `update_rows` > 0: the statement
+  // updates that many rows by key; those it did not find count in zero_row_updates().
   Status SendPrepared(const std::string& name, const std::vector<const char*>& values,
-                      const std::vector<int>& lengths, bool is_update);
+                      const std::vector<int>& lengths, int64_t update_rows);
   // Queues one statement without parameters.
   Status SendQuery(const std::string& sql);
   // Sets a sync point when at least `statements_per_sync` statements are queued since the last.
@@ -47,10 +47,15 @@ class PipelinedSession {
   // Sets a sync point and reads every result up to it. Returns the first error of the run.
   Status Drain();
 
+  // Rows that updates by key did not find (skipped, as native logical replication does).
   uint64_t zero_row_updates() const { return zero_row_updates_; }
 
  private:
-  enum class Entry : uint8_t { kStatement, kUpdate, kSync };
+  enum class Entry : uint8_t { kStatement, kSync };
+  struct Queued {
+    Entry kind;
+    int64_t update_rows;  // SendPrepared's
+  };
   Status Sync();
   // Reads the results of the oldest queued entries up to and including one sync point.
   Status ReadOneGroup();
@@ -59,7 +64,7 @@ class PipelinedSession {
 
   PgConn* conn_;
   bool active_ = false;
-  std::deque<Entry> queue_;
+  std::deque<Queued> queue_;
   int unsynced_ = 0;          // statements queued since the last sync
   int groups_in_flight_ = 0;  // syncs queued whose results are unread
   Status first_error_;

@@ -225,6 +225,41 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
 
 std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + stage; }
 
+std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols) {
+  std::string args;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    if (i) args += ", ";
+    args += Param(static_cast<int>(i) + 1) + "::" + t.types[cols[i]] + "[]";
+  }
+  return "(SELECT * FROM unnest(" + args + ") WITH ORDINALITY AS u(" + ColumnList(t, cols) +
+         ", ts_seq))";
+}
+
+bool ArrayStageSupports(const TableShape& t, const std::vector<int>& cols) {
+  for (int c : cols) {
+    if (t.types[c].ends_with("]")) return false;
+  }
+  return true;
+}
+
+void AppendArrayElement(const Datum& d, std::string* out, bool trim_trailing_blanks) {
+  if (d.kind != Datum::Kind::kText) {
+    *out += "NULL";
+    return;
+  }
+  std::string_view v = d.text;
+  if (trim_trailing_blanks) {
+    size_t last = v.find_last_not_of(' ');
+    v = v.substr(0, last == std::string_view::npos ? 0 : last + 1);
+  }
+  out->push_back('"');
+  for (char ch : v) {
+    if (ch == '"' || ch == '\\') out->push_back('\\');
+    out->push_back(ch);
+  }
+  out->push_back('"');
+}
+
 void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks) {
   if (d.kind != Datum::Kind::kText) {
     *out += "\\N";

@@ -86,6 +86,18 @@ std::string BulkUpdateSql(const TableShape& t, const std::string& stage,
 std::string BulkDeleteSql(const TableShape& t, const std::string& stage);
 std::string TruncateStageSql(const std::string& stage);
 
+// --- array path: a short run as one statement, its rows passed as one array per column ---
+// "(SELECT * FROM unnest($1::<type>[], ..) WITH ORDINALITY AS u(<cols>, ts_seq))": the rows of
+// `cols`, in order, as a stage the Bulk*Sql statements above read (keyless INSERT: append an
+// alias, " u"). Params: one array literal (AppendArrayElement) per column of `cols`, from $1.
+std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols);
+// false when a column of `cols` is itself an array type (unnest would flatten it).
+bool ArrayStageSupports(const TableShape& t, const std::vector<int>& cols);
+// Appends one datum as an element of an array literal: NULL, or double-quoted with \ and "
+// escaped (the element's input function then sees exactly the datum's text).
+// `trim_trailing_blanks`: as for AppendCopyText. REQUIRES: !d.is_unchanged().
+void AppendArrayElement(const Datum& d, std::string* out, bool trim_trailing_blanks = false);
+
 // Appends one datum in COPY text format: \N for NULL, backslash escapes for \ \n \r \t.
 // `trim_trailing_blanks` (for blank_padded columns): trailing ' ' are left out.
 // REQUIRES: !d.is_unchanged().

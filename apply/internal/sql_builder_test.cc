@@ -116,6 +116,34 @@ TEST(SqlBuilder, BulkStatementsSkipThePerKeySortForUniqueKeys) {
             "\"Qty \"\"x\"\"\" = EXCLUDED.\"Qty \"\"x\"\"\"");
 }
 
+TEST(SqlBuilder, ArrayStageUnnestsOneTypedArrayPerColumnWithItsOrder) {
+  TableShape t = Items();
+  const std::string stage = ArrayStageSql(t, {0, 2});
+  EXPECT_EQ(stage,
+            "(SELECT * FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS u(\"id\", "
+            "\"Qty \"\"x\"\"\", ts_seq))");
+  EXPECT_EQ(BulkDeleteSql(t, ArrayStageSql(t, {0})),
+            "DELETE FROM \"tenant_rawdog\".\"items\" t USING (SELECT * FROM unnest($1::bigint[]) "
+            "WITH ORDINALITY AS u(\"id\", ts_seq)) s WHERE t.\"id\" = s.\"id\"");
+  EXPECT_TRUE(ArrayStageSupports(t, {0, 1, 2, 3}));
+  t.types[2] = "integer[]";
+  EXPECT_FALSE(ArrayStageSupports(t, {0, 2}));
+  EXPECT_TRUE(ArrayStageSupports(t, {0, 1}));
+}
+
+TEST(SqlBuilder, ArrayElementsAreQuotedWithBackslashEscapes) {
+  std::string out;
+  for (const Datum& d : {Datum::Text("a\"b"), Datum::Text("c\\d"), Datum::Text("{x},y"),
+                         Datum::Text(""), Datum::Text("NULL"), Datum::Null()}) {
+    AppendArrayElement(d, &out);
+    out += '|';
+  }
+  AppendArrayElement(Datum::Text(" a  "), &out, /*trim_trailing_blanks=*/true);
+  out += '|';
+  AppendArrayElement(Datum::Text("   "), &out, true);
+  EXPECT_EQ(out, "\"a\\\"b\"|\"c\\\\d\"|\"{x},y\"|\"\"|\"NULL\"|NULL|\" a\"|\"\"");
+}
+
 TEST(SqlBuilder, CopyTextEscapesSeparatorsAndNull) {
   std::string out;
   AppendCopyText(Datum::Text("a\tb\nc\\d\re"), &out);
