@@ -175,6 +175,7 @@ class ApplyTest : public ::testing::Test {
   }
 
   void StoresCharacterValuesExactly(bool through_arrays);
+  void OneBadRowOfARunBecomesOneDeadLetter(int rows, int bulk_min_rows);
 
   std::string db_;
   std::string dir_;
@@ -672,37 +673,32 @@ TEST_F(ApplyTest, ArrayPathAppliesShortRunsLikeSingleStatements) {
   EXPECT_EQ(Q("SELECT note FROM tenant_rawdog.items WHERE id = 2"), "back\\slash");
 }
 
-// A row that fails inside an array run fails the run's one statement: the batch is re-run change
-// by change and only that row becomes a dead letter.
-TEST_F(ApplyTest, ArrayRunWithABadRowFallsBackToOneDeadLetter) {
+// A row that fails inside a run fails the run's set-based statement (COPY path or array path):
+// the batch is re-run change by change and only that row becomes a dead letter.
+void ApplyTest::OneBadRowOfARunBecomesOneDeadLetter(int rows, int bulk_min_rows) {
   Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
   auto r = tenantsync::Items();
+  const int bad = rows / 2;
   std::vector<Change> ins;
-  for (int i = 1; i <= 60; ++i) ins.push_back(Insert(r, Item(i, "n", i == 25 ? -5 : i)));
+  for (int i = 1; i <= rows; ++i) ins.push_back(Insert(r, Item(i, "n", i == bad ? -5 : i)));
   Txn(ins);
-  ASSERT_OK(Apply());
+  auto o = Options();
+  o.bulk_min_rows = bulk_min_rows;
+  ASSERT_OK(Apply(o));
   EXPECT_EQ(counters_.isolated_batches, 1u);
-  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), "59");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), std::to_string(rows - 1));
   auto letters = store_->DeadLetters();
   ASSERT_TRUE(letters.ok());
   ASSERT_EQ(letters->size(), 1u);
-  EXPECT_EQ((*letters)[0].key, "id=25");
+  EXPECT_EQ((*letters)[0].key, "id=" + std::to_string(bad));
+}
+
+TEST_F(ApplyTest, ArrayRunWithABadRowFallsBackToOneDeadLetter) {
+  OneBadRowOfARunBecomesOneDeadLetter(/*rows=*/60, /*bulk_min_rows=*/500);
 }
 
 TEST_F(ApplyTest, BulkRunWithABadRowFallsBackToOneDeadLetter) {
-  Exec("ALTER TABLE tenant_rawdog.items ADD CONSTRAINT qty_not_negative CHECK (qty >= 0)");
-  auto r = tenantsync::Items();
-  std::vector<Change> ins;
-  for (int i = 1; i <= 500; ++i) ins.push_back(Insert(r, Item(i, "n", i == 250 ? -5 : i)));
-  Txn(ins);
-  auto o = Options();
-  o.bulk_min_rows = 50;
-  ASSERT_OK(Apply(o));
-  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), "499");
-  auto letters = store_->DeadLetters();
-  ASSERT_TRUE(letters.ok());
-  ASSERT_EQ(letters->size(), 1u);
-  EXPECT_EQ((*letters)[0].key, "id=250");
+  OneBadRowOfARunBecomesOneDeadLetter(/*rows=*/500, /*bulk_min_rows=*/50);
 }
 
 TEST_F(ApplyTest, LostTargetConnectionIsRetriedByRun) {

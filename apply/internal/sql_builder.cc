@@ -242,18 +242,23 @@ bool ArrayStageSupports(const TableShape& t, const std::vector<int>& cols) {
   return true;
 }
 
+namespace {
+// A datum's text, without its trailing blanks when asked (character(n) pads them back).
+std::string_view ValueText(const Datum& d, bool trim_trailing_blanks) {
+  std::string_view v = d.text;
+  if (!trim_trailing_blanks) return v;
+  size_t last = v.find_last_not_of(' ');
+  return v.substr(0, last == std::string_view::npos ? 0 : last + 1);
+}
+}  // namespace
+
 void AppendArrayElement(const Datum& d, std::string* out, bool trim_trailing_blanks) {
   if (d.kind != Datum::Kind::kText) {
     *out += "NULL";
     return;
   }
-  std::string_view v = d.text;
-  if (trim_trailing_blanks) {
-    size_t last = v.find_last_not_of(' ');
-    v = v.substr(0, last == std::string_view::npos ? 0 : last + 1);
-  }
   out->push_back('"');
-  for (char ch : v) {
+  for (char ch : ValueText(d, trim_trailing_blanks)) {
     if (ch == '"' || ch == '\\') out->push_back('\\');
     out->push_back(ch);
   }
@@ -265,12 +270,7 @@ void AppendCopyText(const Datum& d, std::string* out, bool trim_trailing_blanks)
     *out += "\\N";
     return;
   }
-  std::string_view v = d.text;
-  if (trim_trailing_blanks) {
-    size_t last = v.find_last_not_of(' ');
-    v = v.substr(0, last == std::string_view::npos ? 0 : last + 1);
-  }
-  snapshot::internal::AppendCopyTextValue(v, out);
+  snapshot::internal::AppendCopyTextValue(ValueText(d, trim_trailing_blanks), out);
 }
 
 }  // namespace tenantsync::apply::internal
