@@ -1175,30 +1175,33 @@ Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
   switch (op.op) {
     case ChangeOp::kInsert: {
       for (int c : op.cols) params.push_back(&(*op.values)[c]);
-      return Execute(MaskKey(e->id, 'I', op.cols, {}), [&] { return internal::InsertSql(s, op.cols); },
-                     params, 0);
+      return Execute(
+          MaskKey(e->id, 'I', op.cols, {}), [&] { return internal::InsertSql(s, op.cols); }, params,
+          0);
     }
     case ChangeOp::kUpdate: {
       for (int c : op.cols) params.push_back(&(*op.values)[c]);
       if (!s.key.empty()) {
         for (int k : s.key) params.push_back(&(*op.key)[k]);
-        return Execute(MaskKey(e->id, 'U', op.cols, {}),
-                       [&] { return internal::UpdateByKeySql(s, op.cols); }, params, 1);
+        return Execute(
+            MaskKey(e->id, 'U', op.cols, {}), [&] { return internal::UpdateByKeySql(s, op.cols); },
+            params, 1);
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
-      return Execute(MaskKey(e->id, 'u', op.cols, op.match_cols),
-                     [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols); }, params,
-                     1);
+      return Execute(
+          MaskKey(e->id, 'u', op.cols, op.match_cols),
+          [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols); }, params, 1);
     }
     case ChangeOp::kDelete: {
       if (!s.key.empty()) {
         for (int k : s.key) params.push_back(&(*op.key)[k]);
-        return Execute(MaskKey(e->id, 'D', {}, {}), [&] { return internal::DeleteByKeySql(s); },
-                       params, 0);
+        return Execute(
+            MaskKey(e->id, 'D', {}, {}), [&] { return internal::DeleteByKeySql(s); }, params, 0);
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
-      return Execute(MaskKey(e->id, 'd', {}, op.match_cols),
-                     [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, 0);
+      return Execute(
+          MaskKey(e->id, 'd', {}, op.match_cols),
+          [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, 0);
     }
     default:
       return Fatal("SendRow: unexpected operation; this is a bug");
@@ -1687,7 +1690,8 @@ Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run,
                                            /*unique_keys=*/true);
           case ChangeOp::kUpdate:
             return internal::BulkUpdateSql(s, stage, run.cols, /*unique_keys=*/true);
-          default: return internal::BulkDeleteSql(s, stage);
+          default:
+            return internal::BulkDeleteSql(s, stage);
         }
       },
       params, run.op == ChangeOp::kUpdate ? rows : 0);

@@ -36,8 +36,8 @@
 // change on one table (COPY into a temporary staging table, then one INSERT ... ON CONFLICT,
 // UPDATE ... FROM or DELETE ... USING; the per-key sort that keeps the last change of a key is
 // left out when the run's keys are all distinct); shorter runs send the same statements over
-// unnest() of one array parameter per column (the array path). Under session_replication_role = replica the
-// changes of a batch are grouped per table (each table's own order kept), so many small
+// unnest() of one array parameter per column (the array path). Under session_replication_role =
+// replica the changes of a batch are grouped per table (each table's own order kept), so many small
 // transactions that each touch several tables still form long runs: nothing in the target
 // observes the order of tables inside one transaction, and every commit is still a source commit
 // boundary (invariant 4). A failed batch is re-run change by change in the source's order.

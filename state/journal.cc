@@ -1,13 +1,13 @@
 #include "state/journal.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <limits>
-
-#include <spdlog/spdlog.h>
 
 #include "state/internal/codec.h"
 #include "state/internal/journal_impl.h"
@@ -43,8 +43,10 @@ void ReportSlowSync(std::chrono::steady_clock::duration took) {
                             .count();
   if (took >= kSlowSyncWarn && now_s - last_warn_s.load() >= 60) {
     last_warn_s.store(now_s);
-    spdlog::warn("journal: an fsync of the journal took {:.0f} ms (a slow or busy state_dir "
-                 "disk delays acknowledgements and apply)", ms);
+    spdlog::warn(
+        "journal: an fsync of the journal took {:.0f} ms (a slow or busy state_dir "
+        "disk delays acknowledgements and apply)",
+        ms);
   } else {
     spdlog::debug("journal: group commit write + fsync took {:.1f} ms", ms);
   }

@@ -632,13 +632,17 @@ TEST_F(ApplyTest, ArrayPathAppliesShortRunsLikeSingleStatements) {
   Exec("CREATE TABLE tenant_rawdog.events (note text, n integer)");
   auto r = tenantsync::Items();
   auto ev = Rel("events", {{"note", "text"}, {"n", "integer"}}, 'f', 16391);
-  const std::vector<Datum> kNotes = {T("a\"b"), T("back\\slash"), T("{brace},comma"), T(""),
-                                     T("NULL"),   N(),                T("trailing  "),   T("\xc3\xa9 \t\n")};
+  const std::vector<Datum> kNotes = {T("a\"b"),       T("back\\slash"),  T("{brace},comma"),
+                                     T(""),           T("NULL"),         N(),
+                                     T("trailing  "), T("\xc3\xa9 \t\n")};
   auto note = [&](int i) { return kNotes[static_cast<size_t>(i) % kNotes.size()]; };
   for (int round = 0; round < 3; ++round) {
     std::vector<Change> ins, upd, del, events;
-    for (int i = 1; i <= 40; ++i) ins.push_back(Insert(r, Item(round * 20 + i, "r" + std::to_string(round), i, note(i + round))));
-    for (int i = 1; i <= 30; ++i) upd.push_back(Update(r, Item(i * 2, "u", round * 100 + i, note(i))));
+    for (int i = 1; i <= 40; ++i)
+      ins.push_back(
+          Insert(r, Item(round * 20 + i, "r" + std::to_string(round), i, note(i + round))));
+    for (int i = 1; i <= 30; ++i)
+      upd.push_back(Update(r, Item(i * 2, "u", round * 100 + i, note(i))));
     upd.push_back(Update(r, Item(900 + round, "missing", 1)));
     for (int i = 1; i <= 5; ++i) del.push_back(Delete(r, ItemKey(round * 20 + i * 3)));
     for (int i = 1; i <= 6; ++i) {

@@ -129,7 +129,8 @@ Status PipelinedSession::ReadOneGroup() {
       } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (e.update_rows > 0) {
           const int64_t found = std::strtoll(PQcmdTuples(res.get()), nullptr, 10);
-          if (found < e.update_rows) zero_row_updates_ += static_cast<uint64_t>(e.update_rows - found);
+          if (found < e.update_rows)
+            zero_row_updates_ += static_cast<uint64_t>(e.update_rows - found);
         }
       } else {
         NoteError(res.get());
@@ -142,7 +143,8 @@ Status PipelinedSession::ReadOneGroup() {
 
 Status PipelinedSession::Drain() {
   if (!active_) return Status::Ok();
-  if (unsynced_ > 0 || (!queue_.empty() && queue_.back().kind != Entry::kSync)) TS_RETURN_IF_ERROR(Sync());
+  if (unsynced_ > 0 || (!queue_.empty() && queue_.back().kind != Entry::kSync))
+    TS_RETURN_IF_ERROR(Sync());
   while (groups_in_flight_ > 0) TS_RETURN_IF_ERROR(ReadOneGroup());
   return first_error_;
 }

@@ -145,8 +145,8 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   WriterState writer_;   // guarded by mu_; what is committed (durable too in sync mode)
   WriterState durable_;  // guarded by mu_; what is fsynced: JournaledLsn
   // Group commit, all guarded by mu_:
-  WriterState written_;          // committed and in RocksDB (unsynced unless also durable_):
-                                 // what readers see (VisibleCommitLsn)
+  WriterState written_;             // committed and in RocksDB (unsynced unless also durable_):
+                                    // what readers see (VisibleCommitLsn)
   bool batch_has_commits_ = false;  // batch_ holds committed transactions not yet written
   bool group_full_ = false;         // batch_ passed kGroupBytes: the syncer cuts its wait short
   bool writing_ = false;            // a write carrying commit records (or a sync) is under way
