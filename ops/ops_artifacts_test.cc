@@ -3,9 +3,11 @@
 // use is one that RenderMetrics actually exports.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -92,9 +94,14 @@ TEST(OpsArtifactsTest, RenderedMetricsPassPromtoolLint) {
   PipelineStats live;
   live.AddRows("line_items", "insert", 3);
   live.AddRows("odd \"name\"\n", "update", 1);
-  std::string path = ::testing::TempDir() + "/metrics.txt";
+  // A file of its own (concurrent runs share the temp directory), removed afterwards.
+  std::string path = ::testing::TempDir() + "/tenantsync-metrics-XXXXXX";
+  int fd = mkstemp(path.data());
+  ASSERT_GE(fd, 0) << path;
+  close(fd);
   std::ofstream(path) << RenderMetrics(r, &live);
   auto [rc, out] = Shell("promtool check metrics < " + path);
+  std::remove(path.c_str());
   EXPECT_EQ(rc, 0) << out;
 }
 
