@@ -1128,10 +1128,9 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
       return internal::ErrorFromResult(conn_.get(), r.get(), "target statement failed");
     }
-    const int64_t found = std::strtoll(PQcmdTuples(r.get()), nullptr, 10);
-    if (update_rows > found) {
+    if (const uint64_t missing = internal::RowsNotFound(r.get(), update_rows); missing > 0) {
       std::lock_guard<std::mutex> l(mu_);
-      counters_.missing_rows += static_cast<uint64_t>(update_rows - found);
+      counters_.missing_rows += missing;
     }
     return Status::Ok();
   }

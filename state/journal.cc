@@ -28,9 +28,9 @@ constexpr size_t kSpoolFlushBytes = 2 << 20;
 // writer's batch reach this size; at twice this size (the syncer is stuck in a slow fsync) the
 // writer writes them itself, unsynced. Bounds the batch's memory (invariant 7).
 constexpr size_t kGroupBytes = kSpoolFlushBytes;
-// A group commit's synced write slower than this is logged (debug); slower than kSlowSyncWarn,
-// a warning (at most one a minute): the source is acknowledged, and the applier sees the
-// group, only after it.
+// A group commit's fsync slower than this is logged (debug); slower than kSlowSyncWarn, a
+// warning (at most one a minute): the source is acknowledged only after it, and the next group
+// waits for it (RocksDB queues writes behind a sync write).
 constexpr auto kSlowSyncDebug = std::chrono::milliseconds(20);
 constexpr auto kSlowSyncWarn = std::chrono::seconds(1);
 
@@ -45,10 +45,10 @@ void ReportSlowSync(std::chrono::steady_clock::duration took) {
     last_warn_s.store(now_s);
     spdlog::warn(
         "journal: an fsync of the journal took {:.0f} ms (a slow or busy state_dir "
-        "disk delays acknowledgements and apply)",
+        "disk delays acknowledgements to the source)",
         ms);
   } else {
-    spdlog::debug("journal: group commit write + fsync took {:.1f} ms", ms);
+    spdlog::debug("journal: an fsync of the journal took {:.1f} ms", ms);
   }
 }
 
@@ -355,7 +355,6 @@ void JournalImpl::SyncLoop() {
     Status s;
     if (group_.Count() > 0) {
       s = db_->Write(&group_, /*sync=*/false, "writing the journal");
-      group_.Clear();
       if (s.ok()) {
         lock.lock();
         if (target.last_commit_lsn > written_.last_commit_lsn) written_ = target;

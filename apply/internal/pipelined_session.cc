@@ -22,6 +22,12 @@ Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& wha
   return Fatal(text, sqlstate);
 }
 
+uint64_t RowsNotFound(PGresult* res, int64_t update_rows) {
+  if (update_rows <= 0) return 0;
+  const int64_t found = std::strtoll(PQcmdTuples(res), nullptr, 10);
+  return found < update_rows ? static_cast<uint64_t>(update_rows - found) : 0;
+}
+
 Status FinishResults(PGconn* conn, const std::string& what) {
   Status s;
   for (;;) {
@@ -127,11 +133,7 @@ Status PipelinedSession::ReadOneGroup() {
       } else if (st == PGRES_PIPELINE_ABORTED) {
         // Skipped because an earlier statement of this group failed; first_error_ has it.
       } else if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (e.update_rows > 0) {
-          const int64_t found = std::strtoll(PQcmdTuples(res.get()), nullptr, 10);
-          if (found < e.update_rows)
-            zero_row_updates_ += static_cast<uint64_t>(e.update_rows - found);
-        }
+        zero_row_updates_ += RowsNotFound(res.get(), e.update_rows);
       } else {
         NoteError(res.get());
       }

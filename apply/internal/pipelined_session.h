@@ -74,6 +74,8 @@ class PipelinedSession {
 // The server's primary message and SQLSTATE of a failed result, without DETAIL/HINT (which can
 // echo row values: DESIGN.md invariant 9).
 Status ErrorFromResult(PGconn* conn, const PGresult* res, const std::string& what);
+// Rows of an UPDATE meant for `update_rows` rows (by key) that its result says it did not find.
+uint64_t RowsNotFound(PGresult* res, int64_t update_rows);
 // Reads every result of what was sent on `conn` until none is left (the connection is free
 // again): the first failed one as ErrorFromResult(`what`), or OK.
 Status FinishResults(PGconn* conn, const std::string& what);
