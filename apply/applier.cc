@@ -1666,7 +1666,7 @@ Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run,
     const Tuple& row = run.rows[i];
     for (size_t c = 0; c < run.cols.size(); ++c) {
       if (rows > 0) arrays[c] += ',';
-      internal::AppendArrayElement(row[run.cols[c]], &arrays[c]);
+      internal::AppendArrayElement(row[run.cols[c]], &arrays[c], s.blank_padded[run.cols[c]]);
     }
     ++rows;
   }
