@@ -120,8 +120,7 @@ q "$S" "CREATE TABLE lag_probe (id bigserial PRIMARY KEY, t timestamptz NOT NULL
 pg_dump -d "$S" | psql -d "$N" >/dev/null
 # Native's apply time of each lag probe: a trigger that fires under the apply worker
 # (ENABLE ALWAYS) stamps the row as the worker inserts it, just before that transaction commits
-# (the worker commits each source transaction right after its changes). The target's commit
-# timestamp can not serve for native: its apply worker records the source's commit time.
+# (the worker commits each source transaction right after its changes).
 psql -d "$N" >/dev/null <<'SQL'
 ALTER TABLE lag_probe ADD COLUMN applied_at timestamptz;
 CREATE FUNCTION lag_probe_stamp() RETURNS trigger LANGUAGE plpgsql AS
@@ -275,6 +274,10 @@ for name, label in (("native", "native"), ("tenant", "tenantsync")):
 n, t = exact["native"], exact["tenant"]
 print(f"  exact, tenantsync/native: p50 {pct(t, 50) / pct(n, 50):.2f}x  p99 {pct(t, 99) / pct(n, 99):.2f}x"
       " (below 1: tenantsync lags less; native's stamp comes just before its commit)")
+dn, dt = dict(pairs(f"{run}/lag-native.txt")), dict(pairs(f"{run}/lag-tenant.txt"))
+per = [(dt[i] - dn[i]) / 1000 for i in src if i in dt and i in dn]
+print(f"  per probe, tenantsync - native: p10 {pct(per, 10):.1f} ms  p50 {pct(per, 50):.1f} ms"
+      f"  p90 {pct(per, 90):.1f} ms  p99 {pct(per, 99):.1f} ms")
 import re
 txns, ms, waited, seen = [], [], [], []
 for line in open(f"{run}/stream-lag.log"):
