@@ -34,9 +34,12 @@
 #
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
 #                        [--lag-seconds 60] [--phases catchup,huge,lag,replay] [--keep]
-#                        [--yaml 'LINES'] [--lag-log-level debug]
+#                        [--yaml 'LINES'] [--lag-log-level debug] [--clusters-dir DIR]
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
 # --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
+# --clusters-dir DIR puts the two throwaway clusters (fsync = off) in DIR, e.g. /dev/shm: their
+# dirty pages are then not written back to the disk that holds the journal, whose fsyncs they
+# otherwise stall by 50-150 ms every few seconds. The journal (state_dir) stays in bench/.run.
 # The binary: $TENANTSYNC_BINARY, else build/ops/tenantsync.
 # Needs a built tenantsync (ops/setup.sh) and PostgreSQL 15 (initdb, pg_ctl, pgbench,
 # pg_recvlogical). Prints one table; writes nothing outside bench/.run/ (removed unless --keep).
@@ -45,7 +48,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,huge,lag,replay
-extra_yaml= lag_log_level=info
+extra_yaml= lag_log_level=info cdir=
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -57,7 +60,8 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --yaml) extra_yaml=$2; shift 2 ;;
     --lag-log-level) lag_log_level=$2; shift 2 ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    --clusters-dir) cdir=$2; shift 2 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -66,13 +70,14 @@ bin=${TENANTSYNC_BINARY:-$root/build/ops/tenantsync}
 [[ -x $bin ]] || { echo "apply_bench: $bin not found; run ops/setup.sh first" >&2; exit 2; }
 pgbin=/usr/lib/postgresql/15/bin
 run=$root/bench/.run
+cdir=${cdir:-$run}
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 
 start_cluster() {  # name port
-  local dir=$run/$1
+  local dir=$cdir/$1
   as_pg "$pgbin/initdb" -D "$dir" -U postgres -A trust --no-sync >/dev/null
   cat >>"$dir/postgresql.conf" <<CONF
 port = $2
@@ -93,11 +98,12 @@ CONF
 cleanup() {
   [[ -n ${bridge_pid:-} ]] && kill "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null
   for c in source target; do
-    [[ -f $run/$c/postmaster.pid ]] && as_pg "$pgbin/pg_ctl" -D "$run/$c" -m immediate -w stop >/dev/null 2>&1 || true
+    [[ -f $cdir/$c/postmaster.pid ]] && as_pg "$pgbin/pg_ctl" -D "$cdir/$c" -m immediate -w stop >/dev/null 2>&1 || true
   done
-  ((keep)) || rm -rf "$run"
+  ((keep)) || rm -rf "$run" "$cdir/source" "$cdir/target"
 }
-rm -rf "$run"; mkdir -p "$run"; [[ $(id -u) == 0 ]] && chown postgres "$run"
+rm -rf "$run" "$cdir/source" "$cdir/target"; mkdir -p "$run" "$cdir"
+[[ $(id -u) == 0 ]] && chown postgres "$run" "$cdir"
 trap cleanup EXIT
 
 sp=$(free_port); start_cluster source "$sp"
@@ -321,7 +327,7 @@ replay_phase() {
   t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
   q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
-  as_pg "$pgbin/pg_ctl" -D "$run/source" -m fast -w stop >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$cdir/source" -m fast -w stop >/dev/null
   t0=$(now); "$bin" --log-level debug -c "$run/bench.yaml" replay --from "$from" >"$run/replay.log" 2>&1; t1=$(now)
   echo "  replay started $(date -d "@$t0" '+%H:%M:%S.%N' | cut -c1-12), ended $(date -d "@$t1" '+%H:%M:%S.%N' | cut -c1-12)"
   tenant=$(secs "$t0" "$t1")
@@ -329,7 +335,7 @@ replay_phase() {
   printf '%-22s %10s %10s %10s   tenantsync replay/native catch-up %s   (load %s -> %s; source stopped during replay)\n' \
     "replay x$transactions" "-" "$native" "$tenant" "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$l0" "$l1"
   sed 's/^/  /' "$run/replay.log"
-  as_pg "$pgbin/pg_ctl" -D "$run/source" -l "$run/source/server.log" -w start >/dev/null
+  as_pg "$pgbin/pg_ctl" -D "$cdir/source" -l "$cdir/source/server.log" -w start >/dev/null
 }
 
 printf '%-22s %10s %10s %10s   (seconds to catch up; smaller is better)\n' backlog decode native tenantsync
