@@ -10,7 +10,6 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -216,7 +215,7 @@ class Applier::Impl {
   // Makes a single-row statement for e safe to send: e's earlier changes are sent, no COPY is open.
   Status BeforeRowStatement(const RelationEntry* e);
   Status FlushRun(BulkRun run);
-  Status SendArrayRun(RelationEntry* e, const BulkRun& run, const std::vector<bool>& superseded);
+  Status SendArrayRun(RelationEntry* e, const BulkRun& run);
   Status StartCopy(BulkRun* run);
   Status CopyRow(BulkRun* run, const Tuple& row);
 
@@ -293,6 +292,12 @@ class Applier::Impl {
     // hashes, or more keys than kMaxTrackedKeys (memory: 8 bytes a key), keep the sort.
     std::vector<uint64_t> key_hashes;
     bool keys_tracked = true;
+    // Before COPY, under grouping (session_replication_role = replica) and for a keyed table:
+    // one held row per key, the last change of it (AddToRun); key_rows maps a key (KeyString) to
+    // its row, `replaced` counts the changes a later one of the same key replaced.
+    bool one_per_key = false;
+    std::unordered_map<std::string, uint32_t> key_rows;
+    uint64_t replaced = 0;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
     std::string stage;            // the staging table, as SQL
@@ -300,6 +305,7 @@ class Applier::Impl {
   };
   std::vector<std::unique_ptr<BulkRun>> runs_;
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
+  std::string key_buf_;      // AddToRun's KeyString, reused
   PgConn stage_conn_;
   bool live_staged_ = false;  // the open live transaction made staging tables
   bool stages_left_ = false;  // DropStages left some: retried after a batch (FinishBatch)
@@ -1377,6 +1383,18 @@ uint64_t KeyHash(const Tuple& row, const std::vector<int>& key) {
   }
   return f.h;
 }
+
+// The key columns' kinds, lengths and bytes, as one string: equal exactly when the keys are.
+void KeyString(const Tuple& row, const std::vector<int>& key, std::string* k) {
+  k->clear();
+  for (int c : key) {
+    const Datum& d = row[c];
+    *k += static_cast<char>('0' + static_cast<int>(d.kind));
+    *k += std::to_string(d.text.size());
+    *k += ':';
+    *k += d.text;
+  }
+}
 }  // namespace
 
 Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
@@ -1402,11 +1420,31 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
     run->entry = e;
     run->op = op;
     run->cols = std::move(cols);
+    run->one_per_key = group_tables_ && !e->shape.key.empty();
   }
   if (run->copying) return CopyRow(run, row);
   const uint64_t bytes = TupleBytes(row);
   run->bytes += bytes;
   held_bytes_ += bytes;
+  if (run->one_per_key) {
+    // A later change of a key the run holds replaces it (see FlushRun: the last change of each
+    // key leaves the row as the whole sequence does), so the run counts keys, not changes:
+    // pgbench's 10 branches and 100 tellers stay short enough for the array path instead of
+    // going to COPY with every change of them.
+    KeyString(row, e->shape.key, &key_buf_);
+    auto [it, fresh] = run->key_rows.try_emplace(key_buf_, run->rows.size());
+    if (!fresh) {
+      Tuple& held = run->rows[it->second];
+      const uint64_t old_bytes = TupleBytes(held);
+      run->bytes -= old_bytes;
+      held_bytes_ -= old_bytes;
+      held = std::move(row);
+      ++run->replaced;
+      if (run->bytes >= kMaxRunBytes) return StartCopy(run);
+      if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
+      return Status::Ok();
+    }
+  }
   run->rows.push_back(std::move(row));
   if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
       run->bytes >= kMaxRunBytes) {
@@ -1488,6 +1526,9 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
   run->buffer.clear();
   std::vector<Tuple> rows = std::move(run->rows);
   run->rows.clear();
+  run->key_rows = {};  // from here on the set-based statement takes the last row of each key
+  batch_rows_[std::make_pair(e->target_table, OpName(run->op))] += run->replaced;
+  run->replaced = 0;
   held_bytes_ -= run->bytes;
   run->bytes = 0;
   for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(run, r));
@@ -1524,7 +1565,8 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
 Status Applier::Impl::FlushRun(BulkRun run) {
   RelationEntry* e = run.entry;
   if (!run.copying) {
-    // Too short for COPY: one statement per row. Only the last change of each key is sent, as the
+    // Too short for COPY: one statement per row, or one over arrays (SendArrayRun). Under
+    // grouping, AddToRun kept only the last change of each key (BulkRun::one_per_key), as the
     // COPY path's statements take only the last staged row per key: a run holds one kind of
     // change with one column set, so the last one leaves the row as the whole sequence does (an
     // upsert, a full SET of those columns, a delete). Hot rows (pgbench's 10 branches) are
@@ -1532,42 +1574,14 @@ Status Applier::Impl::FlushRun(BulkRun run) {
     // session_replication_role = replica, where ordinary triggers and foreign-key checks do not
     // fire (an ENABLE ALWAYS or REPLICA trigger sees one write per key per batch, as it does on
     // the COPY path).
-    std::vector<bool> superseded;
-    const std::vector<int>& key = e->shape.key;
-    if (group_tables_ && !key.empty() && run.rows.size() > 1) {
-      superseded.assign(run.rows.size(), false);
-      std::unordered_set<std::string> seen;
-      std::string k;
-      for (size_t i = run.rows.size(); i-- > 0;) {
-        k.clear();
-        for (int c : key) {
-          const Datum& d = run.rows[i][c];
-          const std::string& v = d.text;
-          k += static_cast<char>('0' + static_cast<int>(d.kind));
-          k += std::to_string(v.size());
-          k += ':';
-          k += v;
-        }
-        superseded[i] = !seen.insert(k).second;
-      }
-    }
+    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += run.replaced;
     if (group_tables_ && options_.array_min_rows > 0 &&
-        (run.op == ChangeOp::kInsert || !key.empty()) &&
-        internal::ArrayStageSupports(e->shape, run.cols)) {
-      const size_t kept =
-          superseded.empty()
-              ? run.rows.size()
-              : static_cast<size_t>(std::count(superseded.begin(), superseded.end(), false));
-      if (kept >= static_cast<size_t>(options_.array_min_rows)) {
-        return SendArrayRun(e, run, superseded);
-      }
+        (run.op == ChangeOp::kInsert || !e->shape.key.empty()) &&
+        internal::ArrayStageSupports(e->shape, run.cols) &&
+        run.rows.size() >= static_cast<size_t>(options_.array_min_rows)) {
+      return SendArrayRun(e, run);
     }
-    for (size_t i = 0; i < run.rows.size(); ++i) {
-      const Tuple& row = run.rows[i];
-      if (!superseded.empty() && superseded[i]) {
-        ++batch_rows_[std::make_pair(e->target_table, OpName(run.op))];
-        continue;
-      }
+    for (const Tuple& row : run.rows) {
       RowOp op;
       op.op = run.op;
       op.cols = run.op == ChangeOp::kDelete ? std::vector<int>{} : run.cols;
@@ -1656,14 +1670,11 @@ Status Applier::Impl::FlushRun(BulkRun run) {
 // (bind, executor start-up, a round of the protocol) is paid once per run. Under
 // session_replication_role = replica only, as the per-key rule above (row triggers still fire
 // per row; statement triggers once).
-Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run,
-                                   const std::vector<bool>& superseded) {
+Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
   const TableShape& s = e->shape;
   std::vector<std::string> arrays(run.cols.size(), "{");
   int64_t rows = 0;
-  for (size_t i = 0; i < run.rows.size(); ++i) {
-    if (!superseded.empty() && superseded[i]) continue;
-    const Tuple& row = run.rows[i];
+  for (const Tuple& row : run.rows) {
     for (size_t c = 0; c < run.cols.size(); ++c) {
       if (rows > 0) arrays[c] += ',';
       internal::AppendArrayElement(row[run.cols[c]], &arrays[c], s.blank_padded[run.cols[c]]);

@@ -568,24 +568,24 @@ TEST_F(ApplyTest, InterleavedTablesOfManySmallTransactionsGoThroughTheBulkPathPe
   auto items = tenantsync::Items();
   auto log = Rel("audit_log", {{"item", "bigint"}, {"qty", "integer"}}, 'f', 16800);
   std::vector<Change> first;
-  for (int i = 1; i <= 50; ++i) first.push_back(Insert(items, Item(i, "n", 0, T("keep"))));
+  for (int i = 1; i <= 300; ++i) first.push_back(Insert(items, Item(i, "n", 0, T("keep"))));
   Txn(first);
   long long expected_sum = 0;
-  std::vector<int> qty(51, 0);
+  std::vector<int> qty(301, 0);
   for (int t = 1; t <= 600; ++t) {
-    int id = t % 50 + 1;
+    int id = t % 300 + 1;  // 300 keys, each updated twice: past bulk_min_rows once per key
     qty[id] = t;
     Txn({Update(items, Item(id, "u", t, U())),
          Insert(log, {T(std::to_string(id)), T(std::to_string(t))})});
   }
-  for (int i = 1; i <= 50; ++i) expected_sum += qty[i];
+  for (int i = 1; i <= 300; ++i) expected_sum += qty[i];
   auto o = Options();
   o.bulk_min_rows = 100;
   ASSERT_OK(Apply(o));
   EXPECT_EQ(counters_.isolated_batches, 0u);
   EXPECT_GE(counters_.bulk_rows, 1000u) << "batches " << counters_.batches;
   EXPECT_EQ(Q("SELECT sum(qty) FROM tenant_rawdog.items"), std::to_string(expected_sum));
-  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE note = 'keep' AND name = 'u'"), "50");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE note = 'keep' AND name = 'u'"), "300");
   EXPECT_EQ(Q("SELECT count(*) || ':' || sum(qty) FROM tenant_rawdog.audit_log"),
             "600:" + std::to_string(600 * 601 / 2));
   EXPECT_EQ(Q("SELECT applied_lsn::text FROM _tenantsync.progress"), last_lsn_.ToString());
@@ -594,6 +594,42 @@ TEST_F(ApplyTest, InterleavedTablesOfManySmallTransactionsGoThroughTheBulkPathPe
 // Runs too short for COPY send one statement per key: the last change of each key in the batch
 // (as the COPY path's statements do), so a hot row is written once per batch, not once per source
 // transaction. An ENABLE ALWAYS trigger (it fires for replicated rows) counts the writes.
+// Many changes of few keys (pgbench's tellers and branches): the run holds one row per key, so
+// it stays short enough for the array path instead of going to COPY with every change, while
+// the other table's long run in the same batch goes to COPY.
+TEST_F(ApplyTest, ManyChangesOfFewKeysStayOffTheCopyPath) {
+  auto items = tenantsync::Items();
+  auto log = Rel("audit_log", {{"item", "bigint"}, {"qty", "integer"}}, 'f', 16800);
+  Exec("CREATE TABLE tenant_rawdog.audit_log (item bigint, qty integer)");
+  std::vector<Change> first;
+  for (int i = 1; i <= 50; ++i) first.push_back(Insert(items, Item(i, "n", 0, T("keep"))));
+  Txn(first);
+  ASSERT_OK(Apply());
+  std::vector<int> qty(51, 0);
+  for (int t = 1; t <= 600; ++t) {
+    int id = t % 50 + 1;
+    qty[id] = t;
+    Txn({Update(items, Item(id, "u" + std::to_string(t), t, U())),
+         Insert(log, {T(std::to_string(id)), T(std::to_string(t))})});
+  }
+  auto o = Options();
+  o.bulk_min_rows = 100;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.batches, 1u);
+  EXPECT_EQ(counters_.isolated_batches, 0u);
+  EXPECT_EQ(counters_.array_rows, 50u);  // the last update of each item
+  EXPECT_EQ(counters_.bulk_rows, 600u);  // every audit_log insert
+  std::string want;
+  for (int i = 1; i <= 50; ++i) {
+    want += (i > 1 ? "," : "") + std::to_string(i) + ":u" + std::to_string(qty[i]) + ":" +
+            std::to_string(qty[i]) + ":keep";
+  }
+  EXPECT_EQ(Items(), want);
+  EXPECT_EQ(Q("SELECT count(*) || ':' || sum(qty) FROM tenant_rawdog.audit_log"),
+            "600:" + std::to_string(600 * 601 / 2));
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+}
+
 TEST_F(ApplyTest, ShortRunsWriteEachKeyOncePerBatch) {
   auto items = tenantsync::Items();
   auto tags = Rel("tags", {{"id", "bigint", true}, {"tag", "text"}}, 'd', 16801);
