@@ -302,6 +302,7 @@ class Applier::Impl {
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
     std::string stage;            // the staging table, as SQL
     bool shared_stage = false;    // a committed table of stage_conn_ (parallel staging)
+    bool direct = false;          // COPY straight into the target table (keyless inserts)
   };
   std::vector<std::unique_ptr<BulkRun>> runs_;
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
@@ -1508,6 +1509,16 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
         stage_conn_.Run(internal::CopyIntoStageSql(e->shape, run->stage, run->cols)));
     run->copy_conn = &stage_conn_;
     run->shared_stage = true;
+  } else if (run->op == ChangeOp::kInsert && e->shape.key.empty() && !run->cols.empty()) {
+    // Inserts into a table without a key need no staging: nothing to match or deduplicate, and
+    // the set-based statement would only copy the staged rows once more, in the same order.
+    // COPY into the table itself does what that INSERT does (constraints are checked, and the
+    // rows stay in the batch's transaction); under session_replication_role = replica ordinary
+    // triggers fire for neither.
+    TS_RETURN_IF_ERROR(LeavePipeline());
+    TS_RETURN_IF_ERROR(conn_.Run(internal::CopyIntoTableSql(e->shape, run->cols)));
+    run->copy_conn = &conn_;
+    run->direct = true;
   } else {
     TS_RETURN_IF_ERROR(LeavePipeline());
     run->stage = QuoteIdent(internal::StageTableName(e->id));
@@ -1545,10 +1556,13 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
       run->key_hashes.push_back(KeyHash(row, key));
     }
   }
-  run->buffer += std::to_string(++run->seq);
+  ++run->seq;
+  if (!run->direct) run->buffer += std::to_string(run->seq);
   const std::vector<bool>& padded = run->entry->shape.blank_padded;
+  bool first = run->direct;
   for (int c : run->cols) {
-    run->buffer += '\t';
+    if (!first) run->buffer += '\t';
+    first = false;
     internal::AppendCopyText(row[c], &run->buffer, padded[c]);
   }
   run->buffer += '\n';
@@ -1598,6 +1612,12 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   }
   if (PQputCopyEnd(cc.get(), nullptr) != 1) {
     return ConnectionError("ending COPY to the target: " + cc.LastError());
+  }
+  if (run.direct) {
+    TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into " + e->target_table));
+    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
+    batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+    return Status::Ok();
   }
   TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into the staging table"));
   const std::string& stage = run.stage;

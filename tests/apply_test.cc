@@ -630,6 +630,59 @@ TEST_F(ApplyTest, ManyChangesOfFewKeysStayOffTheCopyPath) {
   EXPECT_EQ(Progress(), last_lsn_.ToString());
 }
 
+// Inserts into a table without a key go to the table itself by COPY (no staging table): every
+// value arrives as a single INSERT would store it, and a bad row still becomes one dead letter
+// while the rest of the run is applied once.
+TEST_F(ApplyTest, KeylessInsertRunCopiesIntoTheTableItself) {
+  Exec("CREATE TABLE tenant_rawdog.ledger (n integer CHECK (n > 0), v text, c character(4))");
+  auto r = Rel("ledger", {{"n", "integer", true}, {"v", "text", true}, {"c", "character(4)", true}},
+               'f', 16700);
+  const std::vector<Datum> awkward = {T("tab\there"), T("line\nbreak"), T("back\\slash"), N(),
+                                      T("\xc3\xbcn\xc3\xaf" "code"), T("")};
+  auto value = [&](int i) { return awkward[static_cast<size_t>(i) % awkward.size()]; };
+  auto run_of = [&](int from, int to, int bad) {
+    std::vector<Change> ins;
+    for (int i = from; i <= to; ++i) {
+      ins.push_back(Insert(r, {T(std::to_string(i == bad ? -1 : i)), value(i), T("ab")}));
+    }
+    Txn(ins);
+  };
+  auto o = Options();
+  o.bulk_min_rows = 100;
+  run_of(1, 600, 0);
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.isolated_batches, 0u);  // the COPY itself succeeded
+  EXPECT_EQ(counters_.bulk_rows, 600u);
+  // Every value as a plain INSERT of the same literals stores it.
+  Exec("CREATE TABLE tenant_rawdog.expected (LIKE tenant_rawdog.ledger)");
+  auto expect_rows = [&](int from, int to, int bad) {
+    for (int i = from; i <= to; ++i) {
+      if (i == bad) continue;
+      const Datum v = value(i);
+      Exec("INSERT INTO tenant_rawdog.expected VALUES (" + std::to_string(i) + ", " +
+           (v.kind == Datum::Kind::kNull ? std::string("NULL") : "'" + v.text + "'") + ", 'ab')");
+    }
+  };
+  expect_rows(1, 600, 0);
+  auto differing = [&] {
+    return Q("SELECT (SELECT count(*) FROM (SELECT * FROM tenant_rawdog.ledger EXCEPT ALL "
+             "SELECT * FROM tenant_rawdog.expected) a) + (SELECT count(*) FROM (SELECT * FROM "
+             "tenant_rawdog.expected EXCEPT ALL SELECT * FROM tenant_rawdog.ledger) b)");
+  };
+  EXPECT_EQ(differing(), "0");
+  // A bad row fails the COPY: the batch is isolated, the row becomes one dead letter, the rest
+  // is applied once.
+  run_of(601, 1200, 900);
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.isolated_batches, 1u);
+  EXPECT_EQ(*store_->DeadLetterCount(), 1u);
+  EXPECT_EQ(Q("SELECT count(*) || '/' || count(DISTINCT n) FROM tenant_rawdog.ledger"),
+            "1199/1199");
+  expect_rows(601, 1200, 900);
+  EXPECT_EQ(differing(), "0");
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+}
+
 TEST_F(ApplyTest, ShortRunsWriteEachKeyOncePerBatch) {
   auto items = tenantsync::Items();
   auto tags = Rel("tags", {{"id", "bigint", true}, {"tag", "text"}}, 'd', 16801);

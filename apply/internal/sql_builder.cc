@@ -182,6 +182,10 @@ std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
   return sql + ") FROM STDIN";
 }
 
+std::string CopyIntoTableSql(const TableShape& t, const std::vector<int>& cols) {
+  return "COPY " + t.qualified + " (" + ColumnList(t, cols) + ") FROM STDIN";
+}
+
 std::string BulkInsertSql(const TableShape& t, const std::string& stage,
                           const std::vector<int>& cols, bool unique_keys) {
   std::string list = ColumnList(t, cols);

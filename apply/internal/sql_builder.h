@@ -72,6 +72,8 @@ std::string SharedStagePrefix(const std::string& pipeline);
 // COPY <stage> (ts_seq, <cols>) FROM STDIN (text format).
 std::string CopyIntoStageSql(const TableShape& t, const std::string& stage,
                              const std::vector<int>& cols);
+// COPY t (<cols>) FROM STDIN (text format), straight into the target table; `cols` non-empty.
+std::string CopyIntoTableSql(const TableShape& t, const std::vector<int>& cols);
 // INSERT INTO t (cols) SELECT the last staged row per key (by ts_seq) ON CONFLICT ... as InsertSql;
 // without a key, every staged row in ts_seq order. `unique_keys`: the caller knows no key occurs
 // twice in the stage, so the per-key sort (DISTINCT ON) is left out.
