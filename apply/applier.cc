@@ -294,10 +294,9 @@ class Applier::Impl {
     bool keys_tracked = true;
     // Before COPY, under grouping (session_replication_role = replica) and for a keyed table:
     // one held row per key, the last change of it (AddToRun); key_rows maps a key (KeyString) to
-    // its row, `replaced` counts the changes a later one of the same key replaced.
+    // its row.
     bool one_per_key = false;
     std::unordered_map<std::string, uint32_t> key_rows;
-    uint64_t replaced = 0;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
     std::string stage;            // the staging table, as SQL
@@ -1427,11 +1426,13 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
   const uint64_t bytes = TupleBytes(row);
   run->bytes += bytes;
   held_bytes_ += bytes;
+  bool replaced = false;
   if (run->one_per_key) {
     // A later change of a key the run holds replaces it (see FlushRun: the last change of each
     // key leaves the row as the whole sequence does), so the run counts keys, not changes:
     // pgbench's 10 branches and 100 tellers stay short enough for the array path instead of
     // going to COPY with every change of them.
+    // The replaced change counts as applied, as the COPY path's per-key sort counts it.
     KeyString(row, e->shape.key, &key_buf_);
     auto [it, fresh] = run->key_rows.try_emplace(key_buf_, run->rows.size());
     if (!fresh) {
@@ -1440,13 +1441,11 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
       run->bytes -= old_bytes;
       held_bytes_ -= old_bytes;
       held = std::move(row);
-      ++run->replaced;
-      if (run->bytes >= kMaxRunBytes) return StartCopy(run);
-      if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
-      return Status::Ok();
+      ++batch_rows_[std::make_pair(e->target_table, OpName(op))];
+      replaced = true;
     }
   }
-  run->rows.push_back(std::move(row));
+  if (!replaced) run->rows.push_back(std::move(row));
   if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
       run->bytes >= kMaxRunBytes) {
     return StartCopy(run);
@@ -1538,8 +1537,6 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
   std::vector<Tuple> rows = std::move(run->rows);
   run->rows.clear();
   run->key_rows = {};  // from here on the set-based statement takes the last row of each key
-  batch_rows_[std::make_pair(e->target_table, OpName(run->op))] += run->replaced;
-  run->replaced = 0;
   held_bytes_ -= run->bytes;
   run->bytes = 0;
   for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(run, r));
@@ -1559,10 +1556,9 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
   ++run->seq;
   if (!run->direct) run->buffer += std::to_string(run->seq);
   const std::vector<bool>& padded = run->entry->shape.blank_padded;
-  bool first = run->direct;
-  for (int c : run->cols) {
-    if (!first) run->buffer += '\t';
-    first = false;
+  for (size_t i = 0; i < run->cols.size(); ++i) {
+    if (i > 0 || !run->direct) run->buffer += '\t';  // after ts_seq, or between columns
+    const int c = run->cols[i];
     internal::AppendCopyText(row[c], &run->buffer, padded[c]);
   }
   run->buffer += '\n';
@@ -1588,7 +1584,6 @@ Status Applier::Impl::FlushRun(BulkRun run) {
     // session_replication_role = replica, where ordinary triggers and foreign-key checks do not
     // fire (an ENABLE ALWAYS or REPLICA trigger sees one write per key per batch, as it does on
     // the COPY path).
-    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += run.replaced;
     if (group_tables_ && options_.array_min_rows > 0 &&
         (run.op == ChangeOp::kInsert || !e->shape.key.empty()) &&
         internal::ArrayStageSupports(e->shape, run.cols) &&
@@ -1613,10 +1608,13 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   if (PQputCopyEnd(cc.get(), nullptr) != 1) {
     return ConnectionError("ending COPY to the target: " + cc.LastError());
   }
-  if (run.direct) {
-    TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into " + e->target_table));
+  auto count_rows = [&] {
     batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
     batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+  };
+  if (run.direct) {
+    TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into " + e->target_table));
+    count_rows();
     return Status::Ok();
   }
   TS_RETURN_IF_ERROR(internal::FinishResults(cc.get(), "COPY into the staging table"));
@@ -1653,8 +1651,7 @@ Status Applier::Impl::FlushRun(BulkRun run) {
     pending_bulk_.unique_keys = unique_keys;
     pending_bulk_.staging_secs = std::chrono::duration<double>(started - run.copy_started).count();
     pending_bulk_.sent = started;
-    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
-    batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+    count_rows();
     return Status::Ok();
   }
   if (run.seq >= 10000) {
@@ -1679,8 +1676,7 @@ Status Applier::Impl::FlushRun(BulkRun run) {
                  secs(std::chrono::steady_clock::now() - started), secs(started - run.copy_started),
                  unique_keys ? ", keys unique: no per-key sort" : "");
   }
-  batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += static_cast<uint64_t>(run.seq);
-  batch_bulk_rows_ += static_cast<uint64_t>(run.seq);
+  count_rows();
   return Status::Ok();
 }
 
@@ -1693,13 +1689,13 @@ Status Applier::Impl::FlushRun(BulkRun run) {
 Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
   const TableShape& s = e->shape;
   std::vector<std::string> arrays(run.cols.size(), "{");
-  int64_t rows = 0;
-  for (const Tuple& row : run.rows) {
+  const int64_t rows = static_cast<int64_t>(run.rows.size());
+  for (size_t r = 0; r < run.rows.size(); ++r) {
     for (size_t c = 0; c < run.cols.size(); ++c) {
-      if (rows > 0) arrays[c] += ',';
-      internal::AppendArrayElement(row[run.cols[c]], &arrays[c], s.blank_padded[run.cols[c]]);
+      if (r > 0) arrays[c] += ',';
+      internal::AppendArrayElement(run.rows[r][run.cols[c]], &arrays[c],
+                                   s.blank_padded[run.cols[c]]);
     }
-    ++rows;
   }
   std::vector<Datum> values;
   values.reserve(arrays.size());
