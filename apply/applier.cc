@@ -122,7 +122,8 @@ struct PreparedStatement {
 struct RowOp {
   ChangeOp op;
   std::vector<int> cols;        // insert: columns; update: SET columns
-  std::vector<int> match_cols;  // no-key update/delete: matched columns
+  std::vector<int> match_cols;  // no-key update/delete: columns matched by value
+  std::vector<int> null_cols;   // no-key update/delete: columns matched by IS NULL
   const Tuple* values = nullptr;  // insert/update values (target tuple)
   const Tuple* key = nullptr;     // update/delete: the tuple holding the key / matched values
 };
@@ -206,9 +207,15 @@ class Applier::Impl {
   // --- bulk path ---
   struct BulkRun;
   Status AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
+  // AddToRun for a keyed table under grouping: the net effect of its changes per key.
+  Status MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
+  // Takes the row of key key_buf_ at `at` out of a held run (an emptied run leaves runs_).
+  Tuple TakeHeldRow(BulkRun* run, uint32_t at);
+  // Holds a row of key key_buf_ in e's run of op and cols (made if needed).
+  Status PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
   // Sends every pending run (a barrier: truncate, DDL, the end of a batch).
   Status FlushRuns();
-  // Sends the pending run of e's target table, if any.
+  // Sends the pending runs of e, if any: deletes, then inserts, then updates.
   Status FlushRunOf(const RelationEntry* e);
   // Ends the open COPY, if any, and runs its set-based statement.
   Status FlushCopying();
@@ -293,9 +300,8 @@ class Applier::Impl {
     std::vector<uint64_t> key_hashes;
     bool keys_tracked = true;
     // Before COPY, under grouping (session_replication_role = replica) and for a keyed table:
-    // one held row per key, the last change of it (AddToRun); key_rows maps a key (KeyString) to
-    // its row.
-    bool one_per_key = false;
+    // one held row per key, the net effect of its changes (MergeIntoRuns); key_rows maps a key
+    // (KeyString) to its row.
     std::unordered_map<std::string, uint32_t> key_rows;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
@@ -305,7 +311,8 @@ class Applier::Impl {
   };
   std::vector<std::unique_ptr<BulkRun>> runs_;
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
-  std::string key_buf_;      // AddToRun's KeyString, reused
+  std::string key_buf_;      // the key MergeIntoRuns works on (KeyString), reused
+  std::string moved_key_buf_;
   PgConn stage_conn_;
   bool live_staged_ = false;  // the open live transaction made staging tables
   bool stages_left_ = false;  // DropStages left some: retried after a batch (FinishBatch)
@@ -1151,12 +1158,15 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
 
 namespace {
 
-std::string MaskKey(int entry, char op, const std::vector<int>& a, const std::vector<int>& b) {
+std::string MaskKey(int entry, char op, const std::vector<int>& a, const std::vector<int>& b,
+                    const std::vector<int>& c = {}) {
   std::string k = std::to_string(entry);
   k += op;
   for (int x : a) k += std::to_string(x) + ",";
   k += "|";
   for (int x : b) k += std::to_string(x) + ",";
+  k += "|";
+  for (int x : c) k += std::to_string(x) + ",";
   return k;
 }
 
@@ -1194,8 +1204,9 @@ Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
       return Execute(
-          MaskKey(e->id, 'u', op.cols, op.match_cols),
-          [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols); }, params, 1);
+          MaskKey(e->id, 'u', op.cols, op.match_cols, op.null_cols),
+          [&] { return internal::UpdateByMatchSql(s, op.cols, op.match_cols, op.null_cols); },
+          params, 1);
     }
     case ChangeOp::kDelete: {
       if (!s.key.empty()) {
@@ -1205,8 +1216,8 @@ Status Applier::Impl::SendRow(RelationEntry* e, const RowOp& op) {
       }
       for (int m : op.match_cols) params.push_back(&(*op.key)[m]);
       return Execute(
-          MaskKey(e->id, 'd', {}, op.match_cols),
-          [&] { return internal::DeleteByMatchSql(s, op.match_cols); }, params, 0);
+          MaskKey(e->id, 'd', {}, op.match_cols, op.null_cols),
+          [&] { return internal::DeleteByMatchSql(s, op.match_cols, op.null_cols); }, params, 0);
     }
     default:
       return Fatal("SendRow: unexpected operation; this is a bug");
@@ -1285,7 +1296,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
       if (!e->identity[si]) continue;
       int ti = t.TargetIndexOf(static_cast<int>(si));
       if (ti < 0 || s.added[ti] || locate[ti].is_unchanged()) continue;
-      op.match_cols.push_back(ti);
+      (locate[ti].kind == Datum::Kind::kNull ? op.null_cols : op.match_cols).push_back(ti);
     }
   } else {
     for (int k : s.key) {
@@ -1398,17 +1409,19 @@ void KeyString(const Tuple& row, const std::vector<int>& key, std::string* k) {
 }  // namespace
 
 Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
-  BulkRun* run = nullptr;
   for (size_t i = 0; i < runs_.size(); ++i) {
-    BulkRun* r = runs_[i].get();
-    if (r->entry == e) {
-      run = r;
-    } else if (!group_tables_ || r->entry->shape.qualified == e->shape.qualified) {
+    const RelationEntry* other = runs_[i]->entry;
+    if (other != e && (!group_tables_ || other->shape.qualified == e->shape.qualified)) {
       // Another table without grouping, or the same target table under another relation
       // definition (drift): its changes go first.
-      TS_RETURN_IF_ERROR(FlushRunOf(r->entry));
+      TS_RETURN_IF_ERROR(FlushRunOf(other));
       return AddToRun(e, op, std::move(cols), std::move(row));
     }
+  }
+  if (group_tables_ && !e->shape.key.empty()) return MergeIntoRuns(e, op, std::move(cols), std::move(row));
+  BulkRun* run = nullptr;
+  for (const auto& r : runs_) {
+    if (r->entry == e) run = r.get();
   }
   if (run != nullptr && (run->op != op || run->cols != cols)) {
     TS_RETURN_IF_ERROR(FlushRunOf(e));
@@ -1420,35 +1433,171 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
     run->entry = e;
     run->op = op;
     run->cols = std::move(cols);
-    run->one_per_key = group_tables_ && !e->shape.key.empty();
   }
   if (run->copying) return CopyRow(run, row);
   const uint64_t bytes = TupleBytes(row);
   run->bytes += bytes;
   held_bytes_ += bytes;
-  bool replaced = false;
-  if (run->one_per_key) {
-    // A later change of a key the run holds replaces it (see FlushRun: the last change of each
-    // key leaves the row as the whole sequence does), so the run counts keys, not changes:
-    // pgbench's 10 branches and 100 tellers stay short enough for the array path instead of
-    // going to COPY with every change of them.
-    // The replaced change counts as applied, as the COPY path's per-key sort counts it.
-    KeyString(row, e->shape.key, &key_buf_);
-    auto [it, fresh] = run->key_rows.try_emplace(key_buf_, run->rows.size());
-    if (!fresh) {
-      Tuple& held = run->rows[it->second];
-      const uint64_t old_bytes = TupleBytes(held);
-      run->bytes -= old_bytes;
-      held_bytes_ -= old_bytes;
-      held = std::move(row);
-      ++batch_rows_[std::make_pair(e->target_table, OpName(op))];
-      replaced = true;
-    }
-  }
-  if (!replaced) run->rows.push_back(std::move(row));
+  run->rows.push_back(std::move(row));
   if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
       run->bytes >= kMaxRunBytes) {
     return StartCopy(run);
+  }
+  if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
+  return Status::Ok();
+}
+
+// Under grouping (session_replication_role = replica) a keyed table's changes are held as their
+// net effect per key, whatever the order of the kinds of change: a run per kind of change and
+// column set, each key in at most one of them (a key deleted and then inserted again: in the
+// delete run and in the insert run), and FlushRunOf sends deletes, then inserts, then updates.
+// So an order that is inserted and then updated in one source transaction, and the next order
+// too, is one insert run, not a statement per change. Each step keeps what the source's sequence
+// leaves in the row (an insert is an upsert, an update or a delete of a missing row does nothing):
+//   held \ new   insert              update                      delete
+//   none         insert              update                      delete
+//   insert       insert (the new)    insert, overlaid            delete
+//   update       insert (the new)    update, overlaid (columns   delete
+//                                    of both)
+//   delete       delete + insert     delete (no row to update)   delete
+//   delete +     delete + insert     delete + insert, overlaid   delete
+//     insert       (the new)
+// Rows of different keys are independent, so the runs may go in any order; a unique index on
+// other columns that only the source's order satisfies fails the statement, and the batch is then
+// applied one change at a time in that order (Isolate). While one run of the table alone is
+// COPYing, a change of another kind first sends it (its rows can not be taken back).
+Status Applier::Impl::MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols,
+                                    Tuple row) {
+  std::vector<BulkRun*> mine;
+  for (const auto& r : runs_) {
+    if (r->entry == e) mine.push_back(r.get());
+  }
+  if (!mine.empty() && mine.front()->copying) {  // then it is e's only run
+    if (mine.front()->op == op && mine.front()->cols == cols) return CopyRow(mine.front(), row);
+    TS_RETURN_IF_ERROR(FlushRunOf(e));
+    mine.clear();
+  }
+  KeyString(row, e->shape.key, &key_buf_);
+  BulkRun* deleted = nullptr;  // e's delete run, when it holds this key
+  BulkRun* held = nullptr;     // e's insert or update run holding this key
+  uint32_t at = 0;
+  for (BulkRun* r : mine) {
+    auto it = r->key_rows.find(key_buf_);
+    if (it == r->key_rows.end()) continue;
+    if (r->op == ChangeOp::kDelete) {
+      deleted = r;
+    } else {
+      held = r;
+      at = it->second;
+    }
+  }
+  // A change merged into a held row, or a held row replaced, counts as applied here (as the COPY
+  // path's per-key sort counts it); the row a run sends is counted when it is sent.
+  auto count = [&](ChangeOp o) { ++batch_rows_[std::make_pair(e->target_table, OpName(o))]; };
+  switch (op) {
+    case ChangeOp::kInsert:
+      if (held != nullptr) {
+        count(held->op);
+        TakeHeldRow(held, at);
+      }
+      return PutHeldRow(e, op, std::move(cols), std::move(row));
+    case ChangeOp::kUpdate:
+      if (held != nullptr && held->op == ChangeOp::kInsert &&
+          std::includes(held->cols.begin(), held->cols.end(), cols.begin(), cols.end())) {
+        Tuple& h = held->rows[at];
+        const uint64_t before = TupleBytes(h);
+        for (int c : cols) h[c] = std::move(row[c]);
+        const uint64_t after = TupleBytes(h);
+        held->bytes = held->bytes + after - before;
+        held_bytes_ = held_bytes_ + after - before;
+        count(op);
+        return held_bytes_ >= kMaxHeldBytes ? FlushRuns() : Status::Ok();
+      }
+      if (held != nullptr && held->op == ChangeOp::kUpdate) {
+        count(held->op);
+        std::vector<int> held_cols = held->cols;
+        Tuple merged = TakeHeldRow(held, at);
+        for (int c : cols) merged[c] = std::move(row[c]);
+        std::vector<int> all(held_cols.size() + cols.size());
+        all.erase(std::set_union(held_cols.begin(), held_cols.end(), cols.begin(), cols.end(),
+                                 all.begin()),
+                  all.end());
+        return PutHeldRow(e, op, std::move(all), std::move(merged));
+      }
+      if (held != nullptr) {  // an insert whose columns do not cover the update's (not seen)
+        TS_RETURN_IF_ERROR(FlushRunOf(e));
+        KeyString(row, e->shape.key, &key_buf_);
+        return PutHeldRow(e, op, std::move(cols), std::move(row));
+      }
+      if (deleted != nullptr) {
+        count(op);
+        return Status::Ok();
+      }
+      return PutHeldRow(e, op, std::move(cols), std::move(row));
+    case ChangeOp::kDelete:
+      if (held != nullptr) {
+        count(held->op);
+        TakeHeldRow(held, at);
+      }
+      if (deleted != nullptr) {
+        count(op);
+        return Status::Ok();
+      }
+      return PutHeldRow(e, op, std::move(cols), std::move(row));
+    default:
+      return Fatal("bulk path: unexpected operation; this is a bug");
+  }
+}
+
+Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
+  Tuple out = std::move(run->rows[at]);
+  const uint64_t bytes = TupleBytes(out);
+  run->bytes -= bytes;
+  held_bytes_ -= bytes;
+  run->key_rows.erase(key_buf_);
+  if (at + 1 != run->rows.size()) {
+    run->rows[at] = std::move(run->rows.back());
+    KeyString(run->rows[at], run->entry->shape.key, &moved_key_buf_);
+    run->key_rows[moved_key_buf_] = at;
+  }
+  run->rows.pop_back();
+  if (run->rows.empty()) {
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      if (runs_[i].get() == run) {
+        runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Status Applier::Impl::PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
+  BulkRun* run = nullptr;
+  int of_table = 0;
+  for (const auto& r : runs_) {
+    if (r->entry != e) continue;
+    ++of_table;
+    if (r->op == op && r->cols == cols) run = r.get();
+  }
+  if (run == nullptr) {
+    runs_.push_back(std::make_unique<BulkRun>());
+    run = runs_.back().get();
+    run->entry = e;
+    run->op = op;
+    run->cols = std::move(cols);
+    ++of_table;
+  }
+  const uint64_t bytes = TupleBytes(row);
+  run->bytes += bytes;
+  held_bytes_ += bytes;
+  run->key_rows.emplace(key_buf_, static_cast<uint32_t>(run->rows.size()));
+  run->rows.push_back(std::move(row));
+  if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
+      run->bytes >= kMaxRunBytes) {
+    // Alone, the run goes on as a COPY; beside other runs of the table, they all go now (the
+    // long ones by COPY: FlushRunOf).
+    return of_table == 1 ? StartCopy(run) : FlushRunOf(e);
   }
   if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
   return Status::Ok();
@@ -1460,14 +1609,30 @@ Status Applier::Impl::FlushRuns() {
 }
 
 Status Applier::Impl::FlushRunOf(const RelationEntry* e) {
-  for (size_t i = 0; i < runs_.size(); ++i) {
-    if (runs_[i]->entry != e) continue;
-    BulkRun run = std::move(*runs_[i]);
+  std::vector<BulkRun> mine;
+  for (size_t i = 0; i < runs_.size();) {
+    if (runs_[i]->entry != e) {
+      ++i;
+      continue;
+    }
+    mine.push_back(std::move(*runs_[i]));
     runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
-    held_bytes_ -= run.bytes;
+    held_bytes_ -= mine.back().bytes;
+  }
+  // Deletes first: a key deleted and then inserted again is in both runs (MergeIntoRuns).
+  auto rank = [](ChangeOp op) { return op == ChangeOp::kDelete ? 0 : op == ChangeOp::kInsert ? 1 : 2; };
+  std::stable_sort(mine.begin(), mine.end(),
+                   [&](const BulkRun& a, const BulkRun& b) { return rank(a.op) < rank(b.op); });
+  for (BulkRun& run : mine) {
+    if (!run.copying && mine.size() > 1 &&
+        (run.rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
+         run.bytes >= kMaxRunBytes)) {
+      held_bytes_ += run.bytes;  // StartCopy takes it off
+      TS_RETURN_IF_ERROR(StartCopy(&run));
+    }
     // Rows too few for COPY go as single statements, which need the connection free of COPY.
     if (!run.copying) TS_RETURN_IF_ERROR(FlushCopying());
-    return FlushRun(std::move(run));
+    TS_RETURN_IF_ERROR(FlushRun(std::move(run)));
   }
   return Status::Ok();
 }
@@ -1576,11 +1741,9 @@ Status Applier::Impl::FlushRun(BulkRun run) {
   RelationEntry* e = run.entry;
   if (!run.copying) {
     // Too short for COPY: one statement per row, or one over arrays (SendArrayRun). Under
-    // grouping, AddToRun kept only the last change of each key (BulkRun::one_per_key), as the
-    // COPY path's statements take only the last staged row per key: a run holds one kind of
-    // change with one column set, so the last one leaves the row as the whole sequence does (an
-    // upsert, a full SET of those columns, a delete). Hot rows (pgbench's 10 branches) are
-    // changed once per batch instead of once per source transaction. Only under
+    // grouping, MergeIntoRuns kept one row per key, the net effect of its changes (as the COPY
+    // path's statements take only the last staged row per key), so hot rows (pgbench's 10
+    // branches) are changed once per batch instead of once per source transaction. Only under
     // session_replication_role = replica, where ordinary triggers and foreign-key checks do not
     // fire (an ENABLE ALWAYS or REPLICA trigger sees one write per key per batch, as it does on
     // the COPY path).

@@ -100,12 +100,17 @@ std::string UpdateByKeySql(const TableShape& t, const std::vector<int>& set_cols
 
 namespace {
 
-std::string OneRowMatch(const TableShape& t, const std::vector<int>& match_cols, int first_param) {
+std::string OneRowMatch(const TableShape& t, const std::vector<int>& match_cols,
+                        const std::vector<int>& null_cols, int first_param) {
   std::string where;
   int n = first_param;
-  for (size_t i = 0; i < match_cols.size(); ++i) {
-    if (i) where += " AND ";
-    where += MatchExpr(QuoteIdent(t.columns[match_cols[i]]), t.types[match_cols[i]], n++, true);
+  for (int c : match_cols) {
+    if (!where.empty()) where += " AND ";
+    where += MatchExpr(QuoteIdent(t.columns[c]), t.types[c], n++, false);
+  }
+  for (int c : null_cols) {
+    if (!where.empty()) where += " AND ";
+    where += QuoteIdent(t.columns[c]) + " IS NULL";
   }
   if (where.empty()) where = "true";
   return "ctid = (SELECT ctid FROM " + t.qualified + " WHERE " + where + " LIMIT 1)";
@@ -114,13 +119,14 @@ std::string OneRowMatch(const TableShape& t, const std::vector<int>& match_cols,
 }  // namespace
 
 std::string UpdateByMatchSql(const TableShape& t, const std::vector<int>& set_cols,
-                             const std::vector<int>& match_cols) {
+                             const std::vector<int>& match_cols, const std::vector<int>& null_cols) {
   std::string sql = "UPDATE " + t.qualified + " SET ";
   for (size_t i = 0; i < set_cols.size(); ++i) {
     if (i) sql += ", ";
     sql += QuoteIdent(t.columns[set_cols[i]]) + " = " + Param(static_cast<int>(i) + 1);
   }
-  return sql + " WHERE " + OneRowMatch(t, match_cols, static_cast<int>(set_cols.size()) + 1);
+  return sql + " WHERE " +
+         OneRowMatch(t, match_cols, null_cols, static_cast<int>(set_cols.size()) + 1);
 }
 
 std::string DeleteByKeySql(const TableShape& t) {
@@ -133,8 +139,9 @@ std::string DeleteByKeySql(const TableShape& t) {
   return sql;
 }
 
-std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols) {
-  return "DELETE FROM " + t.qualified + " WHERE " + OneRowMatch(t, match_cols, 1);
+std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols) {
+  return "DELETE FROM " + t.qualified + " WHERE " + OneRowMatch(t, match_cols, null_cols, 1);
 }
 
 std::string TruncateSql(const std::vector<std::string>& qualified_tables, bool restart_identity) {

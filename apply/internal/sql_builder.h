@@ -41,15 +41,18 @@ std::string InsertSql(const TableShape& t, const std::vector<int>& cols);
 // `t.key` order. REQUIRES: !t.key.empty(), !set_cols.empty().
 std::string UpdateByKeySql(const TableShape& t, const std::vector<int>& set_cols);
 
-// Tables without a primary key: one row matched NULL-safely on `match_cols`
-// (ctid = (SELECT ctid ... LIMIT 1)). Params: `set_cols` values, then `match_cols` values.
+// Tables without a primary key: one row matched on every column of the old row
+// (ctid = (SELECT ctid ... LIMIT 1)): `match_cols` by `=`, `null_cols` by IS NULL (the values that
+// were NULL), so an index on any matched column can find the row (IS NOT DISTINCT FROM would
+// scan the table for every change). Params: `set_cols` values, then `match_cols` values.
 std::string UpdateByMatchSql(const TableShape& t, const std::vector<int>& set_cols,
-                             const std::vector<int>& match_cols);
+                             const std::vector<int>& match_cols, const std::vector<int>& null_cols);
 
 // DELETE FROM t WHERE <key> = ... Params: the key values. REQUIRES: !t.key.empty().
 std::string DeleteByKeySql(const TableShape& t);
-// One row matched NULL-safely on `match_cols`. Params: `match_cols` values.
-std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols);
+// One row matched as by UpdateByMatchSql. Params: `match_cols` values.
+std::string DeleteByMatchSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols);
 
 // TRUNCATE of every listed table in one statement (so FKs between them are fine), never CASCADE:
 // the source lists every table its cascade reached.

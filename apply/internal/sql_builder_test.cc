@@ -46,12 +46,16 @@ TEST(SqlBuilder, UpdateByKeyPutsKeyParametersLast) {
             "WHERE \"id\" = $3");
 }
 
-TEST(SqlBuilder, MatchWithoutKeyIsNullSafeAndComparesJsonAsJsonb) {
-  EXPECT_EQ(UpdateByMatchSql(Items(), {2}, {1, 2}),
+// NULL values are matched by IS NULL and the others by `=`, which an index on the column serves.
+TEST(SqlBuilder, MatchWithoutKeyUsesEqualityAndIsNullAndComparesJsonAsJsonb) {
+  EXPECT_EQ(UpdateByMatchSql(Items(), {2}, {1, 2}, {0}),
             "UPDATE \"tenant_rawdog\".\"items\" SET \"Qty \"\"x\"\"\" = $1 WHERE ctid = (SELECT "
-            "ctid FROM \"tenant_rawdog\".\"items\" WHERE \"name\"::jsonb IS NOT DISTINCT FROM "
-            "$2::jsonb AND \"Qty \"\"x\"\"\" IS NOT DISTINCT FROM $3 LIMIT 1)");
-  EXPECT_EQ(DeleteByMatchSql(Items(), {}),
+            "ctid FROM \"tenant_rawdog\".\"items\" WHERE \"name\"::jsonb = $2::jsonb AND "
+            "\"Qty \"\"x\"\"\" = $3 AND \"id\" IS NULL LIMIT 1)");
+  EXPECT_EQ(DeleteByMatchSql(Items(), {}, {2}),
+            "DELETE FROM \"tenant_rawdog\".\"items\" WHERE ctid = (SELECT ctid FROM "
+            "\"tenant_rawdog\".\"items\" WHERE \"Qty \"\"x\"\"\" IS NULL LIMIT 1)");
+  EXPECT_EQ(DeleteByMatchSql(Items(), {}, {}),
             "DELETE FROM \"tenant_rawdog\".\"items\" WHERE ctid = (SELECT ctid FROM "
             "\"tenant_rawdog\".\"items\" WHERE true LIMIT 1)");
 }
