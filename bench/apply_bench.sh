@@ -4,9 +4,13 @@
 #   native   a subscription (copy_data = false, over a pg_dump of the source) created before the
 #            backlog, enabled after it
 #   tenant   tenantsync stream started after the backlog (snapshot taken before it)
-# over (1) a pgbench -n -t N backlog and (2) one huge transaction: an UPDATE of every row of
-# pgbench_accounts (scale 10 = 1,000,000 rows), which tenantsync applies through its bulk path.
-# Then (3) end-to-end lag under a steady load and (4) replay of a backlog from the journal alone:
+# over (1) a pgbench -n -t N backlog, (2) a RAWDOG backlog (`rawdog workload`, N transactions of
+# the shop's change mix over 14 tables, in a second database; tenantsync applies the transforms of
+# examples/rawdog.yaml: types, added and renamed columns, AES-256-GCM of 6 columns) and (3) one huge
+# transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
+# tenantsync applies through its bulk path. Each catch-up row also gives transactions/s and
+# changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
+# Then (4) end-to-end lag under a steady load and (5) replay of a backlog from the journal alone:
 #
 #   lag     `pgbench -R RATE -T SECONDS` (tpcb-like, plus ~1 in 51 transactions an INSERT into
 #           lag_probe) while a running tenantsync stream and the enabled native subscription
@@ -33,7 +37,8 @@
 #           before the source stops.
 #
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
-#                        [--lag-seconds 60] [--phases catchup,huge,lag,replay] [--keep]
+#                        [--lag-seconds 60] [--phases catchup,rawdog,huge,lag,replay] [--keep]
+#                        [--rawdog-scale 5]
 #                        [--yaml 'LINES'] [--lag-log-level debug] [--clusters-dir DIR]
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
 # --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
@@ -41,14 +46,14 @@
 # dirty pages are then not written back to the disk that holds the journal, whose fsyncs they
 # otherwise stall by 50-150 ms every few seconds. The journal (state_dir) stays in bench/.run.
 # The binary: $TENANTSYNC_BINARY, else build/ops/tenantsync.
-# Needs a built tenantsync (ops/setup.sh) and PostgreSQL 15 (initdb, pg_ctl, pgbench,
-# pg_recvlogical). Prints one table; writes nothing outside bench/.run/ (removed unless --keep).
+# Needs a built tenantsync and RAWDOG fixture (ops/setup.sh) and PostgreSQL 15 (initdb, pg_ctl,
+# pgbench, pg_recvlogical). Prints one table; writes nothing outside bench/.run/ (removed unless --keep).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,huge,lag,replay
-extra_yaml= lag_log_level=info cdir=
+scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,lag,replay
+extra_yaml= lag_log_level=info cdir= rawdog_scale=5
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -61,13 +66,19 @@ while (($#)); do
     --yaml) extra_yaml=$2; shift 2 ;;
     --lag-log-level) lag_log_level=$2; shift 2 ;;
     --clusters-dir) cdir=$2; shift 2 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    --rawdog-scale) rawdog_scale=$2; shift 2 ;;
+    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
 
 bin=${TENANTSYNC_BINARY:-$root/build/ops/tenantsync}
 [[ -x $bin ]] || { echo "apply_bench: $bin not found; run ops/setup.sh first" >&2; exit 2; }
+rawdog=$root/build/tests/rawdog
+if [[ ",$phases," == *,rawdog,* && ! -x $rawdog ]]; then
+  echo "apply_bench: $rawdog not found (the rawdog phase loads and changes the RAWDOG data with it); run ops/setup.sh first" >&2
+  exit 2
+fi
 pgbin=/usr/lib/postgresql/15/bin
 run=$root/bench/.run
 cdir=${cdir:-$run}
@@ -164,39 +175,58 @@ poll_until() {  # url query
   until { command psql -X -At -d "$1" -f "$f" 2>/dev/null || true; } | grep -q -m1 '^t$'; do sleep 0.05; done
   rm -f "$f"
 }
-wait_tenant() { poll_until "$T" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = 'bench'"; }
-wait_slot() { poll_until "$S" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = '$2'"; }
-wait_native() { wait_slot "$1" native_sub; }
+# The dataset the catch-up measure and the waits below work on: bench (pgbench) or rawdog.
+use_dataset() {
+  if [[ $1 == bench ]]; then
+    DS=$S DT=$T DN=$N dslot=decode_slot dpub=native_pub dsub=native_sub dyaml=$run/bench.yaml dpipe=bench
+    dmarker="UPDATE pgbench_branches SET filler = filler WHERE bid = 1"
+  else
+    DS=$RS DT=$RT DN=$RN dslot=decode_rawdog dpub=native_rawdog_pub dsub=native_rawdog_sub
+    dyaml=$run/rawdog.yaml dpipe=rawdog dmarker="UPDATE bench_marker SET n = n + 1"
+  fi
+}
+use_dataset bench
+wait_tenant() { poll_until "$DT" "SELECT coalesce(applied_lsn >= '$1'::pg_lsn, false) FROM _tenantsync.progress WHERE pipeline = '$dpipe'"; }
+wait_slot() { poll_until "$DS" "SELECT confirmed_flush_lsn >= '$1'::pg_lsn FROM pg_replication_slots WHERE slot_name = '$2'"; }
+wait_native() { wait_slot "$1" "$dsub"; }
+# Rows inserted, updated and deleted so far in the dataset's source database (the backends of a
+# finished load have flushed their counts when they exited).
+changes_now() { q "$DS" "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables WHERE relname <> 'bench_marker'"; }
 
 # CPU seconds (user + system, all threads) a running process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # Peak resident memory (MB) of a running process so far.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
-measure() {  # label; the backlog is in the source now
-  local label=$1 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal
-  end=$(q "$S" "SELECT pg_current_wal_lsn()")
-  q "$S" "SELECT pg_switch_wal()" >/dev/null
-  t0=$(now); pg_recvlogical -d "$S" --slot decode_slot --start --endpos="$end" -o proto_version=1 -o publication_names=native_pub -f /dev/null; t1=$(now)
+measure() {  # label transactions changes; the backlog is in the dataset's source now
+  local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal
+  end=$(q "$DS" "SELECT pg_current_wal_lsn()")
+  q "$DS" "SELECT pg_switch_wal()" >/dev/null
+  t0=$(now); pg_recvlogical -d "$DS" --slot "$dslot" --start --endpos="$end" -o proto_version=1 -o publication_names="$dpub" -f /dev/null; t1=$(now)
   decode=$(secs "$t0" "$t1")
-  w0=$(q "$T" "SELECT pg_current_wal_lsn()")
-  t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
-  q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
+  w0=$(q "$DT" "SELECT pg_current_wal_lsn()")
+  t0=$(now); q "$DN" "ALTER SUBSCRIPTION $dsub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
+  q "$DN" "ALTER SUBSCRIPTION $dsub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
-  w1=$(q "$T" "SELECT pg_current_wal_lsn()")
+  w1=$(q "$DT" "SELECT pg_current_wal_lsn()")
   # A marker transaction after `end`: the applier's last commit LSN passes `end` once it has
   # applied the whole backlog.
-  q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
-  t0=$(now); "$bin" -c "$run/bench.yaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
+  q "$DS" "$dmarker" >/dev/null
+  t0=$(now); "$bin" -c "$dyaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
   wait_tenant "$end"
   t1=$(now)
   cpu=$(cpu_secs "$bridge_pid") rss=$(peak_rss_mb "$bridge_pid")
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   tenant=$(secs "$t0" "$t1")
-  w2=$(q "$T" "SELECT pg_current_wal_lsn()")
-  wal="target WAL MB native $(q "$T" "SELECT round(('$w1'::pg_lsn - '$w0'::pg_lsn) / 1048576)") tenantsync $(q "$T" "SELECT round(('$w2'::pg_lsn - '$w1'::pg_lsn) / 1048576)")"
+  w2=$(q "$DT" "SELECT pg_current_wal_lsn()")
+  wal="target WAL MB native $(q "$DT" "SELECT round(('$w1'::pg_lsn - '$w0'::pg_lsn) / 1048576)") tenantsync $(q "$DT" "SELECT round(('$w2'::pg_lsn - '$w1'::pg_lsn) / 1048576)")"
   printf '%-22s %10s %10s %10s   tenantsync/native %s   tenantsync/decode %s   tenantsync CPU %s s, peak RSS %s MB, %s\n' "$label" "$decode" "$native" "$tenant" \
     "$(python3 -c "print(f'{$native/$tenant:.2f}x faster')")" "$(python3 -c "print(f'{$decode/$tenant:.2f}x of the decode rate')")" "$cpu" "$rss" "$wal"
+  python3 -c "
+n, c = $txns, $changes
+print(f'  {n} transactions, {c} changes; per second: ' + ', '.join(
+    f'{w} {n / t:,.0f} txn/s {c / t:,.0f} changes/s' for w, t in
+    (('decode', $decode), ('native', $native), ('tenantsync', $tenant))))"
 }
 
 has_phase() { [[ ",$phases," == *",$1,"* ]]; }
@@ -338,14 +368,50 @@ replay_phase() {
   as_pg "$pgbin/pg_ctl" -D "$cdir/source" -l "$cdir/source/server.log" -w start >/dev/null
 }
 
+# RAWDOG: its own databases (source rawdog; target platform for tenantsync, native_rawdog for
+# native), decode slot, publication and subscription, all made before its backlog.
+rawdog_phase() {
+  local c0 c1
+  RS="postgresql://postgres@127.0.0.1:$sp/rawdog"
+  RT="postgresql://postgres@127.0.0.1:$tp/platform"
+  RN="postgresql://postgres@127.0.0.1:$tp/native_rawdog"
+  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$sp" -U postgres rawdog
+  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres platform
+  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres native_rawdog
+  "$rawdog" load --url "$RS" --scale "$rawdog_scale" >/dev/null
+  q "$RS" "CREATE TABLE bench_marker (id int PRIMARY KEY, n int NOT NULL); INSERT INTO bench_marker VALUES (1, 0)" >/dev/null
+  pg_dump -d "$RS" | psql -d "$RN" >/dev/null
+  q "$RS" "CREATE PUBLICATION native_rawdog_pub FOR ALL TABLES" >/dev/null
+  q "$RS" "SELECT pg_create_logical_replication_slot('decode_rawdog', 'pgoutput')" >/dev/null
+  q "$RN" "CREATE SUBSCRIPTION native_rawdog_sub CONNECTION 'host=127.0.0.1 port=$sp dbname=rawdog user=postgres' PUBLICATION native_rawdog_pub WITH (copy_data = false, enabled = false)" >/dev/null 2>&1
+  # The shop's own pipeline (examples/rawdog.yaml: its transforms and encryption), on these servers.
+  { sed -e "s#^state_dir:.*#state_dir: $run/state-rawdog#" -e 's#^ops:.*#ops: {listen: "127.0.0.1:0"}#' \
+      "$root/examples/rawdog.yaml"; printf '%s\n' "$extra_yaml"; } >"$run/rawdog.yaml"
+  export POSTGRES_URL=$RS NEW_POSTGRES_URL=$RT
+  SHOPIFY_ACCESS_TOKEN="shpat_bench_$(openssl rand -hex 8)" TENANTSYNC_KEY=$(openssl rand -base64 32)
+  export SHOPIFY_ACCESS_TOKEN TENANTSYNC_KEY
+  "$bin" -c "$run/rawdog.yaml" snapshot >"$run/snapshot-rawdog.log" 2>&1
+  use_dataset rawdog
+  c0=$(changes_now)
+  "$rawdog" workload --url "$RS" --clients "$clients" --transactions "$((transactions / clients))" --seed 1 \
+    >"$run/rawdog-workload.log" 2>&1
+  c1=$(changes_now)
+  echo "  load $(load)"; measure "rawdog x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
+  grep -h "dead letter" "$run/stream-rawdog"*.log | sed 's/^/  /' || true
+  use_dataset bench
+}
+
 printf '%-22s %10s %10s %10s   (seconds to catch up; smaller is better)\n' backlog decode native tenantsync
 if has_phase catchup; then
+  c0=$(changes_now)
   pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
-  echo "  load $(load)"; measure "pgbench x$transactions"; echo "  load $(load)"
+  c1=$(changes_now)
+  echo "  load $(load)"; measure "pgbench x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
 fi
+if has_phase rawdog; then rawdog_phase; fi
 if has_phase huge; then
   q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
-  echo "  load $(load)"; measure "UPDATE $((scale * 100000)) rows"; echo "  load $(load)"
+  echo "  load $(load)"; measure "UPDATE $((scale * 100000)) rows" 1 "$((scale * 100000))"; echo "  load $(load)"
   grep -h "bulk" "$run/stream-UPDATE"*.log | sed 's/^/  /' || true
 fi
 if has_phase replay; then replay_phase; fi
