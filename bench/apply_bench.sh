@@ -10,6 +10,12 @@
 # transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
 # tenantsync applies through its bulk path. Each catch-up row also gives transactions/s and
 # changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
+# pgcopydb (if installed): its follow mode over the pgbench backlog too (`pgcopydb stream setup`
+# before the backlog, `pgcopydb follow --endpos` after it, into a third database with the same
+# start), with a 300 s limit, and whether its target then equals the source. pgcopydb 0.10 splits
+# a transaction that crosses a WAL segment boundary and then fails ("BUG: logical message xid");
+# `--wal-segsize 1024` (both clusters) keeps the backlog in one segment. Its apply step looks for
+# work every 10 s, which is part of its time.
 # Then (4) end-to-end lag under a steady load and (5) replay of a backlog from the journal alone:
 #
 #   lag     `pgbench -R RATE -T SECONDS` (tpcb-like, plus ~1 in 51 transactions an INSERT into
@@ -38,7 +44,7 @@
 #
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
 #                        [--lag-seconds 60] [--phases catchup,rawdog,huge,lag,replay] [--keep]
-#                        [--rawdog-scale 5]
+#                        [--rawdog-scale 5] [--wal-segsize MB]
 #                        [--yaml 'LINES'] [--lag-log-level debug] [--clusters-dir DIR]
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
 # --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
@@ -53,7 +59,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,lag,replay
-extra_yaml= lag_log_level=info cdir= rawdog_scale=5
+extra_yaml= lag_log_level=info cdir= rawdog_scale=5 walseg=
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -67,7 +73,8 @@ while (($#)); do
     --lag-log-level) lag_log_level=$2; shift 2 ;;
     --clusters-dir) cdir=$2; shift 2 ;;
     --rawdog-scale) rawdog_scale=$2; shift 2 ;;
-    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
+    --wal-segsize) walseg=$2; shift 2 ;;
+    -h|--help) sed -n '2,56p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -82,6 +89,7 @@ fi
 pgbin=/usr/lib/postgresql/15/bin
 run=$root/bench/.run
 cdir=${cdir:-$run}
+has_phase() { [[ ",$phases," == *",$1,"* ]]; }
 as_pg() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -89,7 +97,7 @@ secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 
 start_cluster() {  # name port
   local dir=$cdir/$1
-  as_pg "$pgbin/initdb" -D "$dir" -U postgres -A trust --no-sync >/dev/null
+  as_pg "$pgbin/initdb" -D "$dir" -U postgres -A trust --no-sync ${walseg:+--wal-segsize=$walseg} >/dev/null
   cat >>"$dir/postgresql.conf" <<CONF
 port = $2
 listen_addresses = '127.0.0.1'
@@ -131,6 +139,19 @@ as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres native
 pgbench -q -i -s "$scale" "$S" >/dev/null 2>&1
 q "$S" "ALTER TABLE pgbench_history REPLICA IDENTITY FULL" >/dev/null
 q "$S" "CREATE TABLE lag_probe (id bigserial PRIMARY KEY, t timestamptz NOT NULL)" >/dev/null
+# pgcopydb's slot, replication origin and sentinel table (in the source: so before the dumps below,
+# which every subscriber starts from) exist before the backlog. Its setup writes to $TMPDIR.
+P="postgresql://postgres@127.0.0.1:$tp/pgcopydb"
+use_pgcopydb=0
+if has_phase catchup && command -v pgcopydb >/dev/null; then
+  use_pgcopydb=1
+  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres pgcopydb
+  mkdir -p "$run/pgcopydb-tmp"
+  TMPDIR=$run/pgcopydb-tmp pgcopydb stream setup --source "$S" --target "$P" >"$run/pgcopydb-setup.log" 2>&1
+  # The publications FOR ALL TABLES below include it; a table they publish needs an identity.
+  q "$S" "ALTER TABLE pgcopydb.sentinel REPLICA IDENTITY FULL" >/dev/null
+  pg_dump -d "$S" | psql -d "$P" >/dev/null
+fi
 # The native subscriber starts from the same rows as tenantsync's snapshot (schema and data, taken
 # before the backlog): an UPDATE must find its row on both sides, or native would be timed
 # skipping updates of missing rows instead of applying them.
@@ -200,7 +221,8 @@ peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
 measure() {  # label transactions changes; the backlog is in the dataset's source now
   local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal
-  end=$(q "$DS" "SELECT pg_current_wal_lsn()")
+  end=$(q "$DS" "SELECT pg_current_wal_insert_lsn()")
+  last_end=$end
   q "$DS" "SELECT pg_switch_wal()" >/dev/null
   t0=$(now); pg_recvlogical -d "$DS" --slot "$dslot" --start --endpos="$end" -o proto_version=1 -o publication_names="$dpub" -f /dev/null; t1=$(now)
   decode=$(secs "$t0" "$t1")
@@ -229,7 +251,6 @@ print(f'  {n} transactions, {c} changes; per second: ' + ', '.join(
     (('decode', $decode), ('native', $native), ('tenantsync', $tenant))))"
 }
 
-has_phase() { [[ ",$phases," == *",$1,"* ]]; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # Lag: a running stream and the enabled subscription, both caught up, then a steady load.
@@ -368,6 +389,42 @@ replay_phase() {
   as_pg "$pgbin/pg_ctl" -D "$cdir/source" -l "$cdir/source/server.log" -w start >/dev/null
 }
 
+# pgcopydb follow over the pgbench backlog up to $1 (measure's marker transaction follows it, so
+# a commit ends at or past the end position, where follow stops). Then the target is compared
+# with the source (both are still at the backlog's end: accounts, tellers, branches, history).
+pgcopydb_follow() {  # end
+  local t0 t1 rc=0 took verdict same
+  if ! TMPDIR=$run/pgcopydb-tmp pgcopydb stream sentinel set apply --source "$S" >>"$run/pgcopydb-setup.log" 2>&1; then
+    echo "  pgcopydb follow: failed to set its apply sentinel (see $run/pgcopydb-setup.log)"
+    return 0
+  fi
+  t0=$(now)
+  TMPDIR=$run/pgcopydb-tmp timeout 300 pgcopydb follow --source "$S" --target "$P" --dir "$run/pgcopydb" \
+    --resume --not-consistent --endpos "$1" >"$run/pgcopydb-follow.log" 2>&1 & local pid=$!
+  # On an ERROR it does not exit, it waits: stopped 10 s after the first one.
+  local erred=
+  while kill -0 "$pid" 2>/dev/null; do
+    if [[ -z $erred ]] && grep -q ' ERROR ' "$run/pgcopydb-follow.log"; then erred=$(now); fi
+    if [[ -n $erred ]] && python3 -c "import sys; sys.exit(0 if $(now) - $erred > 10 else 1)"; then
+      kill "$pid" 2>/dev/null; rc=124
+    fi
+    sleep 0.5
+  done
+  wait "$pid" || { ((rc)) || rc=$?; }
+  t1=$(now)
+  took=$(secs "$t0" "$t1")
+  local sums="SELECT (SELECT sum(abalance) || '/' || count(*) FROM pgbench_accounts) || ' ' || (SELECT sum(tbalance) FROM pgbench_tellers) || ' ' || (SELECT sum(bbalance) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_history)"
+  same=no; [[ $(q "$S" "$sums") == "$(q "$P" "$sums")" ]] && same=yes
+  if ((rc == 0)); then
+    verdict="$took s, exit 0, target equals source: $same"
+  elif ((rc == 124)); then
+    verdict="failed: stopped after $took s, target equals source: $same ($(grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120))"
+  else
+    verdict="failed: exit $rc after $took s, target equals source: $same ($(grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120))"
+  fi
+  echo "  pgcopydb follow (wal2json): $verdict"
+}
+
 # RAWDOG: its own databases (source rawdog; target platform for tenantsync, native_rawdog for
 # native), decode slot, publication and subscription, all made before its backlog.
 rawdog_phase() {
@@ -407,6 +464,7 @@ if has_phase catchup; then
   pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
   c1=$(changes_now)
   echo "  load $(load)"; measure "pgbench x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
+  ((use_pgcopydb)) && pgcopydb_follow "$last_end"
 fi
 if has_phase rawdog; then rawdog_phase; fi
 if has_phase huge; then
