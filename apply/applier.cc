@@ -313,6 +313,7 @@ class Applier::Impl {
   uint64_t held_bytes_ = 0;  // bytes of rows held in runs_ (bounded: kMaxHeldBytes)
   std::string key_buf_;      // the key MergeIntoRuns works on (KeyString), reused
   std::string moved_key_buf_;
+  std::vector<BulkRun*> table_runs_;  // MergeIntoRuns' runs of one table, reused
   PgConn stage_conn_;
   bool live_staged_ = false;  // the open live transaction made staging tables
   bool stages_left_ = false;  // DropStages left some: retried after a batch (FinishBatch)
@@ -1468,7 +1469,8 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
 // COPYing, a change of another kind first sends it (its rows can not be taken back).
 Status Applier::Impl::MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols,
                                     Tuple row) {
-  std::vector<BulkRun*> mine;
+  std::vector<BulkRun*>& mine = table_runs_;  // reused: no allocation per change
+  mine.clear();
   for (const auto& r : runs_) {
     if (r->entry == e) mine.push_back(r.get());
   }

@@ -466,7 +466,6 @@ if has_phase catchup; then
   echo "  load $(load)"; measure "pgbench x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
   ((use_pgcopydb)) && pgcopydb_follow "$last_end"
 fi
-if has_phase rawdog; then rawdog_phase; fi
 if has_phase huge; then
   q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
   echo "  load $(load)"; measure "UPDATE $((scale * 100000)) rows" 1 "$((scale * 100000))"; echo "  load $(load)"
@@ -474,3 +473,5 @@ if has_phase huge; then
 fi
 if has_phase replay; then replay_phase; fi
 if has_phase lag; then lag_phase; fi
+# Last: its slots are made in it, and its WAL (another database) is not in the way of the others.
+if has_phase rawdog; then rawdog_phase; fi
