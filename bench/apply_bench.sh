@@ -423,6 +423,11 @@ pgcopydb_follow() {  # end
     verdict="failed: exit $rc after $took s, target equals source: $same ($(grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120))"
   fi
   echo "  pgcopydb follow (wal2json): $verdict"
+  # Gone before the next phases: its slot would hold WAL, and autovacuum would work on its
+  # tables' 20,000 transactions of changes while they are timed. (Its tables, not its database:
+  # DROP DATABASE checkpoints, and the next phase would then write full-page images.)
+  TMPDIR=$run/pgcopydb-tmp pgcopydb stream cleanup --source "$S" --target "$P" >>"$run/pgcopydb-setup.log" 2>&1 || true
+  q "$P" "DROP SCHEMA public CASCADE; DROP SCHEMA IF EXISTS pgcopydb CASCADE" >/dev/null 2>&1
 }
 
 # RAWDOG: its own databases (source rawdog; target platform for tenantsync, native_rawdog for
