@@ -211,6 +211,8 @@ class Applier::Impl {
   Status MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
   // Takes the row of key key_buf_ at `at` out of a held run (an emptied run leaves runs_).
   Tuple TakeHeldRow(BulkRun* run, uint32_t at);
+  // A new, empty run of e at the end of runs_.
+  BulkRun* NewRun(RelationEntry* e, ChangeOp op, std::vector<int> cols);
   // Holds a row of key key_buf_ in e's run of op and cols (made if needed).
   Status PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
   // Sends every pending run (a barrier: truncate, DDL, the end of a batch).
@@ -1428,13 +1430,7 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
     TS_RETURN_IF_ERROR(FlushRunOf(e));
     run = nullptr;
   }
-  if (run == nullptr) {
-    runs_.push_back(std::make_unique<BulkRun>());
-    run = runs_.back().get();
-    run->entry = e;
-    run->op = op;
-    run->cols = std::move(cols);
-  }
+  if (run == nullptr) run = NewRun(e, op, std::move(cols));
   if (run->copying) return CopyRow(run, row);
   const uint64_t bytes = TupleBytes(row);
   run->bytes += bytes;
@@ -1574,6 +1570,16 @@ Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
   return out;
 }
 
+Applier::Impl::BulkRun* Applier::Impl::NewRun(RelationEntry* e, ChangeOp op,
+                                              std::vector<int> cols) {
+  runs_.push_back(std::make_unique<BulkRun>());
+  BulkRun* run = runs_.back().get();
+  run->entry = e;
+  run->op = op;
+  run->cols = std::move(cols);
+  return run;
+}
+
 Status Applier::Impl::PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
   BulkRun* run = nullptr;
   int of_table = 0;
@@ -1583,11 +1589,7 @@ Status Applier::Impl::PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int>
     if (r->op == op && r->cols == cols) run = r.get();
   }
   if (run == nullptr) {
-    runs_.push_back(std::make_unique<BulkRun>());
-    run = runs_.back().get();
-    run->entry = e;
-    run->op = op;
-    run->cols = std::move(cols);
+    run = NewRun(e, op, std::move(cols));
     ++of_table;
   }
   const uint64_t bytes = TupleBytes(row);

@@ -648,8 +648,10 @@ TEST_F(ApplyTest, MixedChangesOfFewKeysLeaveTheRowsOneStatementPerChangeLeaves) 
     }
     Txn(txn);
   }
+  // One batch each (not cut by time on a busy machine), so the merge spans all 400 transactions.
   auto one_by_one = Options();
   one_by_one.bulk_min_rows = 0;
+  one_by_one.batch_max_ms = 600000;
   ASSERT_OK(Apply(one_by_one));
   EXPECT_EQ(counters_.batches, 1u);
   const std::string want = Items();
@@ -659,6 +661,7 @@ TEST_F(ApplyTest, MixedChangesOfFewKeysLeaveTheRowsOneStatementPerChangeLeaves) 
     Exec("TRUNCATE tenant_rawdog.items; DELETE FROM _tenantsync.progress");
     auto o = Options();
     o.bulk_min_rows = min_rows;
+    o.batch_max_ms = 600000;
     ASSERT_OK(Apply(o));
     EXPECT_EQ(counters_.batches, 1u);
     EXPECT_EQ(counters_.isolated_batches, 0u);
@@ -675,7 +678,9 @@ TEST_F(ApplyTest, InsertedThenUpdatedRowsOfManyTransactionsGoAsOneRun) {
   for (int id = 1; id <= 300; ++id) {
     Txn({Insert(r, Item(id, "new", 0)), Update(r, Item(id, "paid", id, T("n")))});
   }
-  ASSERT_OK(Apply());
+  auto o = Options();
+  o.batch_max_ms = 600000;  // one batch, not cut by time on a busy machine
+  ASSERT_OK(Apply(o));
   EXPECT_EQ(counters_.batches, 1u);
   EXPECT_EQ(counters_.changes, 600u);
   EXPECT_EQ(counters_.array_rows, 300u);
