@@ -10,7 +10,7 @@
 # transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
 # tenantsync applies through its bulk path. Each catch-up row also gives transactions/s and
 # changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
-# pgcopydb (if installed): its follow mode over the pgbench backlog too (`pgcopydb stream setup`
+# pgcopydb (if installed): its follow mode over both backlogs too (`pgcopydb stream setup`
 # before the backlog, `pgcopydb follow --endpos` after it, into a third database with the same
 # start), with a 300 s limit, and whether its target then equals the source. pgcopydb 0.10 splits
 # a transaction that crosses a WAL segment boundary and then fails ("BUG: logical message xid");
@@ -141,17 +141,18 @@ q "$S" "ALTER TABLE pgbench_history REPLICA IDENTITY FULL" >/dev/null
 q "$S" "CREATE TABLE lag_probe (id bigserial PRIMARY KEY, t timestamptz NOT NULL)" >/dev/null
 # pgcopydb's slot, replication origin and sentinel table (in the source: so before the dumps below,
 # which every subscriber starts from) exist before the backlog. Its setup writes to $TMPDIR.
+pgcopydb_setup() {  # source URL, target URL (a new database)
+  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres "${2##*/}"
+  mkdir -p "$run/pgcopydb-tmp"
+  TMPDIR=$run/pgcopydb-tmp pgcopydb stream setup --source "$1" --target "$2" >>"$run/pgcopydb-setup.log" 2>&1
+  # The publications FOR ALL TABLES below include it; a table they publish needs an identity.
+  q "$1" "ALTER TABLE pgcopydb.sentinel REPLICA IDENTITY FULL" >/dev/null
+  pg_dump -d "$1" | psql -d "$2" >/dev/null
+}
 P="postgresql://postgres@127.0.0.1:$tp/pgcopydb"
 use_pgcopydb=0
-if has_phase catchup && command -v pgcopydb >/dev/null; then
-  use_pgcopydb=1
-  as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres pgcopydb
-  mkdir -p "$run/pgcopydb-tmp"
-  TMPDIR=$run/pgcopydb-tmp pgcopydb stream setup --source "$S" --target "$P" >"$run/pgcopydb-setup.log" 2>&1
-  # The publications FOR ALL TABLES below include it; a table they publish needs an identity.
-  q "$S" "ALTER TABLE pgcopydb.sentinel REPLICA IDENTITY FULL" >/dev/null
-  pg_dump -d "$S" | psql -d "$P" >/dev/null
-fi
+command -v pgcopydb >/dev/null && use_pgcopydb=1
+if has_phase catchup && ((use_pgcopydb)); then pgcopydb_setup "$S" "$P"; fi
 # The native subscriber starts from the same rows as tenantsync's snapshot (schema and data, taken
 # before the backlog): an UPDATE must find its row on both sides, or native would be timed
 # skipping updates of missing rows instead of applying them.
@@ -389,18 +390,18 @@ replay_phase() {
   as_pg "$pgbin/pg_ctl" -D "$cdir/source" -l "$cdir/source/server.log" -w start >/dev/null
 }
 
-# pgcopydb follow over the pgbench backlog up to $1 (measure's marker transaction follows it, so
-# a commit ends at or past the end position, where follow stops). Then the target is compared
-# with the source (both are still at the backlog's end: accounts, tellers, branches, history).
-pgcopydb_follow() {  # end
-  local t0 t1 rc=0 took verdict same
-  if ! TMPDIR=$run/pgcopydb-tmp pgcopydb stream sentinel set apply --source "$S" >>"$run/pgcopydb-setup.log" 2>&1; then
+# pgcopydb follow over a backlog up to $3 (measure's marker transaction follows it, so a commit
+# ends at or past the end position, where follow stops). Then the target is compared, by query
+# $4, with $5 (the source's answer at the backlog's end), or else with the source now.
+pgcopydb_follow() {  # source URL, target URL, end, comparison query[, expected answer]
+  local src=$1 dst=$2 t0 t1 rc=0 took verdict same
+  if ! TMPDIR=$run/pgcopydb-tmp pgcopydb stream sentinel set apply --source "$src" >>"$run/pgcopydb-setup.log" 2>&1; then
     echo "  pgcopydb follow: failed to set its apply sentinel (see $run/pgcopydb-setup.log)"
     return 0
   fi
   t0=$(now)
-  TMPDIR=$run/pgcopydb-tmp timeout 300 pgcopydb follow --source "$S" --target "$P" --dir "$run/pgcopydb" \
-    --resume --not-consistent --endpos "$1" >"$run/pgcopydb-follow.log" 2>&1 & local pid=$!
+  TMPDIR=$run/pgcopydb-tmp timeout 300 pgcopydb follow --source "$src" --target "$dst" --dir "$run/pgcopydb-${dst##*/}" \
+    --resume --not-consistent --endpos "$3" >"$run/pgcopydb-follow.log" 2>&1 & local pid=$!
   # On an ERROR it does not exit, it waits: stopped 10 s after the first one.
   local erred=
   while kill -0 "$pid" 2>/dev/null; do
@@ -413,22 +414,27 @@ pgcopydb_follow() {  # end
   wait "$pid" || { ((rc)) || rc=$?; }
   t1=$(now)
   took=$(secs "$t0" "$t1")
-  local sums="SELECT (SELECT sum(abalance) || '/' || count(*) FROM pgbench_accounts) || ' ' || (SELECT sum(tbalance) FROM pgbench_tellers) || ' ' || (SELECT sum(bbalance) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_history)"
-  same=no; [[ $(q "$S" "$sums") == "$(q "$P" "$sums")" ]] && same=yes
+  local want=${5:-$(q "$src" "$4")}
+  same=no; [[ $want == "$(q "$dst" "$4")" ]] && same=yes
+  local why; why=$({ grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" || true; } | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120)
   if ((rc == 0)); then
     verdict="$took s, exit 0, target equals source: $same"
   elif ((rc == 124)); then
-    verdict="failed: stopped after $took s, target equals source: $same ($(grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120))"
+    verdict="failed: stopped after $took s, target equals source: $same ($why)"
   else
-    verdict="failed: exit $rc after $took s, target equals source: $same ($(grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120))"
+    verdict="failed: exit $rc after $took s, target equals source: $same ($why)"
   fi
   echo "  pgcopydb follow (wal2json): $verdict"
+  cp "$run/pgcopydb-follow.log" "$run/pgcopydb-follow-${dst##*/}.log"
   # Gone before the next phases: its slot would hold WAL, and autovacuum would work on its
   # tables' 20,000 transactions of changes while they are timed. (Its tables, not its database:
   # DROP DATABASE checkpoints, and the next phase would then write full-page images.)
-  TMPDIR=$run/pgcopydb-tmp pgcopydb stream cleanup --source "$S" --target "$P" >>"$run/pgcopydb-setup.log" 2>&1 || true
-  q "$P" "DROP SCHEMA public CASCADE; DROP SCHEMA IF EXISTS pgcopydb CASCADE" >/dev/null 2>&1
+  TMPDIR=$run/pgcopydb-tmp pgcopydb stream cleanup --source "$src" --target "$dst" >>"$run/pgcopydb-setup.log" 2>&1 || true
+  q "$dst" "DROP SCHEMA public CASCADE; DROP SCHEMA IF EXISTS pgcopydb CASCADE" >/dev/null 2>&1
 }
+pgbench_sums="SELECT (SELECT sum(abalance) || '/' || count(*) FROM pgbench_accounts) || ' ' || (SELECT sum(tbalance) FROM pgbench_tellers) || ' ' || (SELECT sum(bbalance) FROM pgbench_branches) || ' ' || (SELECT count(*) FROM pgbench_history)"
+# RAWDOG: rows per table, and its money.
+rawdog_sums="SELECT concat_ws(' ', (SELECT count(*) FROM customers), (SELECT count(*) FROM products), (SELECT count(*) || '/' || sum(total_cents) FROM orders), (SELECT count(*) FROM line_items), (SELECT count(*) FROM reviews), (SELECT count(*) FROM creators), (SELECT count(*) FROM creator_projects), (SELECT count(*) || '/' || sum(amount_cents) FROM balance_transactions), (SELECT count(*) FROM withdrawal_requests), (SELECT count(*) FROM landing_pages), (SELECT count(*) FROM blog_posts), (SELECT count(*) FROM ab_tests), (SELECT count(*) FROM attribution_touchpoints), (SELECT count(*) FROM esign_documents))"
 
 # RAWDOG: its own databases (source rawdog; target platform for tenantsync, native_rawdog for
 # native), decode slot, publication and subscription, all made before its backlog.
@@ -442,6 +448,8 @@ rawdog_phase() {
   as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres native_rawdog
   "$rawdog" load --url "$RS" --scale "$rawdog_scale" >/dev/null
   q "$RS" "CREATE TABLE bench_marker (id int PRIMARY KEY, n int NOT NULL); INSERT INTO bench_marker VALUES (1, 0)" >/dev/null
+  local RP="postgresql://postgres@127.0.0.1:$tp/pgcopydb_rawdog"
+  if ((use_pgcopydb)); then pgcopydb_setup "$RS" "$RP"; fi
   pg_dump -d "$RS" | psql -d "$RN" >/dev/null
   q "$RS" "CREATE PUBLICATION native_rawdog_pub FOR ALL TABLES" >/dev/null
   q "$RS" "SELECT pg_create_logical_replication_slot('decode_rawdog', 'pgoutput')" >/dev/null
@@ -459,6 +467,7 @@ rawdog_phase() {
     >"$run/rawdog-workload.log" 2>&1
   c1=$(changes_now)
   echo "  load $(load)"; measure "rawdog x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
+  if ((use_pgcopydb)); then pgcopydb_follow "$RS" "$RP" "$last_end" "$rawdog_sums"; fi
   grep -h "dead letter" "$run/stream-rawdog"*.log | sed 's/^/  /' || true
   use_dataset bench
 }
@@ -469,7 +478,9 @@ if has_phase catchup; then
   pgbench -n -t "$((transactions / clients))" -c "$clients" -j "$clients" "$S" >/dev/null 2>&1
   c1=$(changes_now)
   echo "  load $(load)"; measure "pgbench x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
-  ((use_pgcopydb)) && pgcopydb_follow "$last_end"
+  # pgcopydb's turn comes after the other phases (below): its 30 s of work on the target would
+  # otherwise still be checkpointed and vacuumed while they are timed.
+  pgbench_end=$last_end pgbench_want=$(q "$S" "$pgbench_sums")
 fi
 if has_phase huge; then
   q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
@@ -478,5 +489,9 @@ if has_phase huge; then
 fi
 if has_phase replay; then replay_phase; fi
 if has_phase lag; then lag_phase; fi
+if has_phase catchup && ((use_pgcopydb)); then
+  echo "pgbench x$transactions, pgcopydb (its slot was made before the backlog; run after the phases above):"
+  pgcopydb_follow "$S" "$P" "$pgbench_end" "$pgbench_sums" "$pgbench_want"
+fi
 # Last: its slots are made in it, and its WAL (another database) is not in the way of the others.
 if has_phase rawdog; then rawdog_phase; fi
