@@ -1421,7 +1421,8 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
       return AddToRun(e, op, std::move(cols), std::move(row));
     }
   }
-  if (group_tables_ && !e->shape.key.empty()) return MergeIntoRuns(e, op, std::move(cols), std::move(row));
+  if (group_tables_ && !e->shape.key.empty())
+    return MergeIntoRuns(e, op, std::move(cols), std::move(row));
   BulkRun* run = nullptr;
   for (const auto& r : runs_) {
     if (r->entry == e) run = r.get();
@@ -1492,59 +1493,40 @@ Status Applier::Impl::MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<i
   // A change merged into a held row, or a held row replaced, counts as applied here (as the COPY
   // path's per-key sort counts it); the row a run sends is counted when it is sent.
   auto count = [&](ChangeOp o) { ++batch_rows_[std::make_pair(e->target_table, OpName(o))]; };
-  switch (op) {
-    case ChangeOp::kInsert:
-      if (held != nullptr) {
-        count(held->op);
-        TakeHeldRow(held, at);
-      }
-      return PutHeldRow(e, op, std::move(cols), std::move(row));
-    case ChangeOp::kUpdate:
-      if (held != nullptr && held->op == ChangeOp::kInsert &&
-          std::includes(held->cols.begin(), held->cols.end(), cols.begin(), cols.end())) {
-        Tuple& h = held->rows[at];
-        const uint64_t before = TupleBytes(h);
-        for (int c : cols) h[c] = std::move(row[c]);
-        const uint64_t after = TupleBytes(h);
-        held->bytes = held->bytes + after - before;
-        held_bytes_ = held_bytes_ + after - before;
-        count(op);
-        return held_bytes_ >= kMaxHeldBytes ? FlushRuns() : Status::Ok();
-      }
-      if (held != nullptr && held->op == ChangeOp::kUpdate) {
-        count(held->op);
-        std::vector<int> held_cols = held->cols;
-        Tuple merged = TakeHeldRow(held, at);
-        for (int c : cols) merged[c] = std::move(row[c]);
-        std::vector<int> all(held_cols.size() + cols.size());
-        all.erase(std::set_union(held_cols.begin(), held_cols.end(), cols.begin(), cols.end(),
-                                 all.begin()),
-                  all.end());
-        return PutHeldRow(e, op, std::move(all), std::move(merged));
-      }
-      if (held != nullptr) {  // an insert whose columns do not cover the update's (not seen)
-        TS_RETURN_IF_ERROR(FlushRunOf(e));
-        KeyString(row, e->shape.key, &key_buf_);
-        return PutHeldRow(e, op, std::move(cols), std::move(row));
-      }
-      if (deleted != nullptr) {
-        count(op);
-        return Status::Ok();
-      }
-      return PutHeldRow(e, op, std::move(cols), std::move(row));
-    case ChangeOp::kDelete:
-      if (held != nullptr) {
-        count(held->op);
-        TakeHeldRow(held, at);
-      }
-      if (deleted != nullptr) {
-        count(op);
-        return Status::Ok();
-      }
-      return PutHeldRow(e, op, std::move(cols), std::move(row));
-    default:
-      return Fatal("bulk path: unexpected operation; this is a bug");
+  if (held != nullptr && op != ChangeOp::kUpdate) {  // an insert or a delete replaces it
+    count(held->op);
+    TakeHeldRow(held, at);
+    held = nullptr;
   }
+  if (held != nullptr && held->op == ChangeOp::kInsert &&
+      std::includes(held->cols.begin(), held->cols.end(), cols.begin(), cols.end())) {
+    Tuple& h = held->rows[at];
+    const uint64_t before = TupleBytes(h);
+    for (int c : cols) h[c] = std::move(row[c]);
+    const uint64_t after = TupleBytes(h);
+    held->bytes = held->bytes + after - before;
+    held_bytes_ = held_bytes_ + after - before;
+    count(op);
+    return held_bytes_ >= kMaxHeldBytes ? FlushRuns() : Status::Ok();
+  }
+  if (held != nullptr && held->op == ChangeOp::kUpdate) {
+    count(held->op);
+    std::vector<int> held_cols = held->cols;
+    Tuple merged = TakeHeldRow(held, at);
+    for (int c : cols) merged[c] = std::move(row[c]);
+    std::vector<int> all(held_cols.size() + cols.size());
+    all.erase(
+        std::set_union(held_cols.begin(), held_cols.end(), cols.begin(), cols.end(), all.begin()),
+        all.end());
+    return PutHeldRow(e, op, std::move(all), std::move(merged));
+  }
+  if (held != nullptr) {  // an insert whose columns do not cover the update's (not seen)
+    TS_RETURN_IF_ERROR(FlushRunOf(e));
+  } else if (deleted != nullptr && op != ChangeOp::kInsert) {
+    count(op);  // an update or a delete of a row already deleted: nothing to do
+    return Status::Ok();
+  }
+  return PutHeldRow(e, op, std::move(cols), std::move(row));
 }
 
 Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
@@ -1624,7 +1606,9 @@ Status Applier::Impl::FlushRunOf(const RelationEntry* e) {
     held_bytes_ -= mine.back().bytes;
   }
   // Deletes first: a key deleted and then inserted again is in both runs (MergeIntoRuns).
-  auto rank = [](ChangeOp op) { return op == ChangeOp::kDelete ? 0 : op == ChangeOp::kInsert ? 1 : 2; };
+  auto rank = [](ChangeOp op) {
+    return op == ChangeOp::kDelete ? 0 : op == ChangeOp::kInsert ? 1 : 2;
+  };
   std::stable_sort(mine.begin(), mine.end(),
                    [&](const BulkRun& a, const BulkRun& b) { return rank(a.op) < rank(b.op); });
   for (BulkRun& run : mine) {

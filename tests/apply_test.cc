@@ -11,8 +11,8 @@
 #include <csignal>
 #include <filesystem>
 #include <random>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apply/applier.h"
@@ -309,15 +309,18 @@ TEST_F(ApplyTest, TableWithoutKeyMatchesOneRowOnAllOldColumns) {
 // FROM, which no index serves), so an index of the target finds it: RAWDOG's touchpoints were
 // a scan of the table per deleted row.
 TEST_F(ApplyTest, TableWithoutKeyFindsTheOldRowThroughAnIndex) {
-  Exec("CREATE TABLE tenant_rawdog.events (kind text, n integer, payload jsonb); "
-       "CREATE INDEX events_n ON tenant_rawdog.events (n); "
-       "INSERT INTO tenant_rawdog.events SELECT 'filler', g, NULL FROM generate_series(100, 20099) g; "
-       "ANALYZE tenant_rawdog.events");
-  auto r = Rel("events", {{"kind", "text", true}, {"n", "integer", true}, {"payload", "jsonb", true}},
-               'f', 16400);
+  Exec(
+      "CREATE TABLE tenant_rawdog.events (kind text, n integer, payload jsonb); "
+      "CREATE INDEX events_n ON tenant_rawdog.events (n); "
+      "INSERT INTO tenant_rawdog.events SELECT 'filler', g, NULL "
+      "FROM generate_series(100, 20099) g; ANALYZE tenant_rawdog.events");
+  auto r =
+      Rel("events", {{"kind", "text", true}, {"n", "integer", true}, {"payload", "jsonb", true}},
+          'f', 16400);
   Txn({Insert(r, {T("x"), T("1"), T("{}")}), Insert(r, {T("x"), T("1"), T("{}")}),
        Insert(r, {T("y"), T("2"), N()})});
-  Txn({Delete(r, {T("x"), T("1"), T("{}")}), Update(r, {T("y"), T("3"), T("[]")}, {T("y"), T("2"), N()})});
+  Txn({Delete(r, {T("x"), T("1"), T("{}")}),
+       Update(r, {T("y"), T("3"), T("[]")}, {T("y"), T("2"), N()})});
   ASSERT_OK(Apply());
   EXPECT_EQ(Q("SELECT string_agg(concat_ws(':', kind, n, payload), ',' ORDER BY kind) "
               "FROM tenant_rawdog.events WHERE kind <> 'filler'"),
@@ -639,11 +642,20 @@ TEST_F(ApplyTest, MixedChangesOfFewKeysLeaveTheRowsOneStatementPerChangeLeaves) 
       const std::string qty = std::to_string(t * 10 + i);
       switch (pick(7)) {
         case 0:
-        case 1: txn.push_back(Insert(r, {T(id), T(name), T(qty), T("ins")})); break;
-        case 2: txn.push_back(Update(r, {T(id), T(name), T(qty), T("upd")})); break;
-        case 3: txn.push_back(Update(r, {T(id), T(name), T(qty), U()})); break;
-        case 4: txn.push_back(Update(r, {T(id), U(), T(qty), N()})); break;
-        default: txn.push_back(Delete(r, {T(id), N(), N(), N()}));
+        case 1:
+          txn.push_back(Insert(r, {T(id), T(name), T(qty), T("ins")}));
+          break;
+        case 2:
+          txn.push_back(Update(r, {T(id), T(name), T(qty), T("upd")}));
+          break;
+        case 3:
+          txn.push_back(Update(r, {T(id), T(name), T(qty), U()}));
+          break;
+        case 4:
+          txn.push_back(Update(r, {T(id), U(), T(qty), N()}));
+          break;
+        default:
+          txn.push_back(Delete(r, {T(id), N(), N(), N()}));
       }
     }
     Txn(txn);
@@ -735,8 +747,13 @@ TEST_F(ApplyTest, KeylessInsertRunCopiesIntoTheTableItself) {
   Exec("CREATE TABLE tenant_rawdog.ledger (n integer CHECK (n > 0), v text, c character(4))");
   auto r = Rel("ledger", {{"n", "integer", true}, {"v", "text", true}, {"c", "character(4)", true}},
                'f', 16700);
-  const std::vector<Datum> awkward = {T("tab\there"), T("line\nbreak"), T("back\\slash"), N(),
-                                      T("\xc3\xbcn\xc3\xaf" "code"), T("")};
+  const std::vector<Datum> awkward = {T("tab\there"),
+                                      T("line\nbreak"),
+                                      T("back\\slash"),
+                                      N(),
+                                      T("\xc3\xbcn\xc3\xaf"
+                                        "code"),
+                                      T("")};
   auto value = [&](int i) { return awkward[static_cast<size_t>(i) % awkward.size()]; };
   auto run_of = [&](int from, int to, int bad) {
     std::vector<Change> ins;
@@ -763,9 +780,10 @@ TEST_F(ApplyTest, KeylessInsertRunCopiesIntoTheTableItself) {
   };
   expect_rows(1, 600, 0);
   auto differing = [&] {
-    return Q("SELECT (SELECT count(*) FROM (SELECT * FROM tenant_rawdog.ledger EXCEPT ALL "
-             "SELECT * FROM tenant_rawdog.expected) a) + (SELECT count(*) FROM (SELECT * FROM "
-             "tenant_rawdog.expected EXCEPT ALL SELECT * FROM tenant_rawdog.ledger) b)");
+    return Q(
+        "SELECT (SELECT count(*) FROM (SELECT * FROM tenant_rawdog.ledger EXCEPT ALL "
+        "SELECT * FROM tenant_rawdog.expected) a) + (SELECT count(*) FROM (SELECT * FROM "
+        "tenant_rawdog.expected EXCEPT ALL SELECT * FROM tenant_rawdog.ledger) b)");
   };
   EXPECT_EQ(differing(), "0");
   // A bad row fails the COPY: the batch is isolated, the row becomes one dead letter, the rest

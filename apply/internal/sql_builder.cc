@@ -119,7 +119,8 @@ std::string OneRowMatch(const TableShape& t, const std::vector<int>& match_cols,
 }  // namespace
 
 std::string UpdateByMatchSql(const TableShape& t, const std::vector<int>& set_cols,
-                             const std::vector<int>& match_cols, const std::vector<int>& null_cols) {
+                             const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols) {
   std::string sql = "UPDATE " + t.qualified + " SET ";
   for (size_t i = 0; i < set_cols.size(); ++i) {
     if (i) sql += ", ";
