@@ -264,6 +264,11 @@ class Applier::Impl {
   int64_t applied_commit_time_us_ = 0;
 
   std::unordered_map<uint64_t, std::unique_ptr<RelationEntry>> relations_;
+  // The entries by Relation object, so that a fingerprint is computed once per object, not once
+  // per change: a batch interleaves many tables. The shared_ptr keeps the object, and with it
+  // its address, from being reused for another relation.
+  std::unordered_map<const Relation*, std::pair<std::shared_ptr<const Relation>, RelationEntry*>>
+      entry_by_object_;
   const Relation* last_relation_ = nullptr;
   RelationEntry* last_entry_ = nullptr;
   int next_entry_id_ = 1;
@@ -404,6 +409,7 @@ Status Applier::Impl::Connect() {
 
 void Applier::Impl::ResetCaches() {
   relations_.clear();
+  entry_by_object_.clear();
   last_relation_ = nullptr;
   last_entry_ = nullptr;
   statements_.clear();
@@ -952,12 +958,20 @@ Status Applier::Impl::HandleBadChange(const Change& c, Lsn commit_lsn, const Sta
 
 StatusOr<RelationEntry*> Applier::Impl::EntryFor(const std::shared_ptr<const Relation>& rel) {
   if (rel.get() == last_relation_ && last_entry_ != nullptr) return last_entry_;
+  if (auto known = entry_by_object_.find(rel.get()); known != entry_by_object_.end()) {
+    last_relation_ = rel.get();
+    last_entry_ = known->second.second;
+    return last_entry_;
+  }
   uint64_t fp = rel->Fingerprint();
   auto it = relations_.find(fp);
   if (it == relations_.end()) {
     TS_ASSIGN_OR_RETURN(std::unique_ptr<RelationEntry> e, BuildEntry(rel));
     it = relations_.emplace(fp, std::move(e)).first;
   }
+  // Each reconnection brings new objects for the same relations: bounded by starting over.
+  if (entry_by_object_.size() >= 1024) entry_by_object_.clear();
+  entry_by_object_.emplace(rel.get(), std::make_pair(rel, it->second.get()));
   last_relation_ = rel.get();
   last_entry_ = it->second.get();
   return last_entry_;

@@ -107,7 +107,12 @@ AuditRecord BeginAudit(const std::string& command, int argc, char** argv) {
   return r;
 }
 
-Status WriteAudit(const Config& config, const AuditRecord& record) {
+Status WriteAuditToStore(state::StateStore& store, const AuditRecord& record) {
+  Status s = store.PutMeta(kAuditPrefix + record.id, record.ToJson().dump());
+  return s.ok() ? s : s.WithContext("recording the run in the state directory");
+}
+
+Status WriteAudit(const Config& config, const AuditRecord& record, bool state_copy) {
   Status target_status;
   {
     auto conn = PgConn::Connect(config.target.url, "tenantsync audit");
@@ -139,7 +144,7 @@ Status WriteAudit(const Config& config, const AuditRecord& record) {
   // The state store copy: only when no other process holds the store (and the directory exists:
   // the audit never creates a state directory of its own).
   Status state_status;
-  if (access(config.state_dir.c_str(), F_OK) == 0) {
+  if (state_copy && access(config.state_dir.c_str(), F_OK) == 0) {
     state::StateOptions options;
     options.dir = config.state_dir;
     options.pipeline = config.pipeline;

@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,6 +107,9 @@ struct Command {
 
 // The last error a handler reported, for the audit trail (ops/audit.h).
 std::string g_last_error;
+// The start record of a command that writes its state-store copy itself, through the store it
+// opens (stream, run); taken by the first writer.
+std::optional<ops::AuditRecord> g_audit_for_store;
 
 // Prints `status` as one line on stderr and returns the exit code for it.
 int ReportError(const Status& status) {
@@ -193,6 +197,12 @@ int RunPipelineCommand(const Config& config, bool with_snapshot) {
   opts.snapshot = with_snapshot;
   opts.stats = &stats;
   opts.on_started = [&](state::StateStore* store, PipelineStats* live) -> Status {
+    if (g_audit_for_store) {
+      if (Status st = ops::WriteAuditToStore(*store, *g_audit_for_store); !st.ok()) {
+        spdlog::warn("audit: {}", st.ToString());
+      }
+      g_audit_for_store.reset();
+    }
     publisher = std::make_unique<ops::LivePublisher>(store, live);
     auto started = ops::OpsService::Start(config, live, store);
     if (started.ok()) {
@@ -491,9 +501,12 @@ int Main(int argc, char** argv) {
     return chosen->handler(*config, args);
   }
   ops::AuditRecord record = ops::BeginAudit(chosen->name, argc, argv);
-  if (Status st = ops::WriteAudit(*config, record); !st.ok()) {
+  const std::string_view name = chosen->name;
+  const bool store_copy_by_handler = name == "stream" || name == "run";
+  if (Status st = ops::WriteAudit(*config, record, !store_copy_by_handler); !st.ok()) {
     spdlog::warn("audit: {}", st.ToString());
   }
+  if (store_copy_by_handler) g_audit_for_store = record;
   int rc = chosen->handler(*config, args);
   record.finished_us = NowMicros();
   record.exit_code = rc;

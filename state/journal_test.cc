@@ -254,6 +254,50 @@ TEST_F(JournalTest, WriterProtocolMisuseIsAnError) {
   EXPECT_TRUE(j().AdvanceIdle(Lsn(5000)).ok());
 }
 
+// The reader steps from one transaction's last change to the next one's first instead of seeking
+// when they are neighbours; after a partly read transaction, an aborted one in between or an
+// unread one it must still find each transaction's own changes, in order.
+TEST_F(JournalTest, ReaderFindsEachTransactionsChangesAfterPartReadsAndGaps) {
+  Commit(100, 3);
+  ASSERT_TRUE(j().Begin(MakeTxn(200)).ok());
+  ASSERT_TRUE(j().Append(MakeInsert(MakeRelation("customers"), {Datum::Text("200")})).ok());
+  ASSERT_TRUE(j().Abort().ok());
+  Commit(300, 2);
+  Commit(400, 3);
+  Commit(500, 2);
+  Commit(600, 2);
+
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  TransactionInfo info;
+  Change c;
+  auto expect_change = [&](const std::string& txn, const std::string& index) {
+    auto more = (*r)->NextChange(&c);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    ASSERT_TRUE(*more) << txn << "/" << index;
+    EXPECT_EQ(c.new_tuple.at(0).text, txn);
+    EXPECT_EQ(c.new_tuple.at(1).text, index);
+  };
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  expect_change("100", "0");  // 2 of its 3 changes stay unread
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(300));  // 200 was aborted
+  expect_change("300", "0");
+  expect_change("300", "1");
+  EXPECT_FALSE((*r)->NextChange(&c).value());
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());  // 400 follows 300's last change read
+  expect_change("400", "0");
+  expect_change("400", "1");
+  expect_change("400", "2");
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());  // 500: none read
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(600));
+  expect_change("600", "0");
+  expect_change("600", "1");
+  EXPECT_FALSE((*r)->NextChange(&c).value());
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());
+}
+
 TEST_F(JournalTest, AbortedAndOrphanedTransactionsLeaveNothing) {
   // Big enough to flush spool batches to RocksDB before the end.
   auto rel = MakeRelation("orders");

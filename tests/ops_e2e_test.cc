@@ -27,6 +27,7 @@
 #include <gtest/gtest.h>
 
 #include "core/lsn.h"
+#include "state/state_store.h"
 #include "tests/fixtures/rawdog.h"
 #include "tests/harness/bridge_roles.h"
 #include "tests/harness/status_matchers.h"
@@ -482,6 +483,22 @@ TEST_F(OpsE2eTest, OperatorViewOfARunningPipeline) {
     auto [rc_gone, gone_human] = Tenantsync("status");
     EXPECT_EQ(rc_gone, 0);
     EXPECT_THAT(gone_human, HasSubstr("not running: its process stopped reporting")) << gone_human;
+
+    // The killed run's start record is in the state directory too (written through the store the
+    // pipeline opened), still "running": it never finished.
+    auto store = state::StateStore::OpenReadOnly((dir_ / "state").string());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto audit = (*store)->ScanMeta("audit/");
+    ASSERT_TRUE(audit.ok()) << audit.status().ToString();
+    int killed_runs = 0, finished_runs = 0;
+    for (const auto& [key, value] : *audit) {
+      auto r = nlohmann::json::parse(value);
+      if (r["command"] != "run") continue;
+      if (r["outcome"] == "running") ++killed_runs;
+      if (r["outcome"] == "ok") ++finished_runs;
+    }
+    EXPECT_EQ(killed_runs, 1) << "state-directory audit records: " << audit->size();
+    EXPECT_EQ(finished_runs, 1);
   }
 
   Clusters().source().Exec(source_db_, "SELECT pg_drop_replication_slot('ops_" + source_db_ + "')").IgnoreError();
