@@ -187,13 +187,15 @@ q "$N" "CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=$sp dbnam
 "$bin" -c "$run/bench.yaml" snapshot >"$run/snapshot.log" 2>&1
 
 # Waits until the target has applied everything up to $2 (tenantsync: progress row; native:
-# the subscription's slot confirmed position). One psql session polls every 50 ms (\watch):
-# a new psql (and server backend) per poll cost the 2-core machine ~10% of its CPU while both
-# consumers were being timed. It ends at the first 't' (grep exits, psql gets SIGPIPE); an
-# error (the progress table not there yet) ends it too, and it starts again.
+# the subscription's slot confirmed position). One psql session polls every 20 ms (\watch):
+# a finish is seen ~10 ms late on average, the same for both (every 50 ms made it ~25 ms, a
+# tenth of the shortest catch-up). A new psql (and server backend) per poll cost the 2-core
+# machine ~10% of its CPU while both consumers were being timed. It ends at the first 't' (grep
+# exits, psql gets SIGPIPE); an error (the progress table not there yet) ends it too, and it
+# starts again.
 poll_until() {  # url query
   local f; f=$(mktemp "$run/poll.XXXXXX.sql")
-  printf '%s\n\\watch 0.05\n' "$2" >"$f"
+  printf '%s\n\\watch 0.02\n' "$2" >"$f"
   until { command psql -X -At -d "$1" -f "$f" 2>/dev/null || true; } | grep -q -m1 '^t$'; do sleep 0.05; done
   rm -f "$f"
 }
@@ -217,11 +219,13 @@ changes_now() { q "$DS" "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del),
 
 # CPU seconds (user + system, all threads) a running process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# CPU seconds of the server processes whose pids a query returns (one per line), summed.
+pids_cpu() { local sum=0 p; for p in $(q "$1" "$2"); do [[ -r /proc/$p/stat ]] && sum=$(python3 -c "print($sum + $(cpu_secs "$p"))"); done; printf '%.2f' "$sum"; }
 # Peak resident memory (MB) of a running process so far.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
 measure() {  # label transactions changes; the backlog is in the dataset's source now
-  local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal
+  local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal nws nap tws tap
   end=$(q "$DS" "SELECT pg_current_wal_insert_lsn()")
   last_end=$end
   q "$DS" "SELECT pg_switch_wal()" >/dev/null
@@ -229,6 +233,10 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
   decode=$(secs "$t0" "$t1")
   w0=$(q "$DT" "SELECT pg_current_wal_lsn()")
   t0=$(now); q "$DN" "ALTER SUBSCRIPTION $dsub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
+  # CPU of each consumer's server processes (both started for this catch-up): its walsender on
+  # the source and its apply backend(s) on the target.
+  nws=$(pids_cpu "$DS" "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$dsub' AND active_pid IS NOT NULL")
+  nap=$(pids_cpu "$DN" "SELECT pid FROM pg_stat_subscription WHERE subname = '$dsub' AND pid IS NOT NULL")
   q "$DN" "ALTER SUBSCRIPTION $dsub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
   w1=$(q "$DT" "SELECT pg_current_wal_lsn()")
@@ -239,6 +247,8 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
   wait_tenant "$end"
   t1=$(now)
   cpu=$(cpu_secs "$bridge_pid") rss=$(peak_rss_mb "$bridge_pid")
+  tws=$(pids_cpu "$DS" "SELECT pid FROM pg_stat_replication WHERE application_name LIKE 'tenantsync%'")
+  tap=$(pids_cpu "$DT" "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'tenantsync-apply-%' OR application_name LIKE 'tenantsync-stage-%'")
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
   tenant=$(secs "$t0" "$t1")
   w2=$(q "$DT" "SELECT pg_current_wal_lsn()")
@@ -249,7 +259,11 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
 n, c = $txns, $changes
 print(f'  {n} transactions, {c} changes; per second: ' + ', '.join(
     f'{w} {n / t:,.0f} txn/s {c / t:,.0f} changes/s' for w, t in
-    (('decode', $decode), ('native', $native), ('tenantsync', $tenant))))"
+    (('decode', $decode), ('native', $native), ('tenantsync', $tenant))))
+ws, ap, br, t = $tws, $tap, $cpu, $tenant
+print(f'  CPU seconds: native walsender $nws + apply worker $nap; tenantsync walsender {ws} + '
+      f'target backend(s) {ap} + bridge {br} = {ws + ap + br:.2f}, which 2 cores need at least '
+      f'{(ws + ap + br) / 2:.2f} s for ({(ws + ap + br) / 2 / t:.0%} of its {t} s)')"
 }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
