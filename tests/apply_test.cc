@@ -11,6 +11,7 @@
 #include <csignal>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -634,17 +635,31 @@ TEST_F(ApplyTest, MixedChangesOfFewKeysLeaveTheRowsOneStatementPerChangeLeaves) 
   auto r = tenantsync::Items();
   std::mt19937 rng(7);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  std::set<int> present;  // the source's keys, so that a key is only moved to a free one
+  int moves = 0;
   for (int t = 0; t < 400; ++t) {
     std::vector<Change> txn;
     for (int i = 0, n = 1 + pick(4); i < n; ++i) {
-      const std::string id = std::to_string(1 + pick(30));
+      const int key = 1 + pick(30);
+      const std::string id = std::to_string(key);
       const std::string name = "n" + std::to_string(t) + "." + std::to_string(i);
       const std::string qty = std::to_string(t * 10 + i);
-      switch (pick(7)) {
+      switch (pick(8)) {
         case 0:
         case 1:
           txn.push_back(Insert(r, {T(id), T(name), T(qty), T("ins")}));
+          present.insert(key);
           break;
+        case 7: {  // a changed primary key: the row moves to a free key
+          const int to = 1 + pick(30);
+          if (!present.contains(key) || present.contains(to)) break;
+          txn.push_back(Update(r, {T(std::to_string(to)), T(name), T(qty), T("moved")},
+                               ItemKey(key)));
+          present.erase(key);
+          present.insert(to);
+          ++moves;
+          break;
+        }
         case 2:
           txn.push_back(Update(r, {T(id), T(name), T(qty), T("upd")}));
           break;
@@ -656,10 +671,12 @@ TEST_F(ApplyTest, MixedChangesOfFewKeysLeaveTheRowsOneStatementPerChangeLeaves) 
           break;
         default:
           txn.push_back(Delete(r, {T(id), N(), N(), N()}));
+          present.erase(key);
       }
     }
-    Txn(txn);
+    if (!txn.empty()) Txn(txn);
   }
+  ASSERT_GT(moves, 20);
   // One batch each (not cut by time on a busy machine), so the merge spans all 400 transactions.
   auto one_by_one = Options();
   one_by_one.bulk_min_rows = 0;
