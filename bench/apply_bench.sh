@@ -220,7 +220,10 @@ changes_now() { q "$DS" "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del),
 # CPU seconds (user + system, all threads) a running process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # CPU seconds of the server processes whose pids a query returns (one per line), summed.
-pids_cpu() { local sum=0 p; for p in $(q "$1" "$2"); do [[ -r /proc/$p/stat ]] && sum=$(python3 -c "print($sum + $(cpu_secs "$p"))"); done; printf '%.2f' "$sum"; }
+pids_cpu() {
+  local p files=(); for p in $(q "$1" "$2"); do [[ -r /proc/$p/stat ]] && files+=("/proc/$p/stat"); done
+  awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.2f", s / hz }' "${files[@]}" </dev/null
+}
 # Peak resident memory (MB) of a running process so far.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -408,18 +411,18 @@ replay_phase() {
 # ends at or past the end position, where follow stops). Then the target is compared, by query
 # $4, with $5 (the source's answer at the backlog's end), or else with the source now.
 pgcopydb_follow() {  # source URL, target URL, end, comparison query[, expected answer]
-  local src=$1 dst=$2 t0 t1 rc=0 took verdict same
+  local src=$1 dst=$2 t0 t1 rc=0 took verdict same log=$run/pgcopydb-follow-${2##*/}.log
   if ! TMPDIR=$run/pgcopydb-tmp pgcopydb stream sentinel set apply --source "$src" >>"$run/pgcopydb-setup.log" 2>&1; then
     echo "  pgcopydb follow: failed to set its apply sentinel (see $run/pgcopydb-setup.log)"
     return 0
   fi
   t0=$(now)
   TMPDIR=$run/pgcopydb-tmp timeout 300 pgcopydb follow --source "$src" --target "$dst" --dir "$run/pgcopydb-${dst##*/}" \
-    --resume --not-consistent --endpos "$3" >"$run/pgcopydb-follow.log" 2>&1 & local pid=$!
+    --resume --not-consistent --endpos "$3" >"$log" 2>&1 & local pid=$!
   # On an ERROR it does not exit, it waits: stopped 10 s after the first one.
   local erred=
   while kill -0 "$pid" 2>/dev/null; do
-    if [[ -z $erred ]] && grep -q ' ERROR ' "$run/pgcopydb-follow.log"; then erred=$(now); fi
+    if [[ -z $erred ]] && grep -q ' ERROR ' "$log"; then erred=$(now); fi
     if [[ -n $erred ]] && python3 -c "import sys; sys.exit(0 if $(now) - $erred > 10 else 1)"; then
       kill "$pid" 2>/dev/null; rc=124
     fi
@@ -430,7 +433,7 @@ pgcopydb_follow() {  # source URL, target URL, end, comparison query[, expected 
   took=$(secs "$t0" "$t1")
   local want=${5:-$(q "$src" "$4")}
   same=no; [[ $want == "$(q "$dst" "$4")" ]] && same=yes
-  local why; why=$({ grep -m1 -E 'ERROR|FATAL' "$run/pgcopydb-follow.log" || true; } | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120)
+  local why; why=$({ grep -m1 -E 'ERROR|FATAL' "$log" || true; } | sed -E 's/^[0-9:. ]+[0-9]+ //' | cut -c1-120)
   if ((rc == 0)); then
     verdict="$took s, exit 0, target equals source: $same"
   elif ((rc == 124)); then
@@ -439,7 +442,6 @@ pgcopydb_follow() {  # source URL, target URL, end, comparison query[, expected 
     verdict="failed: exit $rc after $took s, target equals source: $same ($why)"
   fi
   echo "  pgcopydb follow (wal2json): $verdict"
-  cp "$run/pgcopydb-follow.log" "$run/pgcopydb-follow-${dst##*/}.log"
   # Gone before the next phases: its slot would hold WAL, and autovacuum would work on its
   # tables' 20,000 transactions of changes while they are timed. (Its tables, not its database:
   # DROP DATABASE checkpoints, and the next phase would then write full-page images.)
