@@ -44,6 +44,7 @@ ApplyOptions ApplyOptions::FromConfig(const Config& config) {
   o.schema_drift = config.apply.schema_drift;
   o.on_error = config.apply.on_error;
   o.session_replication_role = config.apply.session_replication_role;
+  o.toast_compression = config.apply.toast_compression;
   return o;
 }
 
@@ -86,9 +87,21 @@ void NoticeSink(void*, const PGresult*) {}
 
 // How both target sessions (apply, staging) read and write values, and no server-side limits on
 // their statements (the apply session's lock_timeout 0; the staging one overrides it).
+// plan_cache_mode: a prepared statement is planned once, generically, instead of five times for
+// its parameters before the server settles on the generic plan it would choose anyway; the
+// statements look rows up by key (or by the columns of a keyless table's old row), and the array
+// path's unnest() is planned for few rows either way (runs long enough for a join go by COPY).
 constexpr const char* kTargetSessionSettings =
     "SET datestyle = ISO; SET intervalstyle = postgres; SET extra_float_digits = 3; "
-    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0";
+    "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; "
+    "SET plan_cache_mode = force_generic_plan";
+
+// ApplyOptions::toast_compression. Best effort: a server built without lz4 rejects the value and
+// keeps its own default.
+void SetToastCompression(PgConn& conn, const std::string& choice) {
+  if (choice != "lz4") return;
+  conn.Run("SET default_toast_compression = lz4").IgnoreError();
+}
 
 // How one source relation (one exact definition) is applied.
 struct RelationEntry {
@@ -377,6 +390,7 @@ Status Applier::Impl::Connect() {
   // use, at most this much per apply connection.
   TS_RETURN_IF_ERROR_CTX(conn_.Run("SET temp_buffers = '64MB'"), "configuring the apply session");
   TS_RETURN_IF_ERROR_CTX(conn_.Run(kTargetSessionSettings), "configuring the apply session");
+  SetToastCompression(conn_, options_.toast_compression);
   TS_RETURN_IF_ERROR_CTX(
       // The schema only when missing: CREATE SCHEMA IF NOT EXISTS needs the database's CREATE
       // privilege even when it exists (least-privilege role: ops/runbooks/security.md).
@@ -1895,10 +1909,11 @@ Status Applier::Impl::OpenStageConn() {
   PQsetNoticeReceiver(stage_conn_.get(), NoticeSink, nullptr);
   // The same input settings as conn_ (datestyle for the staged text); its commits need no flush
   // (the staged rows matter only to conn_'s open transaction, which a target crash ends too).
-  return stage_conn_
-      .Run(std::string(kTargetSessionSettings) +
-           "; SET lock_timeout = '5s'; SET synchronous_commit = off")
-      .WithContext("configuring the staging session");
+  TS_RETURN_IF_ERROR_CTX(stage_conn_.Run(std::string(kTargetSessionSettings) +
+                                         "; SET lock_timeout = '5s'; SET synchronous_commit = off"),
+                         "configuring the staging session");
+  SetToastCompression(stage_conn_, options_.toast_compression);
+  return Status::Ok();
 }
 
 Status Applier::Impl::AwaitBulk() {

@@ -725,7 +725,7 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
   TS_RETURN_IF_ERROR(
       p.CheckMap(apply, "apply",
                  {"batch_max_transactions", "batch_max_bytes", "batch_max_ms", "truncate",
-                  "schema_drift", "on_error", "session_replication_role"}));
+                  "schema_drift", "on_error", "session_replication_role", "toast_compression"}));
   if (IsMapping(apply)) {
     TS_RETURN_IF_ERROR(p.Integer<int>(apply, "batch_max_transactions", "apply", 1, 10'000'000,
                                       &c.apply.batch_max_transactions));
@@ -745,6 +745,10 @@ StatusOr<Config> Parse(const Parser& p, const YAML::Node& root, Config c) {
     TS_RETURN_IF_ERROR(
         p.Choice(apply, "session_replication_role", "apply", {"replica", "origin"}, &role));
     c.apply.session_replication_role = role == 0 ? "replica" : "origin";
+    int compression = c.apply.toast_compression == "server" ? 1 : 0;
+    TS_RETURN_IF_ERROR(
+        p.Choice(apply, "toast_compression", "apply", {"lz4", "server"}, &compression));
+    c.apply.toast_compression = compression == 0 ? "lz4" : "server";
   }
 
   const YAML::Node journal = root["journal"];

@@ -131,6 +131,9 @@ struct ApplyConfig {
   DriftPolicy schema_drift = DriftPolicy::kAdd;
   ErrorPolicy on_error = ErrorPolicy::kDeadLetter;
   std::string session_replication_role = "replica";  // "replica" or "origin"
+  // How the target compresses the large values the applier writes: "lz4" (when the server has
+  // it) or "server" (the target's default_toast_compression).
+  std::string toast_compression = "lz4";
 };
 
 struct JournalConfig {

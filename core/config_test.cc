@@ -145,6 +145,7 @@ TEST_F(ConfigTest, FillsDefaults) {
   EXPECT_EQ(c->apply.truncate, TruncatePolicy::kApply);
   EXPECT_EQ(c->apply.schema_drift, DriftPolicy::kAdd);
   EXPECT_EQ(c->apply.session_replication_role, "replica");
+  EXPECT_EQ(c->apply.toast_compression, "lz4");
   EXPECT_EQ(c->journal.max_bytes, 20ll << 30);
   EXPECT_TRUE(c->tables.empty());
   EXPECT_FALSE(c->NeedsEncryptionKey());
@@ -155,7 +156,7 @@ TEST_F(ConfigTest, ParsesEveryPolicyAndNumber) {
       Minimal("snapshot: {workers: 4, on_error: abort, chunk_mb: 64}\n"
               "apply: {batch_max_transactions: 10, batch_max_bytes: 1048576, batch_max_ms: 50,\n"
               "        truncate: stop, schema_drift: stop, on_error: abort,\n"
-              "        session_replication_role: origin}\n"
+              "        session_replication_role: origin, toast_compression: server}\n"
               "journal: {retention_hours: 1.5, max_gb: 0.5}\n"
               "ops: {listen: \"0.0.0.0:0\", token: abc, max_healthy_lag_seconds: 30}\n"),
       "test.yaml");
@@ -170,6 +171,7 @@ TEST_F(ConfigTest, ParsesEveryPolicyAndNumber) {
   EXPECT_EQ(c->apply.schema_drift, DriftPolicy::kStop);
   EXPECT_EQ(c->apply.on_error, ErrorPolicy::kAbort);
   EXPECT_EQ(c->apply.session_replication_role, "origin");
+  EXPECT_EQ(c->apply.toast_compression, "server");
   EXPECT_DOUBLE_EQ(c->journal.retention_hours, 1.5);
   EXPECT_EQ(c->journal.max_bytes, 512ll << 20);
   EXPECT_EQ(c->ops.listen, "0.0.0.0:0");
@@ -385,6 +387,11 @@ TEST_F(ConfigTest, BadDriftPolicy) {
 TEST_F(ConfigTest, BadSessionReplicationRole) {
   Status s = Fails(Minimal("apply: {session_replication_role: local}\n"));
   EXPECT_THAT(s.message(), HasSubstr("apply.session_replication_role: expected one of replica"));
+}
+
+TEST_F(ConfigTest, BadToastCompression) {
+  Status s = Fails(Minimal("apply: {toast_compression: zstd}\n"));
+  EXPECT_THAT(s.message(), HasSubstr("apply.toast_compression: expected one of lz4, server"));
 }
 
 TEST_F(ConfigTest, BadListenAddress) {

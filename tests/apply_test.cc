@@ -284,6 +284,36 @@ TEST_F(ApplyTest, UnchangedToastColumnKeepsItsValue) {
   EXPECT_EQ(Q("SELECT md5(note) = md5(" + QuoteLiteral(big) + ") FROM tenant_rawdog.items"), "t");
 }
 
+// apply.toast_compression: large values the applier writes are lz4-compressed by default, by
+// the one-statement path, the array path and the COPY path alike; "server" leaves the target's
+// default (pglz on these clusters).
+TEST_F(ApplyTest, LargeValuesAreCompressedAsToastCompressionSays) {
+  auto r = tenantsync::Items();
+  std::string big;
+  for (int i = 0; i < 4000; ++i) big += "row " + std::to_string(i % 50) + "; ";
+  ASSERT_EQ(Q("SHOW default_toast_compression"), "pglz");
+  // id 1 alone (one statement), 2-3 (array path), 10-29 (COPY with bulk_min_rows 10).
+  Txn({Insert(r, Item(1, "one", 1, T(big)))});
+  Txn({Insert(r, Item(2, "array", 1, T(big))), Insert(r, Item(3, "array", 1, T(big)))});
+  std::vector<Change> many;
+  for (int i = 10; i < 30; ++i) many.push_back(Insert(r, Item(i, "copy", 1, T(big))));
+  Txn(many);
+  apply::ApplyOptions o = Options();
+  o.bulk_min_rows = 10;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Q("SELECT string_agg(DISTINCT coalesce(pg_column_compression(note), 'none'), ',') "
+              "FROM tenant_rawdog.items"),
+            "lz4");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items WHERE md5(note) = md5(" +
+              QuoteLiteral(big) + ")"),
+            "23");
+
+  Txn({Update(r, Item(1, "server", 2, T(big + "!")))});
+  o.toast_compression = "server";
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Q("SELECT pg_column_compression(note) FROM tenant_rawdog.items WHERE id = 1"), "pglz");
+}
+
 TEST_F(ApplyTest, ChangedPrimaryKeyMovesTheRow) {
   auto r = tenantsync::Items();
   Txn({Insert(r, Item(1, "a", 1)), Insert(r, Item(2, "b", 2))});

@@ -212,6 +212,11 @@ rocksdb::DBOptions MakeDbOptions(bool create) {
   // No preallocation of WAL files (1.1 x the largest write buffer, ~35 MB each): on a nearly
   // full disk it is what fails first, also right after a restart that should make progress.
   o.allow_fallocate = false;
+  // Opening: the table files one after another on this thread (the default starts up to 16
+  // threads per column family to open a handful of files), and without reading every file's
+  // statistics, which only tune compaction. Both cut the time before the stream can start.
+  o.max_file_opening_threads = 1;
+  o.skip_stats_update_on_db_open = true;
   return o;
 }
 
