@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apply/internal/binary_array.h"
 #include "apply/internal/live_feed.h"
 #include "apply/internal/pipelined_session.h"
 #include "apply/internal/sql_builder.h"
@@ -212,8 +213,10 @@ class Applier::Impl {
 
   // --- statements ---
   Status SendRow(RelationEntry* e, const RowOp& op);
+  // `formats` (one per param, 1 = binary; nullptr: all text) as PQexecPrepared's paramFormats.
   Status Execute(const std::string& key, const std::function<std::string()>& make_sql,
-                 const std::vector<const Datum*>& params, int64_t update_rows);
+                 const std::vector<const Datum*>& params, int64_t update_rows,
+                 const std::vector<int>* formats = nullptr);
   Status LeavePipeline();
   Status EnterPipeline();
 
@@ -296,6 +299,8 @@ class Applier::Impl {
   std::map<std::pair<std::string, const char*>, uint64_t> batch_rows_;
   uint64_t batch_bulk_rows_ = 0;
   uint64_t batch_array_rows_ = 0;
+  uint64_t batch_binary_arrays_ = 0;
+  uint64_t batch_text_arrays_ = 0;
   uint64_t batch_schema_changes_ = 0;
   uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
   uint64_t batch_number_ = 0;      // RunBatch calls in this process, for stage_used_in_batch
@@ -557,6 +562,8 @@ void Applier::Impl::StartBatchState() {
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
   batch_array_rows_ = 0;
+  batch_binary_arrays_ = 0;
+  batch_text_arrays_ = 0;
   batch_schema_changes_ = 0;
 }
 
@@ -838,6 +845,8 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
     counters_.batches += 1;
     counters_.bulk_rows += batch_bulk_rows_;
     counters_.array_rows += batch_array_rows_;
+    counters_.binary_arrays += batch_binary_arrays_;
+    counters_.text_arrays += batch_text_arrays_;
     counters_.dead_letters += pending_dead_letters_.size();
     counters_.missing_rows += session_.zero_row_updates() - missing_reported_;
     counters_.schema_changes += batch_schema_changes_;
@@ -863,6 +872,8 @@ Status Applier::Impl::Isolate(Lsn after, Lsn through) {
   batch_rows_.clear();
   batch_bulk_rows_ = 0;
   batch_array_rows_ = 0;
+  batch_binary_arrays_ = 0;
+  batch_text_arrays_ = 0;
   batch_schema_changes_ = 0;
   auto opened = journal_->NewReader(after);
   if (!opened.ok()) return opened.status();
@@ -1148,7 +1159,8 @@ Status Applier::Impl::EnterPipeline() {
 }
 
 Status Applier::Impl::Execute(const std::string& key, const std::function<std::string()>& make_sql,
-                              const std::vector<const Datum*>& params, int64_t update_rows) {
+                              const std::vector<const Datum*>& params, int64_t update_rows,
+                              const std::vector<int>* formats) {
   PreparedStatement& ps = statements_[key];
   if (ps.name.empty()) ps.name = "ts_" + std::to_string(next_statement_id_++);
   std::vector<const char*> values;
@@ -1168,7 +1180,8 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
       ps.prepared = true;
     }
     PgResult r(PQexecPrepared(conn_.get(), ps.name.c_str(), static_cast<int>(values.size()),
-                              values.data(), lengths.data(), nullptr, 0));
+                              values.data(), lengths.data(), formats ? formats->data() : nullptr,
+                              0));
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
       return internal::ErrorFromResult(conn_.get(), r.get(), "target statement failed");
     }
@@ -1183,7 +1196,7 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
     TS_RETURN_IF_ERROR(session_.SendPrepare(ps.name, make_sql()));
     ps.prepared = true;
   }
-  TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, update_rows));
+  TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, update_rows, formats));
   return session_.MaybeSync(options_.statements_per_sync);
 }
 
@@ -1867,18 +1880,35 @@ Status Applier::Impl::FlushRun(BulkRun run) {
 // per row; statement triggers once).
 Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
   const TableShape& s = e->shape;
-  std::vector<std::string> arrays(run.cols.size(), "{");
-  const int64_t rows = static_cast<int64_t>(run.rows.size());
-  for (size_t r = 0; r < run.rows.size(); ++r) {
-    for (size_t c = 0; c < run.cols.size(); ++c) {
-      if (r > 0) arrays[c] += ',';
-      internal::AppendArrayElement(run.rows[r][run.cols[c]], &arrays[c],
-                                   s.blank_padded[run.cols[c]]);
-    }
-  }
+  const int32_t rows32 = static_cast<int32_t>(run.rows.size());
   std::vector<Datum> values;
-  values.reserve(arrays.size());
-  for (std::string& a : arrays) values.push_back(Datum::Text(std::move(a += '}')));
+  std::vector<int> formats;
+  values.reserve(run.cols.size());
+  formats.reserve(run.cols.size());
+  for (const int col : run.cols) {
+    // Binary where the column's type and every value of it allow (internal/binary_array.h);
+    // otherwise the text array literal.
+    if (const uint32_t type = internal::BinaryArrayElementType(s.types[col]); type != 0) {
+      internal::BinaryArrayBuilder b(type, rows32);
+      bool ok = true;
+      for (size_t r = 0; ok && r < run.rows.size(); ++r) ok = b.Append(run.rows[r][col]);
+      if (ok) {
+        values.push_back(Datum::Text(std::move(b).Finish()));
+        formats.push_back(1);
+        ++batch_binary_arrays_;
+        continue;
+      }
+    }
+    std::string a = "{";
+    for (size_t r = 0; r < run.rows.size(); ++r) {
+      if (r > 0) a += ',';
+      internal::AppendArrayElement(run.rows[r][col], &a, s.blank_padded[col]);
+    }
+    values.push_back(Datum::Text(std::move(a += '}')));
+    formats.push_back(0);
+    ++batch_text_arrays_;
+  }
+  const int64_t rows = rows32;
   std::vector<const Datum*> params;
   params.reserve(values.size());
   for (const Datum& d : values) params.push_back(&d);
@@ -1899,7 +1929,7 @@ Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
             return internal::BulkDeleteSql(s, stage);
         }
       },
-      params, run.op == ChangeOp::kUpdate ? rows : 0);
+      params, run.op == ChangeOp::kUpdate ? rows : 0, &formats);
 }
 
 Status Applier::Impl::OpenStageConn() {

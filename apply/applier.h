@@ -172,6 +172,8 @@ struct ApplyCounters {
   uint64_t batches = 0;            // target transactions committed
   uint64_t bulk_rows = 0;          // changes that went through the bulk path
   uint64_t array_rows = 0;         // changes sent by the array path (short runs, one statement)
+  uint64_t binary_arrays = 0;      // of the array path's column arrays, those sent binary
+  uint64_t text_arrays = 0;        // ... and those sent as text (a type or value binary leaves out)
   uint64_t dead_letters = 0;
   uint64_t isolated_batches = 0;   // batches re-run change by change after a failure
   uint64_t missing_rows = 0;       // updates that found no row in the target (skipped, as native)

@@ -21,6 +21,8 @@
 #include <functional>
 #include <optional>
 
+#include "core/pg_text.h"
+
 namespace tenantsync::cdc {
 
 namespace {
@@ -45,75 +47,16 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
-
-bool ReadDigits(std::string_view& s, size_t n, int64_t* out) {
-  if (s.size() < n) return false;
-  int64_t v = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    v = v * 10 + (s[i] - '0');
-  }
-  *out = v;
-  s.remove_prefix(n);
-  return true;
-}
-
-bool Expect(std::string_view& s, char c) {
-  if (s.empty() || s.front() != c) return false;
-  s.remove_prefix(1);
-  return true;
-}
-
 }  // namespace
 
 // "YYYY-MM-DD HH:MM:SS[.ffffff](+|-)HH[:MM[:SS]]" -> Unix epoch microseconds.
 StatusOr<int64_t> ParseWal2jsonTimestamp(std::string_view text) {
-  std::string_view s = text;
-  int64_t y, mo, d, h, mi, sec, frac = 0;
-  auto bad = [&] {
+  int64_t us;
+  if (!ParseIsoTimestamp(text, /*with_offset=*/true, &us)) {
     return Corruption("wal2json message: timestamp '" + std::string(text.substr(0, 64)) +
                       "' is not YYYY-MM-DD HH:MM:SS[.ffffff]+TZ");
-  };
-  if (!ReadDigits(s, 4, &y) || !Expect(s, '-') || !ReadDigits(s, 2, &mo) || !Expect(s, '-') ||
-      !ReadDigits(s, 2, &d) || !Expect(s, ' ') || !ReadDigits(s, 2, &h) || !Expect(s, ':') ||
-      !ReadDigits(s, 2, &mi) || !Expect(s, ':') || !ReadDigits(s, 2, &sec)) {
-    return bad();
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return bad();
-  if (!s.empty() && s.front() == '.') {
-    s.remove_prefix(1);
-    int digits = 0;
-    while (!s.empty() && s.front() >= '0' && s.front() <= '9') {
-      if (digits < 6) {
-        frac = frac * 10 + (s.front() - '0');
-        ++digits;
-      }
-      s.remove_prefix(1);
-    }
-    if (digits == 0) return bad();
-    for (; digits < 6; ++digits) frac *= 10;
-  }
-  if (s.empty() || (s.front() != '+' && s.front() != '-')) return bad();
-  int sign = s.front() == '-' ? -1 : 1;
-  s.remove_prefix(1);
-  int64_t oh = 0, om = 0, os = 0;
-  if (!ReadDigits(s, 2, &oh)) return bad();
-  if (!s.empty() && (!Expect(s, ':') || !ReadDigits(s, 2, &om))) return bad();
-  if (!s.empty() && (!Expect(s, ':') || !ReadDigits(s, 2, &os))) return bad();
-  if (!s.empty()) return bad();
-  int64_t local_seconds = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) *
-                              86400 + h * 3600 + mi * 60 + sec;
-  int64_t offset = sign * (oh * 3600 + om * 60 + os);
-  return (local_seconds - offset) * 1000000 + frac;
+  return us;
 }
 
 const std::vector<std::pair<std::string, std::string>>& Wal2jsonDecoder::PluginOptions() {

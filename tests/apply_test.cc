@@ -627,6 +627,94 @@ TEST_F(ApplyTest, ArrayPathStoresCharacterValuesExactlyAsAPlainInsert) {
   StoresCharacterValuesExactly(/*through_arrays=*/true);
 }
 
+// The array path sends a column as a binary array where its type and values allow
+// (apply/internal/binary_array.h) and as a text array otherwise. Either way every row reads back
+// exactly as a plain INSERT of the same texts stores it: the server's parse is the reference.
+// The database's time zone (-03:30) is not the offsets' zone, so an offset applied wrongly, or a
+// value without one converted by the client, would show.
+TEST_F(ApplyTest, ArrayPathStoresEveryTypeAsAPlainInsertInBinaryOrText) {
+  Exec("ALTER DATABASE " + db_ + " SET timezone = 'America/St_Johns'");
+  const std::string cols =
+      " (id bigint PRIMARY KEY, t text, v varchar(12), b bytea, j jsonb, js json, f boolean, "
+      "s smallint, i integer, n bigint, d date, ts timestamp, tz timestamptz, m numeric(10,2))";
+  Exec("CREATE TABLE tenant_rawdog.typed" + cols + "; CREATE TABLE public.typed_ref" + cols);
+  auto r = Rel("typed",
+               {{"id", "bigint", true},
+                {"t", "text"},
+                {"v", "character varying(12)"},
+                {"b", "bytea"},
+                {"j", "jsonb"},
+                {"js", "json"},
+                {"f", "boolean"},
+                {"s", "smallint"},
+                {"i", "integer"},
+                {"n", "bigint"},
+                {"d", "date"},
+                {"ts", "timestamp without time zone"},
+                {"tz", "timestamp with time zone"},
+                {"m", "numeric(10,2)"}},
+               'd', 16395);
+  // As the source's output functions write them; "<null>" is NULL.
+  const std::vector<std::vector<std::string>> converted = {
+      {"plain", "v", "\\x00ff", "{\"a\": [1, \"x\\\"y\"]}", "[1, {\"k\": null}]", "t", "-32768",
+       "2147483647", "-9223372036854775808", "0001-01-01", "1999-12-31 23:59:59.999999",
+       "1900-01-01 00:19:32+00:19:32", "12.50"},
+      {"q\"uo\\te,{x} NULL", "\xc3\xbcn\xc3\xaf \"{", "\\x", "{}", "\"s\"", "f", "32767", "-1",
+       "9223372036854775807", "9999-12-31", "2024-02-29 12:00:00", "2024-02-29 12:00:00.5-03:30",
+       "<null>"},
+      {"<null>", "<null>", "<null>", "<null>", "<null>", "<null>", "<null>", "<null>", "<null>",
+       "<null>", "<null>", "<null>", "<null>"},
+      {"", "", "\\xDEADbeef", "null", "  {\"a\" : 1}  ", "true", "0", "0", "0", "2000-01-01",
+       "2000-01-01 00:00:00", "2000-01-01 05:30:00+05:30", "0"},
+  };
+  // Valid input the client leaves to the server: bytea's escape format, "yes", blanks around an
+  // integer, infinity, a timestamp with time zone without its offset (the session's zone).
+  const std::vector<std::vector<std::string>> left_to_text = {
+      {"x", "y", "\\001abc", "[]", "{}", "yes", " 7 ", "  8", "9 ", "infinity", "-infinity",
+       "2024-06-01 10:00:00", "1"},
+      {"z", "w", "\\x01", "1", "2", "no", "1", "2", "3", "2024-01-01", "2024-01-01 00:00:00",
+       "2024-06-01 10:00:00+02", "2"},
+  };
+  std::vector<Tuple> rows;
+  auto journal = [&](const std::vector<std::vector<std::string>>& values) {
+    std::vector<Change> txn;
+    for (const auto& v : values) {
+      Tuple t{T(std::to_string(rows.size() + 1))};
+      for (const std::string& x : v) t.push_back(x == "<null>" ? N() : T(x));
+      txn.push_back(Insert(r, t));
+      rows.push_back(std::move(t));
+    }
+    Txn(txn);
+  };
+  journal(converted);
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.array_rows, 4u);
+  EXPECT_EQ(counters_.binary_arrays, 13u);  // every column but the numeric
+  EXPECT_EQ(counters_.text_arrays, 1u);
+  journal(left_to_text);
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.array_rows, 2u);
+  // bytea, boolean, smallint, integer, bigint, date, timestamp, timestamptz, numeric: text.
+  EXPECT_EQ(counters_.binary_arrays, 5u);
+  EXPECT_EQ(counters_.text_arrays, 9u);
+
+  std::string values;
+  for (const Tuple& t : rows) {
+    values += values.empty() ? "(" : ", (";
+    for (size_t c = 0; c < t.size(); ++c) {
+      values += (c ? ", " : "") + (t[c].is_null() ? "NULL" : "$v$" + t[c].text + "$v$");
+    }
+    values += ")";
+  }
+  Exec("INSERT INTO public.typed_ref VALUES " + values);
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.typed"), "6");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.typed c FULL JOIN public.typed_ref r USING (id) "
+              "WHERE c::text IS DISTINCT FROM r::text"),
+            "0")
+      << Q("SELECT string_agg(c::text || ' <> ' || r::text, E'\\n') FROM tenant_rawdog.typed c "
+           "FULL JOIN public.typed_ref r USING (id) WHERE c::text IS DISTINCT FROM r::text");
+}
+
 // The pgbench shape: many small transactions, each touching several tables, keys updated again
 // and again. Grouped per table inside a batch, each table's changes form one run (bulk path, the
 // last change per key wins); the result equals applying them one by one in commit order.

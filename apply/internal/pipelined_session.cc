@@ -66,9 +66,11 @@ Status PipelinedSession::SendPrepare(const std::string& name, const std::string&
 
 Status PipelinedSession::SendPrepared(const std::string& name,
                                       const std::vector<const char*>& values,
-                                      const std::vector<int>& lengths, int64_t update_rows) {
+                                      const std::vector<int>& lengths, int64_t update_rows,
+                                      const std::vector<int>* formats) {
   if (PQsendQueryPrepared(conn_->get(), name.c_str(), static_cast<int>(values.size()),
-                          values.data(), lengths.data(), nullptr, 0) != 1) {
+                          values.data(), lengths.data(), formats ? formats->data() : nullptr,
+                          0) != 1) {
     return ConnectionLost("queueing a statement");
   }
   queue_.push_back({Entry::kStatement, update_rows});

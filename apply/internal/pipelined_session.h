@@ -36,10 +36,12 @@ class PipelinedSession {
 
   // Queues PREPARE `name` AS `sql`.
   Status SendPrepare(const std::string& name, const std::string& sql);
-  // Queues EXECUTE `name` with text parameters (nullptr = NULL). `update_rows` > 0: the statement
-  // updates that many rows by key; those it did not find count in zero_row_updates().
+  // Queues EXECUTE `name` with parameters (nullptr = NULL), text unless `formats` (one per
+  // value, 1 = binary) says otherwise. `update_rows` > 0: the statement updates that many rows by
+  // key; those it did not find count in zero_row_updates().
   Status SendPrepared(const std::string& name, const std::vector<const char*>& values,
-                      const std::vector<int>& lengths, int64_t update_rows);
+                      const std::vector<int>& lengths, int64_t update_rows,
+                      const std::vector<int>* formats = nullptr);
   // Queues one statement without parameters.
   Status SendQuery(const std::string& sql);
   // Sets a sync point when at least `statements_per_sync` statements are queued since the last.

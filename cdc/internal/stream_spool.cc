@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "core/pg_text.h"
+
 namespace tenantsync::cdc::internal {
 
 namespace {
@@ -17,12 +19,6 @@ constexpr size_t kHeader = 9;
 constexpr uint8_t kChange = 0;
 constexpr uint8_t kSchema = 1;
 constexpr char kSuffix[] = ".spool";
-
-void PutU32(std::string& out, uint32_t v) {
-  char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-               static_cast<char>(v)};
-  out.append(b, 4);
-}
 
 uint32_t GetU32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -87,8 +83,8 @@ Status StreamSpool::Append(uint32_t xid, uint32_t subxid, bool schema,
     ++t.changes;
   }
   t.buffer.push_back(static_cast<char>(schema ? kSchema : kChange));
-  PutU32(t.buffer, subxid);
-  PutU32(t.buffer, static_cast<uint32_t>(message.size()));
+  AppendBigEndian32(subxid, &t.buffer);
+  AppendBigEndian32(static_cast<uint32_t>(message.size()), &t.buffer);
   t.buffer.append(reinterpret_cast<const char*>(message.data()), message.size());
   if (t.buffer.size() >= kBufferBytes) return Flush(t);
   return Status::Ok();

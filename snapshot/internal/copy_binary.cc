@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "core/pg_text.h"
+
 namespace tenantsync::snapshot::internal {
 
 namespace {
@@ -11,12 +13,6 @@ constexpr std::string_view kSignature("PGCOPY\n\377\r\n\0", 11);
 uint32_t ReadU32(const char* p) {
   const auto* u = reinterpret_cast<const unsigned char*>(p);
   return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | u[3];
-}
-
-void PutU32(uint32_t v, std::string* out) {
-  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                     static_cast<char>(v >> 8), static_cast<char>(v)};
-  out->append(b, 4);
 }
 
 }  // namespace
@@ -68,7 +64,7 @@ Status BinaryPaddingTrimmer::Append(std::string_view message, std::string* out) 
     pos += 4;
     if (len < 0) {
       if (len != -1) return fail("field " + std::to_string(f + 1) + " has a negative length");
-      PutU32(0xffffffffu, out);  // NULL
+      AppendBigEndian32(0xffffffffu, out);  // NULL
       continue;
     }
     if (static_cast<size_t>(len) > message.size() - pos) {
@@ -78,7 +74,7 @@ Status BinaryPaddingTrimmer::Append(std::string_view message, std::string* out) 
     if (trim_[f]) {
       while (keep > 0 && message[pos + keep - 1] == ' ') --keep;
     }
-    PutU32(static_cast<uint32_t>(keep), out);
+    AppendBigEndian32(static_cast<uint32_t>(keep), out);
     out->append(message.data() + pos, keep);
     pos += static_cast<size_t>(len);
   }

@@ -1,17 +1,8 @@
 #include "snapshot/internal/copy_text.h"
 
+#include "core/pg_text.h"
+
 namespace tenantsync::snapshot::internal {
-
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 Status ParseCopyTextRow(std::string_view line, size_t expected_columns, Tuple* out) {
   if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
@@ -64,8 +55,8 @@ Status ParseCopyTextRow(std::string_view line, size_t expected_columns, Tuple* o
             case 'v': d.text.push_back('\v'); break;
             case 'x': {
               int v = 0, digits = 0;
-              while (digits < 2 && k + 1 < field.size() && HexValue(field[k + 1]) >= 0) {
-                v = v * 16 + HexValue(field[++k]);
+              while (digits < 2 && k + 1 < field.size() && HexDigitValue(field[k + 1]) >= 0) {
+                v = v * 16 + HexDigitValue(field[++k]);
                 ++digits;
               }
               if (digits == 0) {
