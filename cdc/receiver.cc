@@ -217,6 +217,10 @@ class Receiver::Session {
     if (ident.rows() != 1 || ident.columns() < 4) {
       return Fatal("IDENTIFY_SYSTEM returned an unexpected result");
     }
+    // The walsender writes the values' text with its own session's settings (pgoutput and
+    // wal2json call the types' output functions): the same as the snapshot's (core/pg.h).
+    TS_RETURN_IF_ERROR_CTX(repl_.Run(kSourceOutputSettings),
+                           "configuring the replication session's output");
     if (streaming_ && !o.logical_decoding_work_mem.empty()) {
       // A 1M-row UPDATE with the default 64MB: the applier waited ~0.7 s for the first block
       // while one core idled (bench/RESULTS.md, Apply).

@@ -19,6 +19,17 @@
 
 namespace tenantsync {
 
+// Settings for every source session whose text output tenantsync reads (the snapshot's COPY
+// sessions and the walsender that decodes the stream): ISO dates read the same way whatever the
+// target's DateStyle order, `postgres` intervals, exact floats, hex bytea and UTC, so the
+// snapshot and the stream write the same text for the same value (the transform engine sees one
+// form) whatever the source server's, database's or role's defaults are. Without them a source
+// with DateStyle 'SQL, DMY' streams 01/02/2026 for February 1st, which the target reads as
+// January 2nd.
+inline constexpr const char* kSourceOutputSettings =
+    "SET datestyle = 'ISO, YMD'; SET intervalstyle = 'postgres'; SET extra_float_digits = 3; "
+    "SET bytea_output = 'hex'; SET TimeZone = 'UTC'";
+
 // Owns a PGresult*.
 class PgResult {
  public:

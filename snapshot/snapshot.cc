@@ -34,10 +34,9 @@ constexpr const char* kMetaCreatedPrefix = "snapshot/created/";
 
 // Session settings that make text output of the source parse the same way on the target and in
 // the transform engine, whatever the servers' defaults are.
-constexpr const char* kSessionSettings =
-    "SET datestyle = 'ISO, YMD'; SET intervalstyle = 'postgres'; SET extra_float_digits = 3; "
-    "SET client_encoding = 'UTF8'; SET bytea_output = 'hex'; SET TimeZone = 'UTC'; "
-    "SET client_min_messages = warning";
+const std::string kSessionSettings = std::string(kSourceOutputSettings) +
+                                     "; SET client_encoding = 'UTF8'; "
+                                     "SET client_min_messages = warning";
 
 // The schema is only created when missing: CREATE SCHEMA IF NOT EXISTS checks the database's
 // CREATE privilege first, which the least-privilege target role (owner of a `_tenantsync` the DBA

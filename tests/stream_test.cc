@@ -208,6 +208,8 @@ std::string ReplayChange(const Change& c, Tables* tables) {
 StatusOr<std::map<std::string, std::multiset<std::string>>> SourceRows(
     PgCluster& c, const std::string& db, const std::vector<std::string>& tables) {
   TS_ASSIGN_OR_RETURN(PgConn conn, c.Connect(db));
+  // The text the receiver's walsender writes (core/pg.h), whatever the database's defaults.
+  TS_RETURN_IF_ERROR(conn.Run(kSourceOutputSettings));
   std::map<std::string, std::multiset<std::string>> out;
   for (const auto& t : tables) {
     TS_ASSIGN_OR_RETURN(PgResult r, conn.Exec("SELECT * FROM " + QuoteQualified("public", t)));
@@ -362,10 +364,19 @@ class FlushWatcher {
 
 // ---------------------------------------------------------------------------------------------
 
+// The source database's defaults are a legacy shop's (day-first SQL dates, SQL-standard
+// intervals, escaped bytea, a zone east of UTC): the walsender must still write the text the
+// snapshot reads (core/pg.h, kSourceOutputSettings), or 01/02/2026 (February 1st) would reach the
+// target as January 2nd.
 TEST(StreamTest, TypeZooBothPluginsJournalIdenticallyAndMatchSource) {
   PgCluster& src = Clusters().source();
   auto db = src.CreateDatabase("zoo");
   ASSERT_OK(db);
+  ASSERT_OK(src.Exec(*db, "ALTER DATABASE " + QuoteIdent(*db) +
+                              " SET datestyle = 'SQL, DMY'; ALTER DATABASE " + QuoteIdent(*db) +
+                              " SET intervalstyle = 'sql_standard'; ALTER DATABASE " +
+                              QuoteIdent(*db) + " SET bytea_output = 'escape'; ALTER DATABASE " +
+                              QuoteIdent(*db) + " SET TimeZone = 'Asia/Kolkata'"));
   ASSERT_OK(src.Exec(*db, ZooPart("schema")));
   ASSERT_OK(src.Exec(*db, "CREATE PUBLICATION pub FOR ALL TABLES"));
   ASSERT_OK(CreateSlot(src, *db, *db + "_p", "pgoutput"));
