@@ -1778,7 +1778,6 @@ Status Applier::Impl::FlushRun(BulkRun run) {
     // the COPY path).
     if (group_tables_ && options_.array_min_rows > 0 &&
         (run.op == ChangeOp::kInsert || !e->shape.key.empty()) &&
-        internal::ArrayStageSupports(e->shape, run.cols) &&
         run.rows.size() >= static_cast<size_t>(options_.array_min_rows)) {
       return SendArrayRun(e, run);
     }
@@ -1887,8 +1886,10 @@ Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
   formats.reserve(run.cols.size());
   for (const int col : run.cols) {
     // Binary where the column's type and every value of it allow (internal/binary_array.h);
-    // otherwise the text array literal.
-    if (const uint32_t type = internal::BinaryArrayElementType(s.types[col]); type != 0) {
+    // otherwise the text array literal. An array-typed column: its values' text, as text[].
+    const bool nested = internal::IsArrayType(s.types[col]);
+    if (const uint32_t type = internal::BinaryArrayElementType(nested ? "text" : s.types[col]);
+        type != 0) {
       internal::BinaryArrayBuilder b(type, rows32);
       bool ok = true;
       for (size_t r = 0; ok && r < run.rows.size(); ++r) ok = b.Append(run.rows[r][col]);

@@ -627,6 +627,103 @@ TEST_F(ApplyTest, ArrayPathStoresCharacterValuesExactlyAsAPlainInsert) {
   StoresCharacterValuesExactly(/*through_arrays=*/true);
 }
 
+// An array-typed column goes through the array path as a text[] of its values' text, each cast
+// by the column's input function (unnest() of an array of arrays would flatten it). Quotes,
+// backslashes, NULL elements, the word NULL, empty and NULL arrays, 2-D arrays, a lower bound
+// other than 1 and padded characters all read back as a plain INSERT of the same texts stores
+// them, for a keyed table (insert, update, delete) and a keyless one (insert).
+TEST_F(ApplyTest, ArrayPathStoresArrayTypedColumnsAsAPlainInsert) {
+  const std::string cols =
+      " (id bigint PRIMARY KEY, tags text[], nums integer[], grid text[], codes character(2)[], "
+      "note text)";
+  Exec("CREATE TABLE tenant_rawdog.tagged" + cols + "; CREATE TABLE public.tagged_ref" + cols +
+       "; CREATE TABLE tenant_rawdog.tag_log (tags text[], at date)"
+       "; CREATE TABLE public.tag_log_ref (tags text[], at date)");
+  auto r = Rel("tagged",
+               {{"id", "bigint", true},
+                {"tags", "text[]"},
+                {"nums", "integer[]"},
+                {"grid", "text[]"},
+                {"codes", "character(2)[]"},
+                {"note", "text"}},
+               'd', 16396);
+  auto log = Rel("tag_log", {{"tags", "text[]"}, {"at", "date"}}, 'f', 16397);
+  // As array_out writes them; "<null>" is NULL.
+  const std::vector<std::vector<std::string>> kValues = {
+      {"{a,\"b c\",\"q\\\"uo\",\"back\\\\slash\",NULL,\"NULL\"}", "{1,-2,NULL}", "{{a,b},{c,d}}",
+       "{\"a \",bc}", "x"},
+      {"{}", "{}", "{{\"{x}\",NULL}}", "{NULL}", "<null>"},
+      {"<null>", "[0:1]={7,8}", "<null>", "<null>", "{not,an,array}"},
+      {"{\"\",\" \",\",\",\"{}\"}", "{2147483647}", "{{\"\"}}", "{\"  \"}", ""},
+  };
+  auto row = [&](int id, int variant) {
+    Tuple t{T(std::to_string(id))};
+    for (const std::string& v : kValues[static_cast<size_t>(variant) % kValues.size()]) {
+      t.push_back(v == "<null>" ? N() : T(v));
+    }
+    return t;
+  };
+  std::vector<Change> ins, upd, logs;
+  std::vector<Tuple> expected(301), logged;
+  for (int id = 1; id <= 300; ++id) {
+    expected[id] = row(id, id);
+    ins.push_back(Insert(r, expected[id]));
+  }
+  for (int i = 0; i < 8; ++i) {
+    logged.push_back({kValues[i % 4][0] == "<null>" ? N() : T(kValues[i % 4][0]),
+                      T("2026-11-" + std::to_string(10 + i))});
+    logs.push_back(Insert(log, logged.back()));
+  }
+  for (int id = 1; id <= 150; ++id) {
+    expected[id] = row(id, id + 1);
+    upd.push_back(Update(r, expected[id]));
+  }
+  std::vector<Change> del;
+  for (int id = 291; id <= 300; ++id)
+    del.push_back(Delete(r, {T(std::to_string(id)), N(), N(), N(), N(), N()}));
+  auto o = Options();
+  o.bulk_min_rows = 1000;
+  ins.insert(ins.end(), logs.begin(), logs.end());
+  Txn(ins);
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.array_rows, 308u) << "batches " << counters_.batches;
+  Txn(upd);
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.array_rows, 150u);
+  EXPECT_EQ(counters_.text_arrays, 0u);  // every column, arrays too, went as a binary array
+  Txn(del);
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(counters_.array_rows, 10u);
+
+  auto values = [](const std::vector<Tuple>& rows) {
+    std::string v;
+    for (const Tuple& t : rows) {
+      v += v.empty() ? "(" : ", (";
+      for (size_t c = 0; c < t.size(); ++c) {
+        v += (c ? ", " : "") + (t[c].is_null() ? "NULL" : "$v$" + t[c].text + "$v$");
+      }
+      v += ")";
+    }
+    return v;
+  };
+  Exec("INSERT INTO public.tagged_ref VALUES " +
+       values(std::vector<Tuple>(expected.begin() + 1, expected.begin() + 291)) +
+       "; INSERT INTO public.tag_log_ref VALUES " + values(logged));
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.tagged"), "290");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.tagged c FULL JOIN public.tagged_ref r "
+              "USING (id) WHERE c::text IS DISTINCT FROM r::text"),
+            "0")
+      << Q("SELECT string_agg(c::text || ' <> ' || r::text, E'\\n') FROM tenant_rawdog.tagged c "
+           "FULL JOIN public.tagged_ref r USING (id) WHERE c::text IS DISTINCT FROM r::text");
+  EXPECT_EQ(Q("SELECT array_lower(a.nums, 1) || ':' || array_ndims(b.grid) FROM "
+              "tenant_rawdog.tagged a, tenant_rawdog.tagged b WHERE a.id = 1 AND b.id = 4"),
+            "0:2");  // row(1, 2): nums [0:1]={7,8}; row(4, 5): grid {{"{x}",NULL}}
+  EXPECT_EQ(Q("SELECT count(*) FROM (SELECT tags, at FROM tenant_rawdog.tag_log EXCEPT ALL "
+              "SELECT tags, at FROM public.tag_log_ref) d"),
+            "0");
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.tag_log"), "8");
+}
+
 // The array path sends a column as a binary array where its type and values allow
 // (apply/internal/binary_array.h) and as a text array otherwise. Either way every row reads back
 // exactly as a plain INSERT of the same texts stores it: the server's parse is the reference.

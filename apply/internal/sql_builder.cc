@@ -237,21 +237,24 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage) {
 
 std::string TruncateStageSql(const std::string& stage) { return "TRUNCATE " + stage; }
 
-std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols) {
-  std::string args;
-  for (size_t i = 0; i < cols.size(); ++i) {
-    if (i) args += ", ";
-    args += Param(static_cast<int>(i) + 1) + "::" + t.types[cols[i]] + "[]";
-  }
-  return "(SELECT * FROM unnest(" + args + ") WITH ORDINALITY AS u(" + ColumnList(t, cols) +
-         ", ts_seq))";
-}
+bool IsArrayType(const std::string& type) { return type.ends_with("]"); }
 
-bool ArrayStageSupports(const TableShape& t, const std::vector<int>& cols) {
-  for (int c : cols) {
-    if (t.types[c].ends_with("]")) return false;
+std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols) {
+  // An array-typed column travels as a text[] of its values' text and each value is cast on its
+  // own: unnest() of an array of arrays would flatten them (and they need not be of one shape).
+  std::string args, casts;
+  bool nested = false;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    const std::string& type = t.types[cols[i]];
+    const std::string& name = QuoteIdent(t.columns[cols[i]]);
+    const bool is_array = IsArrayType(type);
+    nested |= is_array;
+    if (i) args += ", ";
+    args += Param(static_cast<int>(i) + 1) + "::" + (is_array ? "text" : type) + "[]";
+    casts += is_array ? "u." + name + "::" + type + " AS " + name + ", " : "u." + name + ", ";
   }
-  return true;
+  return "(SELECT " + (nested ? casts + "u.ts_seq" : std::string("*")) + " FROM unnest(" + args +
+         ") WITH ORDINALITY AS u(" + ColumnList(t, cols) + ", ts_seq))";
 }
 
 namespace {

@@ -94,10 +94,11 @@ std::string TruncateStageSql(const std::string& stage);
 // --- array path: a short run as one statement, its rows passed as one array per column ---
 // "(SELECT * FROM unnest($1::<type>[], ..) WITH ORDINALITY AS u(<cols>, ts_seq))": the rows of
 // `cols`, in order, as a stage the Bulk*Sql statements above read (keyless INSERT: append an
-// alias, " u"). Params: one array literal (AppendArrayElement) per column of `cols`, from $1.
+// alias, " u"). Params: one array per column of `cols`, from $1. An array-typed column's param is
+// a text[] of its values' text, each cast to the column's type in the stage's select list.
 std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols);
-// false when a column of `cols` is itself an array type (unnest would flatten it).
-bool ArrayStageSupports(const TableShape& t, const std::vector<int>& cols);
+// The column type is an array type (format_type's "<element>[]").
+bool IsArrayType(const std::string& type);
 // Appends one datum as an element of an array literal: NULL, or double-quoted with \ and "
 // escaped (the element's input function then sees exactly the datum's text).
 // `trim_trailing_blanks`: as for AppendCopyText. REQUIRES: !d.is_unchanged().
