@@ -1054,6 +1054,7 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     int ti = info.IndexOf(tcol.name);
     s.columns.push_back(tcol.name);
     s.types.push_back(ti >= 0 ? info.types[ti] : tcol.type);
+    s.base_types.push_back(ti >= 0 ? info.base_types[ti] : tcol.type);
     s.added.push_back(tcol.source_index < 0);
     s.blank_padded.push_back(snapshot::internal::IsPaddedCharType(s.types.back()));
   }

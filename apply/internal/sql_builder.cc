@@ -245,7 +245,7 @@ std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols) {
   std::string args, casts;
   bool nested = false;
   for (size_t i = 0; i < cols.size(); ++i) {
-    const std::string& type = t.types[cols[i]];
+    const std::string& type = t.base_types[cols[i]];
     const std::string& name = QuoteIdent(t.columns[cols[i]]);
     const bool is_array = IsArrayType(type);
     nested |= is_array;

@@ -19,6 +19,10 @@ struct TableShape {
   std::string qualified;             // "schema"."table", quoted
   std::vector<std::string> columns;  // target column names, in the transform's output order
   std::vector<std::string> types;    // format_type() of each column in the target catalog
+  // The same without the type modifier: the array path's casts. An explicit cast to a typmod
+  // cuts a value too long for it ('abcdef'::varchar(3) is 'abc'); assigning to the column
+  // rejects it, as a one-row INSERT does.
+  std::vector<std::string> base_types;
   std::vector<int> key;              // indexes into `columns` of the target primary key; empty: none
   std::vector<bool> added;           // true for `value:` columns (not fed by a source column)
   // true for character(n) columns (snapshot::internal::IsPaddedCharType): the target pads what

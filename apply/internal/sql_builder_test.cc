@@ -15,6 +15,7 @@ TableShape Items() {
   t.qualified = "\"tenant_rawdog\".\"items\"";
   t.columns = {"id", "name", "Qty \"x\"", "migrated_at"};
   t.types = {"bigint", "json", "integer", "timestamp with time zone"};
+  t.base_types = t.types;
   t.key = {0};
   t.added = {false, false, false, true};
   return t;
@@ -130,13 +131,17 @@ TEST(SqlBuilder, ArrayStageUnnestsOneTypedArrayPerColumnWithItsOrder) {
             "DELETE FROM \"tenant_rawdog\".\"items\" t USING (SELECT * FROM unnest($1::bigint[]) "
             "WITH ORDINALITY AS u(\"id\", ts_seq)) s WHERE t.\"id\" = s.\"id\"");
   // An array-typed column is unnested from text[] and cast per row: unnest() would flatten it.
-  t.types[2] = "integer[]";
+  // Casts leave the type modifier out (an explicit cast to varchar(3) cuts a longer value).
+  t.types[1] = "character varying(3)";
+  t.base_types[1] = "character varying";
+  t.types[2] = "numeric(4,1)[]";
+  t.base_types[2] = "numeric[]";
   EXPECT_TRUE(IsArrayType(t.types[2]));
   EXPECT_FALSE(IsArrayType(t.types[0]));
-  EXPECT_EQ(ArrayStageSql(t, {0, 2}),
-            "(SELECT u.\"id\", u.\"Qty \"\"x\"\"\"::integer[] AS \"Qty \"\"x\"\"\", u.ts_seq FROM "
-            "unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS u(\"id\", \"Qty \"\"x\"\"\", "
-            "ts_seq))");
+  EXPECT_EQ(ArrayStageSql(t, {0, 1, 2}),
+            "(SELECT u.\"id\", u.\"name\", u.\"Qty \"\"x\"\"\"::numeric[] AS \"Qty \"\"x\"\"\", "
+            "u.ts_seq FROM unnest($1::bigint[], $2::character varying[], $3::text[]) WITH "
+            "ORDINALITY AS u(\"id\", \"name\", \"Qty \"\"x\"\"\", ts_seq))");
 }
 
 TEST(SqlBuilder, ArrayElementsAreQuotedWithBackslashEscapes) {

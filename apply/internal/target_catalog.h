@@ -14,6 +14,9 @@ struct TargetTableInfo {
   bool exists = false;
   std::vector<std::string> columns;      // attnum order, dropped columns left out
   std::vector<std::string> types;        // format_type() of each column
+  // format_type(type, -1): the type without its modifier, spelled so that it parses as such
+  // ("bpchar", not "character", which is character(1))
+  std::vector<std::string> base_types;
   std::vector<std::string> primary_key;  // key column names in key order; empty: no primary key
   int IndexOf(const std::string& column) const;
 };
