@@ -105,6 +105,20 @@ Tuple Item(int id, const std::string& name, int qty, Datum note = N()) {
 }
 Tuple ItemKey(int id) { return {T(std::to_string(id)), N(), N(), N()}; }
 
+// The rows as a VALUES list of dollar-quoted texts (NULL for a NULL): what a plain INSERT of the
+// same texts stores is what the array and bulk paths are compared with.
+std::string ValuesSql(const std::vector<Tuple>& rows) {
+  std::string v;
+  for (const Tuple& t : rows) {
+    v += v.empty() ? "(" : ", (";
+    for (size_t c = 0; c < t.size(); ++c) {
+      v += (c ? ", " : "") + (t[c].kind == Datum::Kind::kText ? "$v$" + t[c].text + "$v$" : "NULL");
+    }
+    v += ")";
+  }
+  return v;
+}
+
 class ApplyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -600,16 +614,7 @@ void ApplyTest::StoresCharacterValuesExactly(bool through_arrays) {
   ASSERT_OK(Apply(o));
   EXPECT_GE(through_arrays ? counters_.array_rows : counters_.bulk_rows, 150u)
       << "batches " << counters_.batches;
-  std::string values;
-  for (int id = 1; id <= 300; ++id) {
-    values += id > 1 ? ", (" : "(";
-    for (size_t c = 0; c < expected[id].size(); ++c) {
-      const Datum& d = expected[id][c];
-      values += (c ? ", " : "") + (d.kind == Datum::Kind::kText ? "$v$" + d.text + "$v$" : "NULL");
-    }
-    values += ")";
-  }
-  Exec("INSERT INTO public.codes_ref VALUES " + values);
+  Exec("INSERT INTO public.codes_ref VALUES " + ValuesSql({expected.begin() + 1, expected.end()}));
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.codes"), "300");
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.codes c FULL JOIN public.codes_ref r USING (id) "
               "WHERE c::text IS DISTINCT FROM r::text"),
@@ -695,20 +700,9 @@ TEST_F(ApplyTest, ArrayPathStoresArrayTypedColumnsAsAPlainInsert) {
   ASSERT_OK(Apply(o));
   EXPECT_EQ(counters_.array_rows, 10u);
 
-  auto values = [](const std::vector<Tuple>& rows) {
-    std::string v;
-    for (const Tuple& t : rows) {
-      v += v.empty() ? "(" : ", (";
-      for (size_t c = 0; c < t.size(); ++c) {
-        v += (c ? ", " : "") + (t[c].is_null() ? "NULL" : "$v$" + t[c].text + "$v$");
-      }
-      v += ")";
-    }
-    return v;
-  };
   Exec("INSERT INTO public.tagged_ref VALUES " +
-       values(std::vector<Tuple>(expected.begin() + 1, expected.begin() + 291)) +
-       "; INSERT INTO public.tag_log_ref VALUES " + values(logged));
+       ValuesSql({expected.begin() + 1, expected.begin() + 291}) +
+       "; INSERT INTO public.tag_log_ref VALUES " + ValuesSql(logged));
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.tagged"), "290");
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.tagged c FULL JOIN public.tagged_ref r "
               "USING (id) WHERE c::text IS DISTINCT FROM r::text"),
@@ -795,15 +789,7 @@ TEST_F(ApplyTest, ArrayPathStoresEveryTypeAsAPlainInsertInBinaryOrText) {
   EXPECT_EQ(counters_.binary_arrays, 5u);
   EXPECT_EQ(counters_.text_arrays, 9u);
 
-  std::string values;
-  for (const Tuple& t : rows) {
-    values += values.empty() ? "(" : ", (";
-    for (size_t c = 0; c < t.size(); ++c) {
-      values += (c ? ", " : "") + (t[c].is_null() ? "NULL" : "$v$" + t[c].text + "$v$");
-    }
-    values += ")";
-  }
-  Exec("INSERT INTO public.typed_ref VALUES " + values);
+  Exec("INSERT INTO public.typed_ref VALUES " + ValuesSql(rows));
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.typed"), "6");
   EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.typed c FULL JOIN public.typed_ref r USING (id) "
               "WHERE c::text IS DISTINCT FROM r::text"),
