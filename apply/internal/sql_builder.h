@@ -96,10 +96,11 @@ std::string BulkDeleteSql(const TableShape& t, const std::string& stage);
 std::string TruncateStageSql(const std::string& stage);
 
 // --- array path: a short run as one statement, its rows passed as one array per column ---
-// "(SELECT * FROM unnest($1::<type>[], ..) WITH ORDINALITY AS u(<cols>, ts_seq))": the rows of
-// `cols`, in order, as a stage the Bulk*Sql statements above read (keyless INSERT: append an
-// alias, " u"). Params: one array per column of `cols`, from $1. An array-typed column's param is
-// a text[] of its values' text, each cast to the column's type in the stage's select list.
+// "(SELECT * FROM unnest($1::<base type>[], ..) WITH ORDINALITY AS u(<cols>, ts_seq))": the rows
+// of `cols`, in order, as a stage the Bulk*Sql statements above read (keyless INSERT: append an
+// alias, " u"); base_types, so the column's own modifier applies on assignment. Params: one array
+// per column of `cols`, from $1. An array-typed column's param is a text[] of its values' text,
+// each cast to the column's base type in the stage's select list.
 std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols);
 // The column type is an array type (format_type's "<element>[]").
 bool IsArrayType(const std::string& type);
