@@ -24,6 +24,9 @@ constexpr char kCheckpointPrefix[] = "ckpt/";
 
 // Unsynced spool writes are flushed to RocksDB in batches of about this size.
 constexpr size_t kSpoolFlushBytes = 2 << 20;
+// A block of changes (one journal_change entry) is put into the write batch at this size: one
+// RocksDB entry (memtable insert, key compare, index) per ~64 KB instead of one per change.
+constexpr size_t kBlockBytes = 64 << 10;
 // Group commit: the syncer stops waiting out its interval once the committed transactions in the
 // writer's batch reach this size; at twice this size (the syncer is stuck in a slow fsync) the
 // writer writes them itself, unsynced. Bounds the batch's memory (invariant 7).
@@ -115,7 +118,8 @@ class RelationCache final : public RelationSource {
 // (seq, index). When the commit records run out, the next call re-creates both iterators to see
 // transactions committed since. The change iterator is always created after the commit-record
 // iterator, and changes are written before their commit record, so every change of a visible
-// transaction is visible too. Memory: two iterators and one decoded change.
+// transaction is visible too. Memory: two iterators, one block of changes (pinned by the change
+// iterator, ~64 KB, or one large change) and one decoded change.
 class JournalReaderImpl final : public JournalReader {
  public:
   JournalReaderImpl(std::shared_ptr<const JournalImpl> journal, Lsn after)
@@ -157,15 +161,33 @@ class JournalReaderImpl final : public JournalReader {
     in_txn_ = true;
     change_index_ = 0;
     change_positioned_ = false;
+    block_left_ = 0;
     return true;
   }
 
   StatusOr<bool> NextChange(Change* change) override {
     if (!in_txn_ || change_index_ >= txn_.changes) return false;
+    if (block_left_ == 0) TS_RETURN_IF_ERROR(NextBlock());
+    TS_ASSIGN_OR_RETURN(bool got, block_.Next(&relations_, change));
+    if (!got) return Fatal("journal block ended early; this is a bug");
+    --block_left_;
+    ++change_index_;
+    if (block_left_ == 0) {
+      // The block must end here: no trailing bytes.
+      TS_ASSIGN_OR_RETURN(bool more, block_.Next(&relations_, change));
+      if (more) return Fatal("journal block read past its count; this is a bug");
+    }
+    return true;
+  }
+
+ private:
+  // Positions change_it_ on the block that starts at change_index_ (blocks are keyed by their
+  // first change) and checks that it fits in the transaction.
+  Status NextBlock() {
     expected_key_ = Key64x2(txn_.seq, change_index_);
     if (!change_positioned_) {
-      // Transactions are usually journaled in commit order, so the first change of this one
-      // tends to follow the last change read: one step instead of a seek.
+      // Transactions are usually journaled in commit order, so the first block of this one
+      // tends to follow the last block read: one step instead of a seek.
       if (change_it_->Valid()) change_it_->Next();
       if (!change_it_->Valid() || change_it_->key() != AsSlice(expected_key_)) {
         change_it_->Seek(AsSlice(expected_key_));
@@ -180,11 +202,17 @@ class JournalReaderImpl final : public JournalReader {
                         " is missing change " + std::to_string(change_index_ + 1) + " of " +
                         std::to_string(txn_.changes) + " (key " + HexKey(expected_key_) + ")");
     }
+    // The value stays valid while change_it_ stays on it: it moves only for the next block.
     rocksdb::Slice v = change_it_->value();
-    TS_RETURN_IF_ERROR(
-        DecodeChange(expected_key_, std::string_view(v.data(), v.size()), &relations_, change));
-    ++change_index_;
-    return true;
+    TS_RETURN_IF_ERROR(block_.Reset(expected_key_, std::string_view(v.data(), v.size())));
+    if (block_.count() > txn_.changes - change_index_) {
+      return Corruption("journal transaction at commit LSN " + txn_.commit_lsn.ToString() +
+                        " has " + std::to_string(txn_.changes) + " changes, but its block at key " +
+                        HexKey(expected_key_) + " holds " + std::to_string(block_.count()) +
+                        " from change " + std::to_string(change_index_ + 1));
+    }
+    block_left_ = block_.count();
+    return Status::Ok();
   }
 
  private:
@@ -199,7 +227,9 @@ class JournalReaderImpl final : public JournalReader {
   TxnRecord txn_;
   uint64_t change_index_ = 0;
   bool change_positioned_ = false;
-  std::string expected_key_;
+  std::string expected_key_;  // the current block's key (block_ names it in errors)
+  ChangeBlockReader block_;
+  uint64_t block_left_ = 0;  // changes of block_ not yet read
   RelationCache relations_;
 };
 
@@ -526,6 +556,7 @@ Status JournalImpl::Begin(const TransactionInfo& info) {
   flushed_any_ = false;
   change_index_ = 0;
   spool_bytes_ = 0;
+  block_.Clear();
   if (!skipping_) {
     seq_ = next_seq_++;
     batch_.SetSavePoint();  // group commit: earlier transactions may still be in batch_
@@ -564,11 +595,23 @@ Status JournalImpl::Append(const Change& change) {
     TS_ASSIGN_OR_RETURN(uint64_t tfp, RelationFingerprint(rel));
     truncated_fps_.push_back(tfp);
   }
-  EncodeChange(change, fp, truncated_fps_, &value_buf_);
-  AssignKey64x2(&key_buf_, seq_, change_index_);
-  batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_), AsSlice(value_buf_));
+  if (block_.empty()) block_first_ = change_index_;
+  const size_t before = block_.size();
+  block_.Add(change, fp, truncated_fps_);
   ++change_index_;
-  spool_bytes_ += key_buf_.size() + value_buf_.size();
+  spool_bytes_ += block_.size() - before;
+  if (block_.size() >= kBlockBytes) return PutBlock();
+  return Status::Ok();
+}
+
+Status JournalImpl::PutBlock() {
+  if (block_.empty()) return Status::Ok();
+  AssignKey64x2(&key_buf_, seq_, block_first_);
+  const std::string_view value = block_.Finish();
+  batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_),
+             rocksdb::Slice(value.data(), value.size()));
+  spool_bytes_ += key_buf_.size() + 5;  // + the block header
+  block_.Clear();
   if (batch_.GetDataSize() >= kSpoolFlushBytes) {
     TS_RETURN_IF_ERROR(CheckLimit(0));
     TS_RETURN_IF_ERROR(FlushSpool());
@@ -595,6 +638,7 @@ Status JournalImpl::FlushSpool() {
 void JournalImpl::DiscardSpool() {
   // Back to the open transaction's save point, keeping the committed transactions before it
   // (group commit). NotFound: no save point (a skipped transaction): nothing of it is in batch_.
+  block_.Clear();
   batch_.RollbackToSavePoint().PermitUncheckedError();
   for (uint64_t fp : pending_relations_) known_relations_.erase(fp);
   pending_relations_.clear();
@@ -643,6 +687,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     // A duplicate only recognisable at commit (wal2json tells the commit LSN here).
     return Abort();
   }
+  TS_RETURN_IF_ERROR(PutBlock());
   TxnRecord rec;
   rec.xid = info.xid;
   rec.commit_lsn = info.commit_lsn;

@@ -203,7 +203,7 @@ TEST(JournalCrashTest, SigkillNeverLosesAnAcknowledgedTransactionOrShowsAPartial
     store->reset();
     // No orphaned change survives the reopen.
     RawDb raw(tmp.path());
-    EXPECT_EQ(raw.Count("journal_change"), total_changes);
+    EXPECT_EQ(raw.CountJournaledChanges(), total_changes);
   }
   EXPECT_EQ(kills, 10);
   EXPECT_GT(max_ack, 10) << "the child made too little progress to test anything";

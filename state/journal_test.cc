@@ -329,8 +329,134 @@ TEST_F(JournalTest, AbortedAndOrphanedTransactionsLeaveNothing) {
   EXPECT_EQ(j().Stats().changes, 3u);
   Close();
   RawDb raw(tmp_.path());
-  EXPECT_EQ(raw.Count("journal_change"), 3u);
+  // Only the two committed transactions' changes are left: one block each, 2 and 1 changes.
+  ASSERT_EQ(raw.Count("journal_change"), 2u);
+  EXPECT_EQ(testing::BlockRecords(raw.Get("journal_change", internal::Key64x2(2, 0))).size(), 2u);
+  EXPECT_EQ(testing::BlockRecords(raw.Get("journal_change", internal::Key64x2(4, 0))).size(), 1u);
   EXPECT_EQ(raw.Count("journal_txn"), 2u);
+}
+
+// A large transaction's changes go into blocks of ~64 KB, one RocksDB entry each, keyed by their
+// first change; a reader gets every change once, in order, also when it leaves a transaction
+// in the middle of a block.
+TEST_F(JournalTest, LargeTransactionIsStoredInBlocksAndReadBackInOrder) {
+  auto rel = MakeRelation("orders");
+  const std::string payload(100, 'p');
+  constexpr int kChanges = 5000;
+  ASSERT_TRUE(j().Begin(MakeTxn(100)).ok());
+  for (int i = 0; i < kChanges; ++i) {
+    ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text("100"), Datum::Text(std::to_string(i)),
+                                            Datum::Text(payload)}))
+                    .ok());
+  }
+  ASSERT_TRUE(j().Commit(MakeTxn(100)).ok());
+  Commit(200, 3);
+  Commit(300, 1);
+  EXPECT_EQ(j().Stats().changes, kChanges + 4u);
+
+  auto r = j().NewReader(Lsn());
+  ASSERT_TRUE(r.ok());
+  TransactionInfo info;
+  Change c;
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  for (int i = 0; i < kChanges; ++i) {
+    auto got = (*r)->NextChange(&c);
+    ASSERT_TRUE(got.ok() && *got) << "change " << i << ": " << got.status().ToString();
+    ASSERT_EQ(c.new_tuple.at(1).text, std::to_string(i));
+  }
+  EXPECT_FALSE((*r)->NextChange(&c).value());
+  // Leaves 200 after its first change (mid-block): 300 comes next, whole.
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  ASSERT_TRUE((*r)->NextChange(&c).value());
+  EXPECT_EQ(c.new_tuple.at(1).text, "0");
+  ASSERT_TRUE((*r)->NextTransaction(&info).value());
+  EXPECT_EQ(info.commit_lsn, Lsn(300));
+  ASSERT_TRUE((*r)->NextChange(&c).value());
+  EXPECT_EQ(c.new_tuple.at(0).text, "300");
+  EXPECT_FALSE((*r)->NextChange(&c).value());
+  EXPECT_FALSE((*r)->NextTransaction(&info).value());
+  r->reset();
+
+  Close();
+  RawDb raw(tmp_.path());
+  // ~125 bytes a change: about 8 blocks of 64 KB for the first transaction, 1 for each other.
+  const uint64_t blocks = raw.Count("journal_change");
+  EXPECT_GE(blocks, 2u + 6);
+  EXPECT_LE(blocks, 2u + 12);
+  // The second block starts where the first ends.
+  const size_t first =
+      testing::BlockRecords(raw.Get("journal_change", internal::Key64x2(1, 0))).size();
+  EXPECT_GT(first, 100u);
+  EXPECT_FALSE(
+      testing::BlockRecords(raw.Get("journal_change", internal::Key64x2(1, first))).empty());
+}
+
+// A state directory of format 1 (one change per key) is read whole by this binary, which marks
+// it format 2 when it opens it for writing, and appends blocks after the old records.
+TEST_F(JournalTest, StateFormat1IsReadAndMarkedFormat2) {
+  auto rel = MakeRelation("orders");
+  ASSERT_TRUE(j().Begin(MakeTxn(100)).ok());
+  for (int i = 0; i < 3000; ++i) {  // several blocks
+    ASSERT_TRUE(j().Append(MakeInsert(rel, {Datum::Text("100"), Datum::Text(std::to_string(i)),
+                                            Datum::Text(std::string(60, 'v'))}))
+                    .ok());
+  }
+  ASSERT_TRUE(j().Commit(MakeTxn(100)).ok());
+  Commit(200, 2);
+  Close();
+  {
+    // Rewrite it the way format 1 stored it.
+    RawDb raw(tmp_.path());
+    std::vector<std::pair<std::string, std::string>> blocks;
+    {
+      std::unique_ptr<rocksdb::Iterator> it(
+          raw.db()->NewIterator(rocksdb::ReadOptions(), raw.cf("journal_change")));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        blocks.emplace_back(it->key().ToString(), it->value().ToString());
+      }
+    }
+    ASSERT_GT(blocks.size(), 2u);
+    size_t records = 0;
+    for (const auto& [key, value] : blocks) {
+      ASSERT_TRUE(raw.db()->Delete(rocksdb::WriteOptions(), raw.cf("journal_change"), key).ok());
+      const uint64_t seq = internal::DecodeFixed64BE(key.data());
+      const uint64_t first = internal::DecodeFixed64BE(key.data() + 8);
+      std::vector<std::string> recs = testing::BlockRecords(value);
+      for (size_t i = 0; i < recs.size(); ++i) {
+        raw.Put("journal_change", internal::Key64x2(seq, first + i), recs[i]);
+      }
+      records += recs.size();
+    }
+    ASSERT_EQ(records, 3002u);
+    internal::FormatMarker m;
+    ASSERT_TRUE(internal::DecodeFormatMarker(raw.Get("default", internal::kFormatKey), &m).ok());
+    m.format_version = 1;
+    raw.Put("default", internal::kFormatKey, internal::EncodeFormatMarker(m));
+  }
+  Reopen();
+  {
+    auto r = j().NewReader(Lsn());
+    ASSERT_TRUE(r.ok());
+    TransactionInfo info;
+    Change c;
+    ASSERT_TRUE((*r)->NextTransaction(&info).value());
+    for (int i = 0; i < 3000; ++i) {
+      auto got = (*r)->NextChange(&c);
+      ASSERT_TRUE(got.ok() && *got) << "change " << i << ": " << got.status().ToString();
+      ASSERT_EQ(c.new_tuple.at(1).text, std::to_string(i));
+    }
+    EXPECT_FALSE((*r)->NextChange(&c).value());
+  }
+  Commit(300, 2);
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200, 300}));
+  Close();
+  RawDb raw(tmp_.path());
+  internal::FormatMarker m;
+  ASSERT_TRUE(internal::DecodeFormatMarker(raw.Get("default", internal::kFormatKey), &m).ok());
+  EXPECT_EQ(m.format_version, 2u);
+  EXPECT_EQ(m.pipeline, "rawdog");
+  // 300's two changes are one block.
+  EXPECT_EQ(testing::BlockRecords(raw.Get("journal_change", internal::Key64x2(3, 0))).size(), 2u);
 }
 
 TEST_F(JournalTest, JournaledLsnAdvancesWithCommitAndIdleAndWakesWaiters) {
@@ -636,12 +762,12 @@ TEST_F(JournalTest, CorruptChangeRecordIsCorruptionNamingTheKey) {
   Commit(100, 3);
   Commit(200, 1);
   Close();
-  std::string key = internal::Key64x2(1, 1);  // second change of the first transaction
+  std::string key = internal::Key64x2(1, 0);  // the block of the first transaction's 3 changes
   {
     RawDb raw(tmp_.path());
     std::string v = raw.Get("journal_change", key);
-    ASSERT_FALSE(v.empty());
-    raw.Put("journal_change", key, v.substr(0, v.size() / 2));
+    ASSERT_EQ(testing::BlockRecords(v).size(), 3u);
+    raw.Put("journal_change", key, v.substr(0, v.size() / 2));  // cuts its second change
   }
   Reopen();
   auto r = j().NewReader(Lsn());
@@ -662,11 +788,11 @@ TEST_F(JournalTest, CorruptOrMissingRecordsAreCorruption) {
   {
     RawDb raw(tmp_.path());
     raw.Put("journal_txn", internal::Key64(100), "\x01garbage");
-    // Drop a change of 200 and damage the relation of orders.
-    ASSERT_TRUE(
-        raw.db()
-            ->Delete(rocksdb::WriteOptions(), raw.cf("journal_change"), internal::Key64x2(2, 1))
-            .ok());
+    // Drop the second change of 200 from its block.
+    const std::string key = internal::Key64x2(2, 0);
+    std::vector<std::string> records = testing::BlockRecords(raw.Get("journal_change", key));
+    ASSERT_EQ(records.size(), 2u);
+    raw.Put("journal_change", key, testing::MakeBlock({records[0]}));
   }
   Reopen();
   auto r = j().NewReader(Lsn());

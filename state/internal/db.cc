@@ -423,6 +423,15 @@ Status Db::CheckMarker(bool fresh, const std::string& pipeline) {
                               marker_.pipeline + "', not '" + pipeline +
                               "'; use that pipeline's config or another state_dir");
   }
+  if (marker_.format_version < kFormatVersion && !read_only_) {
+    // This binary reads the older format and writes the current one: mark the directory so
+    // that an older binary refuses it with a clear message instead of meeting records it can
+    // not read (records.h).
+    marker_.format_version = kFormatVersion;
+    rocksdb::WriteBatch b;
+    b.Put(handles_[kCfDefault], kFormatKey, EncodeFormatMarker(marker_));
+    return Write(&b, /*sync=*/true, "upgrading the format marker");
+  }
   return Status::Ok();
 }
 

@@ -90,6 +90,8 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Status DeleteOrphans();
   StatusOr<uint64_t> RelationFingerprint(const std::shared_ptr<const Relation>& rel);
   Status FlushSpool();
+  // Puts the open transaction's block of changes into batch_ (then FlushSpool when it is big).
+  Status PutBlock();
   void DiscardSpool();  // drops the unflushed batch and forgets relations it would have written
   Status CheckLimit(uint64_t extra_bytes);
   Status Trim(bool size_pressure);
@@ -129,7 +131,9 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   // syncer swaps it out under mu_). Sync mode: only the open transaction.
   rocksdb::WriteBatch batch_;
   std::string key_buf_;
-  std::string value_buf_;
+  // The open transaction's changes not yet in batch_: one journal_change entry per block.
+  ChangeBlockBuilder block_;
+  uint64_t block_first_ = 0;  // change index of the block's first change
   std::vector<uint64_t> truncated_fps_;
   std::unordered_set<uint64_t> known_relations_;  // fingerprints present in RocksDB
   std::vector<uint64_t> pending_relations_;       // in batch_, not yet written

@@ -127,7 +127,8 @@ Status DecodeFormatMarker(std::string_view value, FormatMarker* m) {
   if (!r.ReadVarint64(&format) || format > UINT32_MAX) return Bad(kWhat, {}, "bad format version");
   m->format_version = static_cast<uint32_t>(format);
   // A newer format may have a longer marker: the caller reports the version, not the layout.
-  if (format != kFormatVersion) return Status::Ok();
+  // Formats 1 and 2 have the same marker.
+  if (format > kFormatVersion) return Status::Ok();
   if (!ReadString(&r, &m->pipeline) || !ReadI64(&r, &m->created_us)) {
     return Bad(kWhat, {}, "truncated");
   }
@@ -255,6 +256,11 @@ Status DecodeLsnRecord(std::string_view value, Lsn* lsn) {
 void EncodeChange(const Change& c, uint64_t fingerprint, const std::vector<uint64_t>& truncated,
                   std::string* out) {
   out->clear();
+  AppendChange(c, fingerprint, truncated, out);
+}
+
+void AppendChange(const Change& c, uint64_t fingerprint, const std::vector<uint64_t>& truncated,
+                  std::string* out) {
   out->push_back(static_cast<char>(kRecordVersion));
   out->push_back(static_cast<char>(c.op));
   PutFixed64BE(out, fingerprint);
@@ -321,6 +327,85 @@ Status DecodeChange(std::string_view key, std::string_view value, RelationSource
     c->relation = std::move(rel).value();
   }
   return Status::Ok();
+}
+
+void ChangeBlockBuilder::Add(const Change& change, uint64_t fingerprint,
+                             const std::vector<uint64_t>& truncated) {
+  const size_t at = buf_.size();
+  buf_.append(4, '\0');  // the record's length, known once it is written
+  AppendChange(change, fingerprint, truncated, &buf_);
+  const uint32_t len = static_cast<uint32_t>(buf_.size() - at - 4);
+  for (int i = 0; i < 4; ++i) buf_[at + i] = static_cast<char>(len >> (24 - 8 * i));
+  ++count_;
+}
+
+std::string_view ChangeBlockBuilder::Finish() {
+  for (int i = 0; i < 4; ++i) buf_[1 + i] = static_cast<char>(count_ >> (24 - 8 * i));
+  return buf_;
+}
+
+void ChangeBlockBuilder::Clear() {
+  buf_.clear();
+  buf_.push_back(static_cast<char>(kChangeBlockVersion));
+  buf_.append(4, '\0');
+  count_ = 0;
+}
+
+Status ChangeBlockReader::Reset(std::string_view key, std::string_view value) {
+  constexpr std::string_view kWhat = "journal_change";
+  key_ = key;
+  value_ = value;
+  read_ = 0;
+  if (value.empty()) return Bad(kWhat, key, "empty");
+  const auto version = static_cast<uint8_t>(value[0]);
+  if (version == kRecordVersion) {  // one change (state format 1)
+    single_ = true;
+    count_ = 1;
+    pos_ = 0;
+    return Status::Ok();
+  }
+  if (version != kChangeBlockVersion) {
+    return Bad(kWhat, key,
+               "record version " + std::to_string(version) +
+                   " is not a change or a block of changes (written by another tenantsync "
+                   "version?)");
+  }
+  single_ = false;
+  ByteReader r(value.substr(1));
+  uint32_t count = 0;
+  if (!r.ReadFixed32BE(&count)) return Bad(kWhat, key, "truncated block header");
+  if (count == 0) return Bad(kWhat, key, "a block of 0 changes");
+  count_ = count;
+  pos_ = 5;
+  return Status::Ok();
+}
+
+StatusOr<bool> ChangeBlockReader::Next(RelationSource* relations, Change* change) {
+  constexpr std::string_view kWhat = "journal_change";
+  if (read_ == count_) {
+    if (pos_ != value_.size()) {
+      return Bad(kWhat, key_, std::to_string(value_.size() - pos_) + " trailing bytes");
+    }
+    return false;
+  }
+  std::string_view record;
+  if (single_) {
+    record = value_;
+    pos_ = value_.size();
+  } else {
+    ByteReader r(value_.substr(pos_));
+    uint32_t len = 0;
+    if (!r.ReadFixed32BE(&len) || len > r.remaining()) {
+      return Bad(kWhat, key_,
+                 "change " + std::to_string(read_ + 1) + " of " + std::to_string(count_) +
+                     " runs past the end of its block");
+    }
+    record = value_.substr(pos_ + 4, len);
+    pos_ += 4 + len;
+  }
+  TS_RETURN_IF_ERROR(DecodeChange(key_, record, relations, change));
+  ++read_;
+  return true;
 }
 
 std::string EncodeRelation(const Relation& rel) {

@@ -6,13 +6,19 @@
 //   default         "tenantsync.format"            -> FormatMarker
 //   meta            user key                        -> user value (StateStore::PutMeta)
 //   journal_txn     commit_lsn (8)                  -> TxnRecord
-//   journal_change  txn seq (8) + change index (8)  -> change (relations by fingerprint)
+//   journal_change  txn seq (8) + change index (8)  -> block of changes (relations by
+//                                                      fingerprint), keyed by its first change
 //   relations       fingerprint (8)                 -> Relation
 //   dead_letters    id (8)                          -> DeadLetter
 //   journal_meta    "writer" / "trim" / "applied" / "idle"  -> the records below
 //                   "ckpt/" + id (8)                -> Checkpoint
 // Change keys use a local transaction sequence, not the commit LSN, because wal2json only tells
 // the commit LSN at commit; the TxnRecord maps commit LSN -> seq.
+//
+// Format versions (FormatMarker): 1 kept one change per journal_change key; 2 keeps blocks of
+// consecutive changes of one transaction (ChangeBlockBuilder: one RocksDB entry per ~64 KB
+// instead of one per change). Format 2 reads both; a format-1 directory is marked 2 when opened
+// for writing, so an older binary then says it was written by a newer one.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +36,9 @@
 namespace tenantsync::state::internal {
 
 inline constexpr uint8_t kRecordVersion = 1;
-inline constexpr uint32_t kFormatVersion = 1;
+// The first byte of a journal_change value that holds a block of changes (format 2).
+inline constexpr uint8_t kChangeBlockVersion = 2;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr char kFormatMagic[] = "tenantsync-state";
 inline constexpr char kFormatKey[] = "tenantsync.format";
 
@@ -102,9 +110,50 @@ Status DecodeLsnRecord(std::string_view value, Lsn* lsn);
 // `fingerprint` / `truncated` are the fingerprints of change.relation / change.truncated.
 void EncodeChange(const Change& change, uint64_t fingerprint,
                   const std::vector<uint64_t>& truncated, std::string* out);
+// The same record appended to `out`.
+void AppendChange(const Change& change, uint64_t fingerprint,
+                  const std::vector<uint64_t>& truncated, std::string* out);
 // Decodes into `change`, reusing its buffers. `key` only names the record in errors.
 Status DecodeChange(std::string_view key, std::string_view value, RelationSource* relations,
                     Change* change);
+
+// A journal_change block: kChangeBlockVersion, the change count (fixed32), then per change its
+// record's length (fixed32) and the record (EncodeChange). Built in place, one copy per change.
+class ChangeBlockBuilder {
+ public:
+  ChangeBlockBuilder() { Clear(); }
+  void Add(const Change& change, uint64_t fingerprint, const std::vector<uint64_t>& truncated);
+  uint32_t count() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  size_t size() const { return buf_.size(); }
+  // The value to store; valid until the next Add or Clear.
+  std::string_view Finish();
+  void Clear();
+
+ private:
+  std::string buf_;
+  uint32_t count_ = 0;
+};
+
+// Reads the changes of one journal_change value: a block, or a single change record (format 1).
+// The value is not copied: it must outlive the reads.
+class ChangeBlockReader {
+ public:
+  // Checks the header; `key` names the record in errors. The count is at least 1.
+  Status Reset(std::string_view key, std::string_view value);
+  uint64_t count() const { return count_; }
+  // The next change into `change` (reusing its buffers); false after the last, when the value
+  // must also have been read to its end.
+  StatusOr<bool> Next(RelationSource* relations, Change* change);
+
+ private:
+  std::string_view key_;
+  std::string_view value_;
+  size_t pos_ = 0;
+  uint64_t count_ = 0;
+  uint64_t read_ = 0;
+  bool single_ = false;
+};
 
 std::string EncodeRelation(const Relation& r);
 // Also checks that the decoded definition has the fingerprint of its key.

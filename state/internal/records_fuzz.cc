@@ -60,6 +60,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           c2.message_transactional == c.message_transactional &&
           c2.truncate_options == c.truncate_options);
   }
+  {
+    // The same bytes as a journal_change value: a block, or one change of state format 1.
+    ChangeBlockReader block;
+    s = block.Reset(key, in);
+    Check(s.ok() || s.code() == StatusCode::kCorruption);
+    for (uint64_t n = 0; s.ok(); ++n) {
+      StatusOr<bool> more = block.Next(&relations, &c);
+      Check(more.ok() || more.status().code() == StatusCode::kCorruption);
+      if (!more.ok() || !*more) break;
+      Check(n < block.count());
+    }
+  }
   TxnRecord t;
   s = DecodeTxn(key, in, &t);
   Check(s.ok() || s.code() == StatusCode::kCorruption);

@@ -127,6 +127,96 @@ TEST_F(ChangeRecordTest, TrailingBytesUnknownKindsAndVersionsAreCorruption) {
   EXPECT_EQ(DecodeChange("k", encoded_, &empty, &out).code(), StatusCode::kCorruption);
 }
 
+// Reads every change of a journal_change value; the first error, or the changes.
+StatusOr<std::vector<Change>> ReadBlock(std::string_view value, RelationSource* relations) {
+  ChangeBlockReader r;
+  TS_RETURN_IF_ERROR(r.Reset("key", value));
+  std::vector<Change> out;
+  for (;;) {
+    Change c;
+    TS_ASSIGN_OR_RETURN(bool more, r.Next(relations, &c));
+    if (!more) break;
+    out.push_back(std::move(c));
+  }
+  if (out.size() != r.count()) return Fatal("read " + std::to_string(out.size()));
+  return out;
+}
+
+TEST_F(ChangeRecordTest, BlockRoundTripsItsChangesInOrder) {
+  ChangeBlockBuilder b;
+  EXPECT_TRUE(b.empty());
+  Change insert = testing::MakeInsert(rel_, {Datum::Text("2"), Datum::Text(""), Datum::Null()});
+  Change big = testing::MakeInsert(
+      rel_, {Datum::Text("3"), Datum::Text(std::string(70000, 'x')), Datum::Text("tab\there")});
+  b.Add(change_, rel_->Fingerprint(), {rel_->Fingerprint()});
+  b.Add(insert, rel_->Fingerprint(), {});
+  b.Add(big, rel_->Fingerprint(), {});
+  EXPECT_EQ(b.count(), 3u);
+  const std::string block(b.Finish());
+  EXPECT_EQ(block.size(), b.size());
+  auto got = ReadBlock(block, &relations_);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].op, ChangeOp::kUpdate);
+  EXPECT_EQ((*got)[0].new_tuple, change_.new_tuple);
+  EXPECT_EQ((*got)[0].old_tuple, change_.old_tuple);
+  EXPECT_EQ((*got)[0].truncated.size(), 1u);
+  EXPECT_EQ((*got)[1].new_tuple, insert.new_tuple);
+  EXPECT_EQ((*got)[2].new_tuple, big.new_tuple);
+  EXPECT_EQ((*got)[2].relation, rel_);
+
+  // Clear starts a new block; the old value is not changed by it.
+  b.Clear();
+  EXPECT_TRUE(b.empty());
+  b.Add(insert, rel_->Fingerprint(), {});
+  auto one = ReadBlock(b.Finish(), &relations_);
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].new_tuple, insert.new_tuple);
+  EXPECT_EQ(ReadBlock(block, &relations_)->size(), 3u);
+}
+
+TEST_F(ChangeRecordTest, ASingleChangeRecordOfStateFormat1ReadsAsABlockOfOne) {
+  auto got = ReadBlock(encoded_, &relations_);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].new_tuple, change_.new_tuple);
+  EXPECT_EQ((*got)[0].old_tuple, change_.old_tuple);
+}
+
+TEST_F(ChangeRecordTest, EveryBlockTruncationAndBadHeaderIsCorruption) {
+  ChangeBlockBuilder b;
+  b.Add(change_, rel_->Fingerprint(), {rel_->Fingerprint()});
+  b.Add(change_, rel_->Fingerprint(), {});
+  const std::string block(b.Finish());
+  for (size_t n = 0; n < block.size(); ++n) {
+    auto got = ReadBlock(block.substr(0, n), &relations_);
+    ASSERT_FALSE(got.ok()) << "prefix of " << n << " bytes";
+    EXPECT_EQ(got.status().code(), StatusCode::kCorruption) << "prefix of " << n << " bytes";
+    EXPECT_THAT(got.status().message(), HasSubstr(HexKey("key")));
+  }
+  auto trailing = ReadBlock(block + "x", &relations_);
+  EXPECT_EQ(trailing.status().code(), StatusCode::kCorruption);
+  EXPECT_THAT(trailing.status().message(), HasSubstr("1 trailing bytes"));
+
+  std::string zero = block;
+  zero[1] = zero[2] = zero[3] = zero[4] = 0;
+  EXPECT_THAT(ReadBlock(zero, &relations_).status().message(), HasSubstr("a block of 0 changes"));
+  std::string more = block;
+  more[4] = 3;  // claims a third change
+  EXPECT_THAT(ReadBlock(more, &relations_).status().message(),
+              HasSubstr("change 3 of 3 runs past the end"));
+  std::string fewer = block;
+  fewer[4] = 1;  // the second change becomes trailing bytes
+  EXPECT_THAT(ReadBlock(fewer, &relations_).status().message(), HasSubstr("trailing bytes"));
+  std::string version = block;
+  version[0] = 7;
+  EXPECT_THAT(ReadBlock(version, &relations_).status().message(), HasSubstr("record version 7"));
+  std::string huge_len = block;
+  huge_len[5] = '\x7f';  // the first change's length, far past the end
+  EXPECT_EQ(ReadBlock(huge_len, &relations_).status().code(), StatusCode::kCorruption);
+}
+
 TEST_F(ChangeRecordTest, RandomByteFlipsNeverCrash) {
   std::mt19937 rng(42);
   for (int i = 0; i < 20000; ++i) {

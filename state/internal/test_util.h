@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "core/change.h"
+#include "state/internal/codec.h"
 #include "state/internal/db.h"
+#include "state/internal/records.h"
 
 namespace tenantsync::state::testing {
 
@@ -69,6 +71,8 @@ class RawDb {
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
     return n;
   }
+  // Number of changes held in journal_change (blocks of changes, records.h).
+  uint64_t CountJournaledChanges();
   // First key of a column family ("" when empty).
   std::string FirstKey(const std::string& name) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(name)));
@@ -91,6 +95,48 @@ class RawDb {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::vector<std::string> names_;
 };
+
+// The change records of a journal_change block (records.h), for tests that rewrite the journal's
+// raw layout. Fails the test on a malformed block.
+inline std::vector<std::string> BlockRecords(const std::string& block) {
+  std::vector<std::string> out;
+  internal::ByteReader r(block);
+  uint8_t version = 0;
+  uint32_t count = 0;
+  EXPECT_TRUE(r.ReadU8(&version) && version == internal::kChangeBlockVersion);
+  EXPECT_TRUE(r.ReadFixed32BE(&count));
+  size_t pos = 5;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t len = 0;
+    EXPECT_TRUE(r.ReadFixed32BE(&len) && len <= r.remaining());
+    out.push_back(block.substr(pos + 4, len));
+    pos += 4 + len;
+    r = internal::ByteReader(std::string_view(block).substr(pos));
+  }
+  EXPECT_TRUE(r.done());
+  return out;
+}
+
+// A block holding `records` (as ChangeBlockBuilder lays it out).
+inline std::string MakeBlock(const std::vector<std::string>& records) {
+  std::string out(1, static_cast<char>(internal::kChangeBlockVersion));
+  internal::PutFixed32BE(&out, static_cast<uint32_t>(records.size()));
+  for (const std::string& rec : records) {
+    internal::PutFixed32BE(&out, static_cast<uint32_t>(rec.size()));
+    out += rec;
+  }
+  return out;
+}
+
+inline uint64_t RawDb::CountJournaledChanges() {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf("journal_change")));
+  uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    n += BlockRecords(it->value().ToString()).size();
+  }
+  return n;
+}
 
 inline std::shared_ptr<const Relation> MakeRelation(const std::string& name, int columns = 3) {
   auto r = std::make_shared<Relation>();
