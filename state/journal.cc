@@ -161,22 +161,16 @@ class JournalReaderImpl final : public JournalReader {
     in_txn_ = true;
     change_index_ = 0;
     change_positioned_ = false;
-    block_left_ = 0;
+    block_ = ChangeBlockReader();  // a transaction left mid-block: its next one starts anew
     return true;
   }
 
   StatusOr<bool> NextChange(Change* change) override {
     if (!in_txn_ || change_index_ >= txn_.changes) return false;
-    if (block_left_ == 0) TS_RETURN_IF_ERROR(NextBlock());
+    if (block_.done()) TS_RETURN_IF_ERROR(NextBlock());
     TS_ASSIGN_OR_RETURN(bool got, block_.Next(&relations_, change));
     if (!got) return Fatal("journal block ended early; this is a bug");
-    --block_left_;
     ++change_index_;
-    if (block_left_ == 0) {
-      // The block must end here: no trailing bytes.
-      TS_ASSIGN_OR_RETURN(bool more, block_.Next(&relations_, change));
-      if (more) return Fatal("journal block read past its count; this is a bug");
-    }
     return true;
   }
 
@@ -211,7 +205,6 @@ class JournalReaderImpl final : public JournalReader {
                         HexKey(expected_key_) + " holds " + std::to_string(block_.count()) +
                         " from change " + std::to_string(change_index_ + 1));
     }
-    block_left_ = block_.count();
     return Status::Ok();
   }
 
@@ -229,7 +222,6 @@ class JournalReaderImpl final : public JournalReader {
   bool change_positioned_ = false;
   std::string expected_key_;  // the current block's key (block_ names it in errors)
   ChangeBlockReader block_;
-  uint64_t block_left_ = 0;  // changes of block_ not yet read
   RelationCache relations_;
 };
 

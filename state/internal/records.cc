@@ -329,18 +329,26 @@ Status DecodeChange(std::string_view key, std::string_view value, RelationSource
   return Status::Ok();
 }
 
+namespace {
+
+// Writes `v` big-endian over the 4 bytes at `p` (a length or count reserved before it was known).
+void StoreFixed32BE(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (24 - 8 * i));
+}
+
+}  // namespace
+
 void ChangeBlockBuilder::Add(const Change& change, uint64_t fingerprint,
                              const std::vector<uint64_t>& truncated) {
   const size_t at = buf_.size();
   buf_.append(4, '\0');  // the record's length, known once it is written
   AppendChange(change, fingerprint, truncated, &buf_);
-  const uint32_t len = static_cast<uint32_t>(buf_.size() - at - 4);
-  for (int i = 0; i < 4; ++i) buf_[at + i] = static_cast<char>(len >> (24 - 8 * i));
+  StoreFixed32BE(&buf_[at], static_cast<uint32_t>(buf_.size() - at - 4));
   ++count_;
 }
 
 std::string_view ChangeBlockBuilder::Finish() {
-  for (int i = 0; i < 4; ++i) buf_[1 + i] = static_cast<char>(count_ >> (24 - 8 * i));
+  StoreFixed32BE(&buf_[1], count_);
   return buf_;
 }
 
@@ -382,12 +390,7 @@ Status ChangeBlockReader::Reset(std::string_view key, std::string_view value) {
 
 StatusOr<bool> ChangeBlockReader::Next(RelationSource* relations, Change* change) {
   constexpr std::string_view kWhat = "journal_change";
-  if (read_ == count_) {
-    if (pos_ != value_.size()) {
-      return Bad(kWhat, key_, std::to_string(value_.size() - pos_) + " trailing bytes");
-    }
-    return false;
-  }
+  if (done()) return false;
   std::string_view record;
   if (single_) {
     record = value_;
@@ -405,6 +408,9 @@ StatusOr<bool> ChangeBlockReader::Next(RelationSource* relations, Change* change
   }
   TS_RETURN_IF_ERROR(DecodeChange(key_, record, relations, change));
   ++read_;
+  if (done() && pos_ != value_.size()) {
+    return Bad(kWhat, key_, std::to_string(value_.size() - pos_) + " trailing bytes");
+  }
   return true;
 }
 

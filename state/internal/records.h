@@ -142,8 +142,10 @@ class ChangeBlockReader {
   // Checks the header; `key` names the record in errors. The count is at least 1.
   Status Reset(std::string_view key, std::string_view value);
   uint64_t count() const { return count_; }
-  // The next change into `change` (reusing its buffers); false after the last, when the value
-  // must also have been read to its end.
+  // Every change read (also true before the first Reset).
+  bool done() const { return read_ == count_; }
+  // The next change into `change` (reusing its buffers); false when done(). Reading the last
+  // change also checks that the value ends with it.
   StatusOr<bool> Next(RelationSource* relations, Change* change);
 
  private:
