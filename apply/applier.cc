@@ -210,15 +210,6 @@ class Applier::Impl {
   StatusOr<RelationEntry*> EntryFor(const std::shared_ptr<const Relation>& rel);
   StatusOr<std::unique_ptr<RelationEntry>> BuildEntry(const std::shared_ptr<const Relation>& rel);
   Status HandleDrift(RelationEntry* e, const internal::TargetTableInfo& info);
-  // How a target column differs from what the relation needs (HandleDrift's decision).
-  enum class ColumnDrift { kNone, kMissing, kType };
-  static ColumnDrift ClassifyColumn(const RelationEntry& e, const TableConfig* tc,
-                                    const TargetColumn& col, const internal::TargetTableInfo& info);
-  // Whether HandleDrift would change anything (or stop) for `e` against `info`.
-  bool DriftFound(const RelationEntry& e, const internal::TargetTableInfo& info) const;
-  // The table as target_tables_ has it, while that read is recent enough; else nullptr.
-  const internal::TargetTableInfo* CachedTargetTable(const std::string& table) const;
-  void CountCatalogRead();
 
   // --- statements ---
   Status SendRow(RelationEntry* e, const RowOp& op);
@@ -299,15 +290,6 @@ class Applier::Impl {
   int next_entry_id_ = 1;
   std::unordered_map<std::string, PreparedStatement> statements_;
   int next_statement_id_ = 1;
-  // Every table of the target schema, read in one query at connect (target_tables_read_), so a
-  // start does not read the catalog and drain the pipeline once per table as each table's first
-  // change arrives (14 times in RAWDOG's first batch). Used only for kTargetTablesValidFor after
-  // the read, and only when it shows no drift (BuildEntry); a table this applier alters is
-  // dropped from it. A table altered by someone else meanwhile: its statements fail and the batch
-  // is isolated, as when that happens just after a fresh read.
-  static constexpr std::chrono::seconds kTargetTablesValidFor{10};
-  std::unordered_map<std::string, internal::TargetTableInfo> target_tables_;
-  std::chrono::steady_clock::time_point target_tables_read_;
 
   // Per batch.
   TransformContext ctx_;
@@ -428,13 +410,6 @@ Status Applier::Impl::Connect() {
     if (!left.ok()) return left.status().WithContext("dropping staging tables left in _tenantsync");
     stages_left_ = *left;
     stages_tried_ = std::chrono::steady_clock::now();
-  }
-  {
-    auto tables = internal::LoadTargetTables(&conn_, options_.target_schema);
-    if (!tables.ok()) return tables.status().WithContext("reading the target schema's tables");
-    CountCatalogRead();
-    target_tables_ = std::move(tables).value();
-    target_tables_read_ = std::chrono::steady_clock::now();
   }
   static const std::string kReadProgress =
       "SELECT applied_lsn::text, (extract(epoch FROM commit_time) * 1000000)::bigint "
@@ -1059,32 +1034,18 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     e->identity.push_back(c.is_key || rel->replica_identity == 'f');
   }
 
-  internal::TargetTableInfo info;
-  const internal::TargetTableInfo* cached = CachedTargetTable(e->target_table);
-  if (cached && !DriftFound(*e, *cached)) {
-    // The catalog read at connect, moments ago, shows the table as this relation needs it: no
-    // round trip, and the batch's statements stay queued (a start builds every table's entry
-    // in its first batches).
-    info = *cached;
-  } else {
-    // Catalog reads and drift DDL run in the batch's transaction, outside pipeline mode and
-    // after the changes before this one (a run held for the bulk path) are sent. Drift is
-    // decided on this fresh read, never on the cached one.
-    TS_RETURN_IF_ERROR(FlushRuns());
-    TS_RETURN_IF_ERROR(LeavePipeline());
-    auto loaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
-    if (!loaded.ok()) return loaded.status();
-    CountCatalogRead();
-    info = std::move(loaded).value();
-    const uint64_t changes_before = batch_schema_changes_;
-    TS_RETURN_IF_ERROR(HandleDrift(e.get(), info));
-    if (batch_schema_changes_ > changes_before) {
-      target_tables_.erase(e->target_table);  // altered: the cached read is stale
-      auto reloaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
-      if (!reloaded.ok()) return reloaded.status();
-      CountCatalogRead();
-      info = std::move(reloaded).value();
-    }
+  // Catalog reads and drift DDL run in the batch's transaction, outside pipeline mode and after
+  // the changes before this one (a run held for the bulk path) are sent.
+  TS_RETURN_IF_ERROR(FlushRuns());
+  TS_RETURN_IF_ERROR(LeavePipeline());
+  auto loaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
+  if (!loaded.ok()) return loaded.status();
+  internal::TargetTableInfo info = std::move(loaded).value();
+  TS_RETURN_IF_ERROR(HandleDrift(e.get(), info));
+  if (batch_schema_changes_ > 0) {
+    auto reloaded = internal::LoadTargetTable(&conn_, options_.target_schema, e->target_table);
+    if (!reloaded.ok()) return reloaded.status();
+    info = std::move(reloaded).value();
   }
 
   TableShape& s = e->shape;
@@ -1108,51 +1069,6 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     s.key.push_back(static_cast<int>(pos - s.columns.begin()));
   }
   return e;
-}
-
-Applier::Impl::ColumnDrift Applier::Impl::ClassifyColumn(const RelationEntry& e,
-                                                         const TableConfig* tc,
-                                                         const TargetColumn& col,
-                                                         const internal::TargetTableInfo& info) {
-  const int ti = info.IndexOf(col.name);
-  if (ti < 0) return ColumnDrift::kMissing;
-  // A type comparison only means something for columns copied with the source's type.
-  if (col.source_index < 0 || col.encrypted) return ColumnDrift::kNone;
-  if (tc) {
-    auto it = tc->columns.find(e.relation->columns[col.source_index].name);
-    if (it != tc->columns.end() && !it->second.type.empty()) return ColumnDrift::kNone;
-  }
-  if (col.type.empty()) return ColumnDrift::kNone;
-  // Same type, or one the target column holds without loss (the snapshot's rule: a text
-  // target takes anything, numeric widening, json into jsonb): not drift.
-  if (internal::CanonicalType(col.type) == internal::CanonicalType(info.types[ti]) ||
-      snapshot::CompatibleTypes(col.type, info.types[ti])) {
-    return ColumnDrift::kNone;
-  }
-  return ColumnDrift::kType;
-}
-
-bool Applier::Impl::DriftFound(const RelationEntry& e,
-                               const internal::TargetTableInfo& info) const {
-  if (!info.exists) return true;
-  const TableConfig* tc = config_.FindTable(e.relation->name);
-  for (const TargetColumn& col : e.transform->target_columns()) {
-    if (ClassifyColumn(e, tc, col, info) != ColumnDrift::kNone) return true;
-  }
-  return false;
-}
-
-const internal::TargetTableInfo* Applier::Impl::CachedTargetTable(const std::string& table) const {
-  if (std::chrono::steady_clock::now() - target_tables_read_ > kTargetTablesValidFor) {
-    return nullptr;
-  }
-  auto it = target_tables_.find(table);
-  return it == target_tables_.end() ? nullptr : &it->second;
-}
-
-void Applier::Impl::CountCatalogRead() {
-  std::lock_guard<std::mutex> l(mu_);
-  ++counters_.catalog_reads;
 }
 
 Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableInfo& info) {
@@ -1187,10 +1103,8 @@ Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableI
     return Status::Ok();
   }
   for (const TargetColumn& col : tcols) {
-    const int ti = info.IndexOf(col.name);
-    const ColumnDrift drift = ClassifyColumn(*e, tc, col, info);
-    if (drift == ColumnDrift::kNone) continue;
-    if (drift == ColumnDrift::kMissing) {
+    int ti = info.IndexOf(col.name);
+    if (ti < 0) {
       if (!add) {
         return SchemaChanged("target table " + where + " has no column " + col.name + " (" +
                              col.type + ") that source table " + rel.schema + "." + rel.name +
@@ -1201,6 +1115,19 @@ Status Applier::Impl::HandleDrift(RelationEntry* e, const internal::TargetTableI
                                        QuoteIdent(col.name) + " " + col.type),
                              "adding column " + col.name + " to " + where);
       ++batch_schema_changes_;
+      continue;
+    }
+    // A type comparison only means something for columns copied with the source's type.
+    if (col.source_index < 0 || col.encrypted) continue;
+    if (tc) {
+      auto it = tc->columns.find(rel.columns[col.source_index].name);
+      if (it != tc->columns.end() && !it->second.type.empty()) continue;
+    }
+    if (col.type.empty()) continue;
+    // Same type, or one the target column holds without loss (the snapshot's rule: a text
+    // target takes anything, numeric widening, json into jsonb): not drift.
+    if (internal::CanonicalType(col.type) == internal::CanonicalType(info.types[ti]) ||
+        snapshot::CompatibleTypes(col.type, info.types[ti])) {
       continue;
     }
     if (!add) {

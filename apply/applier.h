@@ -41,9 +41,6 @@
 // transactions that each touch several tables still form long runs: nothing in the target
 // observes the order of tables inside one transaction, and every commit is still a source commit
 // boundary (invariant 4). A failed batch is re-run change by change in the source's order.
-// The target schema's tables are read in one catalog query at connect; a table's first change
-// in the seconds after uses that read when it shows no drift, instead of draining the pipeline
-// for a read of its own (drift is always decided on a fresh read).
 //
 // Live transactions: a source transaction with more than ApplyOptions::live_min_changes changes
 // is applied while the receiver is still journaling it, when the receiver writes through
@@ -184,7 +181,6 @@ struct ApplyCounters {
   uint64_t schema_changes = 0;     // drift handled under kAdd
   uint64_t live_transactions = 0;  // transactions applied while being received
   uint64_t live_given_up = 0;      // live transactions rolled back and left to the journal path
-  uint64_t catalog_reads = 0;      // queries of the target's catalog for its tables' columns
 };
 
 class Applier {

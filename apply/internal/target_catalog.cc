@@ -13,62 +13,30 @@ int TargetTableInfo::IndexOf(const std::string& column) const {
   return -1;
 }
 
-namespace {
-
-// Columns of the query's rows from `first` on: name, format_type, key position (0: not in the
-// primary key), format_type without modifier.
-Status AddColumn(const PgResult& r, int row, int first, TargetTableInfo* info,
-                 std::map<int64_t, std::string>* key) {
-  info->columns.emplace_back(r.Get(row, first));
-  info->types.emplace_back(r.Get(row, first + 1));
-  info->base_types.emplace_back(r.Get(row, first + 3));
-  TS_ASSIGN_OR_RETURN(int64_t pos, r.GetInt(row, first + 2));
-  if (pos > 0) (*key)[pos] = info->columns.back();
-  return Status::Ok();
-}
-
-constexpr const char* kColumnsSql =
-    "a.attname, format_type(a.atttypid, a.atttypmod), "
-    "coalesce((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY k(att, n) "
-    "          WHERE k.att = a.attnum), 0), format_type(a.atttypid, -1) "
-    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-    "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
-    "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ";
-
-}  // namespace
-
 StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schema,
                                           const std::string& table) {
   static const std::string kSql =
-      std::string("SELECT ") + kColumnsSql + "AND c.relname = $2 ORDER BY a.attnum";
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+      "       coalesce((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY k(att, n) "
+      "                 WHERE k.att = a.attnum), 0), format_type(a.atttypid, -1) "
+      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+      "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+      "WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') "
+      "ORDER BY a.attnum";
   TS_ASSIGN_OR_RETURN(PgResult r, conn->ExecParams(kSql, {schema, table}));
   TargetTableInfo info;
   info.exists = r.rows() > 0;
   std::map<int64_t, std::string> key;
-  for (int i = 0; i < r.rows(); ++i) TS_RETURN_IF_ERROR(AddColumn(r, i, 0, &info, &key));
+  for (int i = 0; i < r.rows(); ++i) {
+    info.columns.emplace_back(r.Get(i, 0));
+    info.types.emplace_back(r.Get(i, 1));
+    info.base_types.emplace_back(r.Get(i, 3));
+    TS_ASSIGN_OR_RETURN(int64_t pos, r.GetInt(i, 2));
+    if (pos > 0) key[pos] = info.columns.back();
+  }
   for (auto& [pos, name] : key) info.primary_key.push_back(name);
   return info;
-}
-
-StatusOr<std::unordered_map<std::string, TargetTableInfo>> LoadTargetTables(
-    PgConn* conn, const std::string& schema) {
-  static const std::string kSql =
-      std::string("SELECT c.relname, ") + kColumnsSql + "ORDER BY c.relname, a.attnum";
-  TS_ASSIGN_OR_RETURN(PgResult r, conn->ExecParams(kSql, {schema}));
-  std::unordered_map<std::string, TargetTableInfo> tables;
-  int i = 0;
-  while (i < r.rows()) {
-    const std::string table(r.Get(i, 0));
-    TargetTableInfo& info = tables[table];
-    info.exists = true;
-    std::map<int64_t, std::string> key;
-    for (; i < r.rows() && r.Get(i, 0) == table; ++i) {
-      TS_RETURN_IF_ERROR(AddColumn(r, i, 1, &info, &key));
-    }
-    for (auto& [pos, name] : key) info.primary_key.push_back(name);
-  }
-  return tables;
 }
 
 std::string CanonicalType(const std::string& type) {

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "core/pg.h"
@@ -25,10 +24,6 @@ struct TargetTableInfo {
 // Reads schema.table's columns and primary key. A missing table is `exists = false`, not an error.
 StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schema,
                                           const std::string& table);
-
-// LoadTargetTable for every table of `schema` at once (one query), by table name.
-StatusOr<std::unordered_map<std::string, TargetTableInfo>> LoadTargetTables(
-    PgConn* conn, const std::string& schema);
 
 // A type name in one canonical spelling ("int8" -> "bigint", "timestamptz" -> "timestamp with
 // time zone", "varchar(20)" -> "character varying(20)"), so a source type and the target's
