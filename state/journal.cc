@@ -208,7 +208,6 @@ class JournalReaderImpl final : public JournalReader {
     return Status::Ok();
   }
 
- private:
   std::shared_ptr<const JournalImpl> journal_;  // keeps the database open
   const Db* db_;
   Lsn pos_;      // commit LSN of the last transaction returned (or `after`)
