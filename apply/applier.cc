@@ -114,6 +114,12 @@ struct RelationEntry {
   TableShape shape;
   // Source column indexes that identify a row (replica identity), for no-key matching.
   std::vector<bool> identity;
+  // A table without a key whose rows are identified by all their columns (REPLICA IDENTITY FULL,
+  // nothing encrypted, every column groupable): under grouping its changes are held as multisets
+  // of rows (Applier::Impl::MergeKeyless). keyless_cols: the target columns a row is matched on
+  // (fed by the source, not added).
+  bool keyless_sets = false;
+  std::vector<int> keyless_cols;
   // The table was copied in a resumed snapshot consistent at this point (meta
   // snapshot::kMetaResumedLsnPrefix): its changes committed before it are in the copy already
   // and are skipped. 0/0 for tables copied in the slot's own snapshot.
@@ -227,6 +233,18 @@ class Applier::Impl {
   Status MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
   // Takes the row of key key_buf_ at `at` out of a held run (an emptied run leaves runs_).
   Tuple TakeHeldRow(BulkRun* run, uint32_t at);
+  // AddToRun for a table without a key under grouping (e->keyless_sets): see the definition.
+  // `row`: the new row (insert), the old row (delete); for an update `row` is the old row and
+  // `op` its SET columns and new values.
+  Status MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row);
+  // Takes the held row row_at points to out of a keyless insert run.
+  void TakeKeylessRow(BulkRun* run, std::unordered_multimap<std::string, uint32_t>::iterator it);
+  // A keyless table's held deletes, one statement per pattern of NULLs (KeylessDeleteSql).
+  Status SendKeylessDeletes(RelationEntry* e, const BulkRun& run);
+  // One array per column of `cols` over `rows`, binary where possible (SendArrayRun).
+  void BuildArrays(const TableShape& s, const std::vector<const Tuple*>& rows,
+                   const std::vector<int>& cols, std::vector<Datum>* values,
+                   std::vector<int>* formats);
   // A new, empty run of e at the end of runs_.
   BulkRun* NewRun(RelationEntry* e, ChangeOp op, std::vector<int> cols);
   // Holds a row of key key_buf_ in e's run of op and cols (made if needed).
@@ -328,6 +346,9 @@ class Applier::Impl {
     // one held row per key, the net effect of its changes (MergeIntoRuns); key_rows maps a key
     // (KeyString) to its row.
     std::unordered_map<std::string, uint32_t> key_rows;
+    // A keyless table's insert run (MergeKeyless): each held row by its value (KeyString over
+    // keyless_cols); its delete run counts its rows per value in key_rows.
+    std::unordered_multimap<std::string, uint32_t> row_at;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
     std::string stage;            // the staging table, as SQL
@@ -1068,6 +1089,19 @@ StatusOr<std::unique_ptr<RelationEntry>> Applier::Impl::BuildEntry(
     }
     s.key.push_back(static_cast<int>(pos - s.columns.begin()));
   }
+  if (s.key.empty() && rel->replica_identity == 'f') {
+    e->keyless_sets = true;
+    const auto& tcols = e->transform->target_columns();
+    for (size_t si = 0; si < rel->columns.size(); ++si) {
+      const int ti = e->transform->TargetIndexOf(static_cast<int>(si));
+      if (ti < 0 || s.added[ti]) continue;
+      e->keyless_cols.push_back(ti);
+      if (tcols[ti].encrypted || !internal::KeylessGroupable(s.base_types[ti])) {
+        e->keyless_sets = false;  // an encrypted value is new each time: never equal
+      }
+    }
+    if (e->keyless_cols.empty()) e->keyless_sets = false;
+  }
   return e;
 }
 
@@ -1359,6 +1393,12 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
       if (!values[i].is_unchanged()) op.cols.push_back(static_cast<int>(i));
     }
     if (op.cols.empty()) return Status::Ok();  // nothing but unchanged TOAST: nothing to write
+  }
+  if (s.key.empty() && e->keyless_sets && group_tables_ && !isolating_ &&
+      options_.bulk_min_rows > 0 && !c.old_tuple.empty()) {
+    return MergeKeyless(e, op, std::move(key));
+  }
+  if (c.op == ChangeOp::kUpdate) {
     bool same_key = !s.key.empty();
     for (int k : s.key) {
       if (values[k].is_unchanged() || (!c.old_tuple.empty() && !(values[k] == key[k]))) {
@@ -1465,6 +1505,12 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
   }
   if (group_tables_ && !e->shape.key.empty())
     return MergeIntoRuns(e, op, std::move(cols), std::move(row));
+  if (group_tables_ && e->keyless_sets && op == ChangeOp::kInsert) {
+    RowOp ins;
+    ins.op = op;
+    ins.cols = std::move(cols);
+    return MergeKeyless(e, ins, std::move(row));
+  }
   BulkRun* run = nullptr;
   for (const auto& r : runs_) {
     if (r->entry == e) run = r.get();
@@ -1594,6 +1640,193 @@ Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
   return out;
 }
 
+// Under grouping, a table without a key whose rows are identified by all their columns
+// (e->keyless_sets) holds its inserts in one run and its deletes in another, each a multiset of
+// whole rows (compared by KeyString over keyless_cols), and FlushRunOf sends the deletes (one
+// statement per pattern of NULLs: KeylessDeleteSql), then the inserts (arrays, or COPY into the
+// table). Changed one at a time, the source's changes leave the same multiset of rows:
+//   insert r                  held.
+//   delete r, r held          one held r is taken back: equal rows can not be told apart, so
+//                             deleting the one inserted in this batch is deleting any of them.
+//   delete r, none held       held. It refers to a row there before the held inserts (a row
+//                             equal to none of them), so it may go before them; deleting r n
+//                             times deletes up to n rows equal to r, as n single deletes do.
+//   update r -> s, r held     the held r becomes s (as for a delete).
+//   update r -> s, r among    the held runs are sent first (the delete of r came first), then
+//     the held deletes        the update, as one statement.
+//   update, else              sent now, as one statement, before the held runs: like a delete
+//                             it refers to a row there before them.
+// Without the source's order inside the table, the target backend runs one statement per kind of
+// change and pattern of NULLs in a batch instead of one per change. A value whose old row has an
+// unchanged (TOASTed) column, and every change while a batch is isolated, go one at a time.
+Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row) {
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    const RelationEntry* other = runs_[i]->entry;
+    if (other != e && other->shape.qualified == e->shape.qualified) {
+      TS_RETURN_IF_ERROR(FlushRunOf(other));  // the same table under an older definition
+      i = static_cast<size_t>(-1);
+    }
+  }
+  BulkRun* ins = nullptr;
+  BulkRun* del = nullptr;
+  for (const auto& r : runs_) {
+    if (r->entry != e) continue;
+    (r->op == ChangeOp::kInsert ? ins : del) = r.get();
+  }
+  if (ins != nullptr && ins->copying) {
+    if (op.op == ChangeOp::kInsert && ins->cols == op.cols) return CopyRow(ins, row);
+    TS_RETURN_IF_ERROR(FlushRunOf(e));  // the COPYed rows can not be taken back: sent
+    ins = del = nullptr;
+  }
+  for (int c : e->keyless_cols) {
+    if (row[c].is_unchanged()) {  // not a whole row: matched as before, in order
+      RowOp one = op;
+      one.key = &row;
+      one.values = op.op == ChangeOp::kInsert ? &row : op.values;
+      TS_RETURN_IF_ERROR(BeforeRowStatement(e));
+      return SendRow(e, one);
+    }
+  }
+  KeyString(row, e->keyless_cols, &key_buf_);
+  auto count = [&](ChangeOp o) { ++batch_rows_[std::make_pair(e->target_table, OpName(o))]; };
+  switch (op.op) {
+    case ChangeOp::kInsert: {
+      if (ins != nullptr && ins->cols != op.cols) {
+        TS_RETURN_IF_ERROR(FlushRunOf(e));
+        ins = del = nullptr;
+      }
+      if (ins == nullptr) ins = NewRun(e, ChangeOp::kInsert, op.cols);
+      const uint64_t bytes = TupleBytes(row);
+      ins->bytes += bytes;
+      held_bytes_ += bytes;
+      ins->row_at.emplace(key_buf_, static_cast<uint32_t>(ins->rows.size()));
+      ins->rows.push_back(std::move(row));
+      if (ins->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
+          ins->bytes >= kMaxRunBytes) {
+        return del == nullptr ? StartCopy(ins) : FlushRunOf(e);
+      }
+      break;
+    }
+    case ChangeOp::kDelete: {
+      if (ins != nullptr) {
+        if (auto it = ins->row_at.find(key_buf_); it != ins->row_at.end()) {
+          count(ChangeOp::kInsert);
+          count(ChangeOp::kDelete);
+          TakeKeylessRow(ins, it);
+          return Status::Ok();
+        }
+      }
+      if (del == nullptr) del = NewRun(e, ChangeOp::kDelete, {});
+      const uint64_t bytes = TupleBytes(row);
+      del->bytes += bytes;
+      held_bytes_ += bytes;
+      ++del->key_rows[key_buf_];
+      del->rows.push_back(std::move(row));
+      break;
+    }
+    case ChangeOp::kUpdate: {
+      if (ins != nullptr &&
+          std::includes(ins->cols.begin(), ins->cols.end(), op.cols.begin(), op.cols.end())) {
+        if (auto it = ins->row_at.find(key_buf_); it != ins->row_at.end()) {
+          const uint32_t at = it->second;
+          ins->row_at.erase(it);
+          Tuple& h = ins->rows[at];
+          const uint64_t before = TupleBytes(h);
+          for (int c : op.cols) h[c] = (*op.values)[c];
+          const uint64_t after = TupleBytes(h);
+          ins->bytes = ins->bytes + after - before;
+          held_bytes_ = held_bytes_ + after - before;
+          KeyString(h, e->keyless_cols, &moved_key_buf_);
+          ins->row_at.emplace(moved_key_buf_, at);
+          count(ChangeOp::kUpdate);
+          break;
+        }
+      }
+      if (del != nullptr && del->key_rows.count(key_buf_) > 0) {
+        TS_RETURN_IF_ERROR(FlushRunOf(e));
+      } else if (ins != nullptr && ins->row_at.find(key_buf_) != ins->row_at.end()) {
+        TS_RETURN_IF_ERROR(FlushRunOf(e));  // held, but its columns do not cover the update's
+      }
+      TS_RETURN_IF_ERROR(FlushCopying());
+      RowOp one = op;
+      one.key = &row;
+      return SendRow(e, one);
+    }
+    default:
+      return Fatal("MergeKeyless: unexpected operation; this is a bug");
+  }
+  return held_bytes_ >= kMaxHeldBytes ? FlushRuns() : Status::Ok();
+}
+
+void Applier::Impl::TakeKeylessRow(BulkRun* run,
+                                   std::unordered_multimap<std::string, uint32_t>::iterator it) {
+  const uint32_t at = it->second;
+  run->row_at.erase(it);
+  const uint64_t bytes = TupleBytes(run->rows[at]);
+  run->bytes -= bytes;
+  held_bytes_ -= bytes;
+  const uint32_t last = static_cast<uint32_t>(run->rows.size() - 1);
+  if (at != last) {
+    run->rows[at] = std::move(run->rows[last]);
+    KeyString(run->rows[at], run->entry->keyless_cols, &moved_key_buf_);
+    auto [b, end] = run->row_at.equal_range(moved_key_buf_);
+    for (; b != end; ++b) {
+      if (b->second == last) {
+        b->second = at;
+        break;
+      }
+    }
+  }
+  run->rows.pop_back();
+  if (run->rows.empty()) {
+    for (size_t i = 0; i < runs_.size(); ++i) {
+      if (runs_[i].get() == run) {
+        runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+  }
+}
+
+Status Applier::Impl::SendKeylessDeletes(RelationEntry* e, const BulkRun& run) {
+  const TableShape& s = e->shape;
+  std::map<std::vector<bool>, std::vector<const Tuple*>> by_nulls;
+  std::vector<bool> nulls(e->keyless_cols.size());
+  for (const Tuple& row : run.rows) {
+    for (size_t i = 0; i < nulls.size(); ++i) {
+      nulls[i] = row[e->keyless_cols[i]].kind == Datum::Kind::kNull;
+    }
+    by_nulls[nulls].push_back(&row);
+  }
+  for (const auto& [pattern, rows] : by_nulls) {
+    RowOp one;
+    one.op = ChangeOp::kDelete;
+    for (size_t i = 0; i < pattern.size(); ++i) {
+      (pattern[i] ? one.null_cols : one.match_cols).push_back(e->keyless_cols[i]);
+    }
+    if (rows.size() == 1 || one.match_cols.empty()) {
+      for (const Tuple* row : rows) {
+        one.key = row;
+        TS_RETURN_IF_ERROR(SendRow(e, one));
+      }
+      continue;
+    }
+    std::vector<Datum> values;
+    std::vector<int> formats;
+    BuildArrays(s, rows, one.match_cols, &values, &formats);
+    std::vector<const Datum*> params;
+    params.reserve(values.size());
+    for (const Datum& d : values) params.push_back(&d);
+    batch_rows_[std::make_pair(e->target_table, OpName(ChangeOp::kDelete))] += rows.size();
+    batch_array_rows_ += rows.size();
+    TS_RETURN_IF_ERROR(Execute(
+        "kdel:" + MaskKey(e->id, 'k', {}, one.match_cols, one.null_cols),
+        [&] { return internal::KeylessDeleteSql(s, one.match_cols, one.null_cols); }, params, 0,
+        &formats));
+  }
+  return Status::Ok();
+}
+
 Applier::Impl::BulkRun* Applier::Impl::NewRun(RelationEntry* e, ChangeOp op,
                                               std::vector<int> cols) {
   runs_.push_back(std::make_unique<BulkRun>());
@@ -1654,7 +1887,7 @@ Status Applier::Impl::FlushRunOf(const RelationEntry* e) {
   std::stable_sort(mine.begin(), mine.end(),
                    [&](const BulkRun& a, const BulkRun& b) { return rank(a.op) < rank(b.op); });
   for (BulkRun& run : mine) {
-    if (!run.copying && mine.size() > 1 &&
+    if (!run.copying && mine.size() > 1 && (run.op != ChangeOp::kDelete || !e->shape.key.empty()) &&
         (run.rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
          run.bytes >= kMaxRunBytes)) {
       held_bytes_ += run.bytes;  // StartCopy takes it off
@@ -1732,6 +1965,7 @@ Status Applier::Impl::StartCopy(BulkRun* run) {
   std::vector<Tuple> rows = std::move(run->rows);
   run->rows.clear();
   run->key_rows = {};  // from here on the set-based statement takes the last row of each key
+  run->row_at = {};
   held_bytes_ -= run->bytes;
   run->bytes = 0;
   for (const Tuple& r : rows) TS_RETURN_IF_ERROR(CopyRow(run, r));
@@ -1769,6 +2003,9 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
 
 Status Applier::Impl::FlushRun(BulkRun run) {
   RelationEntry* e = run.entry;
+  if (!run.copying && run.op == ChangeOp::kDelete && e->shape.key.empty()) {
+    return SendKeylessDeletes(e, run);
+  }
   if (!run.copying) {
     // Too short for COPY: one statement per row, or one over arrays (SendArrayRun). Under
     // grouping, MergeIntoRuns kept one row per key, the net effect of its changes (as the COPY
@@ -1878,14 +2115,13 @@ Status Applier::Impl::FlushRun(BulkRun run) {
 // (bind, executor start-up, a round of the protocol) is paid once per run. Under
 // session_replication_role = replica only, as the per-key rule above (row triggers still fire
 // per row; statement triggers once).
-Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
-  const TableShape& s = e->shape;
-  const int32_t rows32 = static_cast<int32_t>(run.rows.size());
-  std::vector<Datum> values;
-  std::vector<int> formats;
-  values.reserve(run.cols.size());
-  formats.reserve(run.cols.size());
-  for (const int col : run.cols) {
+void Applier::Impl::BuildArrays(const TableShape& s, const std::vector<const Tuple*>& rows,
+                                const std::vector<int>& cols, std::vector<Datum>* values,
+                                std::vector<int>* formats) {
+  const int32_t rows32 = static_cast<int32_t>(rows.size());
+  values->reserve(cols.size());
+  formats->reserve(cols.size());
+  for (const int col : cols) {
     // Binary where the column's type and every value of it allow (internal/binary_array.h);
     // otherwise the text array literal. An array-typed column: its values' text, as text[].
     const bool nested = internal::IsArrayType(s.types[col]);
@@ -1893,23 +2129,34 @@ Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
         type != 0) {
       internal::BinaryArrayBuilder b(type, rows32);
       bool ok = true;
-      for (size_t r = 0; ok && r < run.rows.size(); ++r) ok = b.Append(run.rows[r][col]);
+      for (size_t r = 0; ok && r < rows.size(); ++r) ok = b.Append((*rows[r])[col]);
       if (ok) {
-        values.push_back(Datum::Text(std::move(b).Finish()));
-        formats.push_back(1);
+        values->push_back(Datum::Text(std::move(b).Finish()));
+        formats->push_back(1);
         ++batch_binary_arrays_;
         continue;
       }
     }
     std::string a = "{";
-    for (size_t r = 0; r < run.rows.size(); ++r) {
+    for (size_t r = 0; r < rows.size(); ++r) {
       if (r > 0) a += ',';
-      internal::AppendArrayElement(run.rows[r][col], &a, s.blank_padded[col]);
+      internal::AppendArrayElement((*rows[r])[col], &a, s.blank_padded[col]);
     }
-    values.push_back(Datum::Text(std::move(a += '}')));
-    formats.push_back(0);
+    values->push_back(Datum::Text(std::move(a += '}')));
+    formats->push_back(0);
     ++batch_text_arrays_;
   }
+}
+
+Status Applier::Impl::SendArrayRun(RelationEntry* e, const BulkRun& run) {
+  const TableShape& s = e->shape;
+  const int32_t rows32 = static_cast<int32_t>(run.rows.size());
+  std::vector<Datum> values;
+  std::vector<int> formats;
+  std::vector<const Tuple*> row_ptrs;
+  row_ptrs.reserve(run.rows.size());
+  for (const Tuple& r : run.rows) row_ptrs.push_back(&r);
+  BuildArrays(s, row_ptrs, run.cols, &values, &formats);
   const int64_t rows = rows32;
   std::vector<const Datum*> params;
   params.reserve(values.size());

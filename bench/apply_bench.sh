@@ -8,7 +8,10 @@
 # the shop's change mix over 14 tables, in a second database; tenantsync applies the transforms of
 # examples/rawdog.yaml: types, added and renamed columns, AES-256-GCM of 6 columns) and (3) one huge
 # transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
-# tenantsync applies through its bulk path. Each catch-up row also gives transactions/s and
+# tenantsync applies through its bulk path, and (3b, phase keyless) one transaction inserting
+# 20,000 rows into pgbench_history (no key, REPLICA IDENTITY FULL, every row there 4 times), then
+# one deleting half of them, which native PostgreSQL 15 applies with a scan of the table per row.
+# Each catch-up row also gives transactions/s and
 # changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
 # pgcopydb (if installed): its follow mode over both backlogs too (`pgcopydb stream setup`
 # before the backlog, `pgcopydb follow --endpos` after it, into a third database with the same
@@ -43,7 +46,8 @@
 #           before the source stops.
 #
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
-#                        [--lag-seconds 60] [--phases catchup,rawdog,huge,lag,replay] [--keep]
+#                        [--lag-seconds 60] [--phases catchup,rawdog,huge,keyless,lag,replay]
+#                        [--keep]
 #                        [--rawdog-scale 5] [--wal-segsize MB]
 #                        [--yaml 'LINES'] [--lag-log-level debug] [--clusters-dir DIR]
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
@@ -58,7 +62,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,lag,replay
+scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,keyless,lag,replay
 extra_yaml= lag_log_level=info cdir= rawdog_scale=5 walseg=
 while (($#)); do
   case "$1" in
@@ -502,6 +506,14 @@ if has_phase huge; then
   q "$S" "UPDATE pgbench_accounts SET abalance = abalance + 1" >/dev/null
   echo "  load $(load)"; measure "UPDATE $((scale * 100000)) rows" 1 "$((scale * 100000))"; echo "  load $(load)"
   grep -h "bulk" "$run/stream-UPDATE"*.log | sed 's/^/  /' || true
+fi
+if has_phase keyless; then
+  q "$S" "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) SELECT g % 100 + 1, g % 10 + 1, g % 5000 + 1, g % 5000, '2026-01-01' FROM generate_series(1, 20000) g" >/dev/null
+  echo "  load $(load)"; measure "keyless INSERT 20000" 1 20000; echo "  load $(load)"
+  n=$(q "$S" "WITH d AS (DELETE FROM pgbench_history WHERE mtime = '2026-01-01' AND aid % 2 = 0 RETURNING 1) SELECT count(*) FROM d")
+  echo "  load $(load)"; measure "keyless DELETE $n" 1 "$n"; echo "  load $(load)"
+  hist="SELECT count(*) || ' ' || sum(aid) FROM pgbench_history"
+  echo "  pgbench_history rows and sum(aid): source $(q "$S" "$hist"), native $(q "$N" "$hist"), tenantsync $(q "$T" "SELECT count(*) || ' ' || sum(aid) FROM tenant_bench.pgbench_history")"
 fi
 if has_phase replay; then replay_phase; fi
 if has_phase lag; then lag_phase; fi

@@ -258,6 +258,50 @@ std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols) {
 }
 
 namespace {
+// The value of column `c` of `t` as KeylessDeleteSql groups and compares it; `expr` has the
+// column's base type.
+std::string Comparable(const TableShape& t, int c, const std::string& expr) {
+  const std::string& type = t.base_types[c];
+  if (type == "json") return expr + "::jsonb";
+  if (NoEquality(type)) return expr + "::text";
+  return expr;
+}
+}  // namespace
+
+bool KeylessGroupable(const std::string& type) {
+  if (!IsArrayType(type)) return true;
+  const std::string element = type.substr(0, type.find('['));
+  return element != "json" && !NoEquality(element);
+}
+
+std::string KeylessDeleteSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols) {
+  std::string args, values, groups, join;
+  for (size_t i = 0; i < match_cols.size(); ++i) {
+    const int c = match_cols[i];
+    const std::string& type = t.base_types[c];
+    const std::string name = QuoteIdent(t.columns[c]);
+    const bool is_array = IsArrayType(type);
+    if (i) {
+      args += ", ";
+      values += ", ";
+      groups += ", ";
+      join += " AND ";
+    }
+    args += Param(static_cast<int>(i) + 1) + "::" + (is_array ? "text" : type) + "[]";
+    values += Comparable(t, c, is_array ? "a." + name + "::" + type : "a." + name) + " AS " + name;
+    groups += std::to_string(i + 1);
+    join += Comparable(t, c, "r." + name) + " = u." + name;
+  }
+  for (int c : null_cols) join += " AND r." + QuoteIdent(t.columns[c]) + " IS NULL";
+  return "DELETE FROM " + t.qualified + " t USING (SELECT r.ctid AS ts_ctid, u.ts_count, " +
+         "row_number() OVER (PARTITION BY u.ts_group ORDER BY r.ctid) AS ts_rank FROM (SELECT " +
+         values + ", count(*) AS ts_count, row_number() OVER () AS ts_group FROM unnest(" + args +
+         ") AS a(" + ColumnList(t, match_cols) + ") GROUP BY " + groups + ") u JOIN " +
+         t.qualified + " r ON " + join + ") d WHERE t.ctid = d.ts_ctid AND d.ts_rank <= d.ts_count";
+}
+
+namespace {
 // A datum's text, without its trailing blanks when asked (character(n) pads them back).
 std::string_view ValueText(const Datum& d, bool trim_trailing_blanks) {
   std::string_view v = d.text;

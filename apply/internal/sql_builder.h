@@ -102,6 +102,17 @@ std::string TruncateStageSql(const std::string& stage);
 // per column of `cols`, from $1. An array-typed column's param is a text[] of its values' text,
 // each cast to the column's base type in the stage's select list.
 std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols);
+// A table without a key: several deletes as one statement, with the effect of deleting them one
+// at a time (DeleteByMatchSql each). The rows are grouped by value (GROUP BY: the columns' own
+// equality, through jsonb for json and text for types without one, as MatchExpr), and a value
+// given n times deletes up to n of the rows that match it, each row once (row_number() over the
+// matches, ctid order). Every row given has NULL in exactly `null_cols` and a value in every
+// column of `match_cols` (REQUIRES: !match_cols.empty()). Params: one array per column of
+// `match_cols`, from $1, as ArrayStageSql's.
+std::string KeylessDeleteSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols);
+// A type KeylessDeleteSql can group by: every type but an array of json, xml or a geometric type.
+bool KeylessGroupable(const std::string& type);
 // The column type is an array type (format_type's "<element>[]").
 bool IsArrayType(const std::string& type);
 // Appends one datum as an element of an array literal: NULL, or double-quoted with \ and "

@@ -1,8 +1,9 @@
 #include "apply/internal/sql_builder.h"
 
-#include <regex>
-
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <regex>
 
 #include "apply/internal/target_catalog.h"
 
@@ -142,6 +143,31 @@ TEST(SqlBuilder, ArrayStageUnnestsOneTypedArrayPerColumnWithItsOrder) {
             "(SELECT u.\"id\", u.\"name\", u.\"Qty \"\"x\"\"\"::numeric[] AS \"Qty \"\"x\"\"\", "
             "u.ts_seq FROM unnest($1::bigint[], $2::character varying[], $3::text[]) WITH "
             "ORDINALITY AS u(\"id\", \"name\", \"Qty \"\"x\"\"\", ts_seq))");
+}
+
+TEST(SqlBuilder, KeylessDeletesGroupEqualRowsAndDeleteEachMatchOnce) {
+  TableShape t = Items();
+  t.key.clear();
+  t.types[1] = t.base_types[1] = "json";
+  EXPECT_EQ(KeylessDeleteSql(t, {0, 1}, {3}),
+            "DELETE FROM \"tenant_rawdog\".\"items\" t USING (SELECT r.ctid AS ts_ctid, "
+            "u.ts_count, row_number() OVER (PARTITION BY u.ts_group ORDER BY r.ctid) AS ts_rank "
+            "FROM (SELECT a.\"id\" AS \"id\", a.\"name\"::jsonb AS \"name\", count(*) AS "
+            "ts_count, row_number() OVER () AS ts_group FROM unnest($1::bigint[], $2::json[]) AS "
+            "a(\"id\", \"name\") GROUP BY 1, 2) u JOIN \"tenant_rawdog\".\"items\" r ON "
+            "r.\"id\" = u.\"id\" AND r.\"name\"::jsonb = u.\"name\" AND "
+            "r.\"migrated_at\" IS NULL) d WHERE t.ctid = d.ts_ctid AND d.ts_rank <= d.ts_count");
+  // An array-typed column travels as text[] and is cast per row, as on the array path.
+  t.types[2] = t.base_types[2] = "integer[]";
+  EXPECT_THAT(KeylessDeleteSql(t, {2}, {}),
+              ::testing::HasSubstr("SELECT a.\"Qty \"\"x\"\"\"::integer[] AS \"Qty "
+                                   "\"\"x\"\"\", count(*)"));
+  EXPECT_THAT(KeylessDeleteSql(t, {2}, {}), ::testing::HasSubstr("unnest($1::text[])"));
+  EXPECT_TRUE(KeylessGroupable("integer[]"));
+  EXPECT_TRUE(KeylessGroupable("json"));
+  EXPECT_TRUE(KeylessGroupable("point"));
+  EXPECT_FALSE(KeylessGroupable("json[]"));
+  EXPECT_FALSE(KeylessGroupable("point[]"));
 }
 
 TEST(SqlBuilder, ArrayElementsAreQuotedWithBackslashEscapes) {
