@@ -239,8 +239,9 @@ class Applier::Impl {
   Status MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row);
   // Takes the held row row_at points to out of a keyless insert run.
   void TakeKeylessRow(BulkRun* run, std::unordered_multimap<std::string, uint32_t>::iterator it);
-  // A keyless table's held deletes, one statement per pattern of NULLs (KeylessDeleteSql).
-  Status SendKeylessDeletes(RelationEntry* e, const BulkRun& run);
+  // A keyless table's held deletes or updates, one statement per pattern of NULLs in the old rows
+  // (KeylessDeleteSql, KeylessUpdateSql).
+  Status SendKeylessRun(RelationEntry* e, const BulkRun& run);
   // One array per column of `cols` over `rows`, binary where possible (SendArrayRun).
   void BuildArrays(const TableShape& s, const std::vector<const Tuple*>& rows,
                    const std::vector<int>& cols, std::vector<Datum>* values,
@@ -347,8 +348,11 @@ class Applier::Impl {
     // (KeyString) to its row.
     std::unordered_map<std::string, uint32_t> key_rows;
     // A keyless table's insert run (MergeKeyless): each held row by its value (KeyString over
-    // keyless_cols); its delete run counts its rows per value in key_rows.
+    // keyless_cols). Its delete and update runs count their old rows per value in key_rows, and
+    // the update run its new rows in new_keys; an update run's row is the new row (unchanged
+    // columns outside `cols`) followed by the old one.
     std::unordered_multimap<std::string, uint32_t> row_at;
+    std::unordered_map<std::string, uint32_t> new_keys;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
     std::string stage;            // the staging table, as SQL
@@ -1641,23 +1645,26 @@ Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
 }
 
 // Under grouping, a table without a key whose rows are identified by all their columns
-// (e->keyless_sets) holds its inserts in one run and its deletes in another, each a multiset of
-// whole rows (compared by KeyString over keyless_cols), and FlushRunOf sends the deletes (one
-// statement per pattern of NULLs: KeylessDeleteSql), then the inserts (arrays, or COPY into the
-// table). Changed one at a time, the source's changes leave the same multiset of rows:
+// (e->keyless_sets) holds its inserts, deletes and updates in one run each, multisets of whole
+// rows (compared by KeyString over keyless_cols), and FlushRunOf sends the deletes, the updates
+// and the inserts (arrays, or COPY into the table), the deletes and updates as one statement
+// per pattern of NULLs in their old rows (KeylessDeleteSql, KeylessUpdateSql). Changed one at a
+// time, the source's changes leave the same multiset of rows:
 //   insert r                  held.
 //   delete r, r held          one held r is taken back: equal rows can not be told apart, so
-//                             deleting the one inserted in this batch is deleting any of them.
-//   delete r, none held       held. It refers to a row there before the held inserts (a row
-//                             equal to none of them), so it may go before them; deleting r n
-//                             times deletes up to n rows equal to r, as n single deletes do.
+//     (inserted)              deleting the one inserted in this batch is deleting any of them.
 //   update r -> s, r held     the held r becomes s (as for a delete).
-//   update r -> s, r among    the held runs are sent first (the delete of r came first), then
-//     the held deletes        the update, as one statement.
-//   update, else              sent now, as one statement, before the held runs: like a delete
-//                             it refers to a row there before them.
+//   delete r, else            held, and an update of r too: each refers to a row that was there
+//   update r -> s, else       before the batch, so they may go before the held inserts (which
+//                             came after them), and deleting (updating) r n times takes up to n
+//                             rows equal to r, as n single statements do, in the source's order.
+// Except where a held delete or update could take a row another one refers to: a delete of r
+// while r is the old row of a held delete or update or the new row of a held update, and an
+// update of r while r is the old row of a held delete or the new row of a held update (an update
+// of an updated row), first send the held runs. A held delete and a held update never share a
+// row then, nor one held update's new row another's old row, so their order does not matter.
 // Without the source's order inside the table, the target backend runs one statement per kind of
-// change and pattern of NULLs in a batch instead of one per change. A value whose old row has an
+// change and pattern of NULLs in a batch instead of one per change. A change whose old row has an
 // unchanged (TOASTed) column, and every change while a batch is isolated, go one at a time.
 Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row) {
   for (size_t i = 0; i < runs_.size(); ++i) {
@@ -1669,14 +1676,18 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
   }
   BulkRun* ins = nullptr;
   BulkRun* del = nullptr;
+  BulkRun* upd = nullptr;
   for (const auto& r : runs_) {
     if (r->entry != e) continue;
-    (r->op == ChangeOp::kInsert ? ins : del) = r.get();
+    (r->op == ChangeOp::kInsert ? ins : r->op == ChangeOp::kDelete ? del : upd) = r.get();
   }
+  auto send_held = [&]() -> Status {
+    ins = del = upd = nullptr;
+    return FlushRunOf(e);
+  };
   if (ins != nullptr && ins->copying) {
     if (op.op == ChangeOp::kInsert && ins->cols == op.cols) return CopyRow(ins, row);
-    TS_RETURN_IF_ERROR(FlushRunOf(e));  // the COPYed rows can not be taken back: sent
-    ins = del = nullptr;
+    TS_RETURN_IF_ERROR(send_held());  // the COPYed rows can not be taken back: sent
   }
   for (int c : e->keyless_cols) {
     if (row[c].is_unchanged()) {  // not a whole row: matched as before, in order
@@ -1691,10 +1702,7 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
   auto count = [&](ChangeOp o) { ++batch_rows_[std::make_pair(e->target_table, OpName(o))]; };
   switch (op.op) {
     case ChangeOp::kInsert: {
-      if (ins != nullptr && ins->cols != op.cols) {
-        TS_RETURN_IF_ERROR(FlushRunOf(e));
-        ins = del = nullptr;
-      }
+      if (ins != nullptr && ins->cols != op.cols) TS_RETURN_IF_ERROR(send_held());
       if (ins == nullptr) ins = NewRun(e, ChangeOp::kInsert, op.cols);
       const uint64_t bytes = TupleBytes(row);
       ins->bytes += bytes;
@@ -1703,7 +1711,7 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
       ins->rows.push_back(std::move(row));
       if (ins->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
           ins->bytes >= kMaxRunBytes) {
-        return del == nullptr ? StartCopy(ins) : FlushRunOf(e);
+        return del == nullptr && upd == nullptr ? StartCopy(ins) : FlushRunOf(e);
       }
       break;
     }
@@ -1715,6 +1723,10 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
           TakeKeylessRow(ins, it);
           return Status::Ok();
         }
+      }
+      if (upd != nullptr &&
+          (upd->key_rows.count(key_buf_) > 0 || upd->new_keys.count(key_buf_) > 0)) {
+        TS_RETURN_IF_ERROR(send_held());
       }
       if (del == nullptr) del = NewRun(e, ChangeOp::kDelete, {});
       const uint64_t bytes = TupleBytes(row);
@@ -1742,15 +1754,29 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
           break;
         }
       }
-      if (del != nullptr && del->key_rows.count(key_buf_) > 0) {
-        TS_RETURN_IF_ERROR(FlushRunOf(e));
-      } else if (ins != nullptr && ins->row_at.find(key_buf_) != ins->row_at.end()) {
-        TS_RETURN_IF_ERROR(FlushRunOf(e));  // held, but its columns do not cover the update's
+      if ((del != nullptr && del->key_rows.count(key_buf_) > 0) ||
+          (upd != nullptr && upd->new_keys.count(key_buf_) > 0) ||
+          (ins != nullptr && ins->row_at.find(key_buf_) != ins->row_at.end())) {
+        TS_RETURN_IF_ERROR(send_held());  // (a held insert whose columns do not cover these)
       }
-      TS_RETURN_IF_ERROR(FlushCopying());
-      RowOp one = op;
-      one.key = &row;
-      return SendRow(e, one);
+      if (upd != nullptr && upd->cols != op.cols) TS_RETURN_IF_ERROR(send_held());
+      if (upd == nullptr) upd = NewRun(e, ChangeOp::kUpdate, op.cols);
+      const size_t width = row.size();
+      Tuple both(2 * width);
+      for (size_t i = 0; i < width; ++i) both[width + i] = std::move(row[i]);
+      ++upd->key_rows[key_buf_];
+      for (int c : op.cols) both[static_cast<size_t>(c)] = (*op.values)[c];
+      {
+        Tuple now(both.begin() + static_cast<std::ptrdiff_t>(width), both.end());
+        for (int c : op.cols) now[static_cast<size_t>(c)] = both[static_cast<size_t>(c)];
+        KeyString(now, e->keyless_cols, &moved_key_buf_);
+        ++upd->new_keys[moved_key_buf_];
+      }
+      const uint64_t bytes = TupleBytes(both);
+      upd->bytes += bytes;
+      held_bytes_ += bytes;
+      upd->rows.push_back(std::move(both));
+      break;
     }
     default:
       return Fatal("MergeKeyless: unexpected operation; this is a bug");
@@ -1788,41 +1814,65 @@ void Applier::Impl::TakeKeylessRow(BulkRun* run,
   }
 }
 
-Status Applier::Impl::SendKeylessDeletes(RelationEntry* e, const BulkRun& run) {
+Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
   const TableShape& s = e->shape;
-  std::map<std::vector<bool>, std::vector<const Tuple*>> by_nulls;
-  std::vector<bool> nulls(e->keyless_cols.size());
-  for (const Tuple& row : run.rows) {
-    for (size_t i = 0; i < nulls.size(); ++i) {
-      nulls[i] = row[e->keyless_cols[i]].kind == Datum::Kind::kNull;
+  const bool update = run.op == ChangeOp::kUpdate;
+  const size_t width = s.columns.size();
+  const size_t old_at = update ? width : 0;  // where a held row's old values start
+  // A held update's new and old rows, apart (the one-row statement and the arrays take Tuples).
+  std::vector<Tuple> news, olds;
+  if (update) {
+    news.reserve(run.rows.size());
+    olds.reserve(run.rows.size());
+    for (const Tuple& row : run.rows) {
+      news.emplace_back(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(width));
+      olds.emplace_back(row.begin() + static_cast<std::ptrdiff_t>(width), row.end());
     }
-    by_nulls[nulls].push_back(&row);
+  }
+  std::map<std::vector<bool>, std::vector<size_t>> by_nulls;
+  std::vector<bool> nulls(e->keyless_cols.size());
+  for (size_t r = 0; r < run.rows.size(); ++r) {
+    for (size_t i = 0; i < nulls.size(); ++i) {
+      nulls[i] = run.rows[r][old_at + static_cast<size_t>(e->keyless_cols[i])].is_null();
+    }
+    by_nulls[nulls].push_back(r);
   }
   for (const auto& [pattern, rows] : by_nulls) {
     RowOp one;
-    one.op = ChangeOp::kDelete;
+    one.op = run.op;
+    if (update) one.cols = run.cols;
     for (size_t i = 0; i < pattern.size(); ++i) {
       (pattern[i] ? one.null_cols : one.match_cols).push_back(e->keyless_cols[i]);
     }
     if (rows.size() == 1 || one.match_cols.empty()) {
-      for (const Tuple* row : rows) {
-        one.key = row;
+      for (size_t r : rows) {
+        one.key = update ? &olds[r] : &run.rows[r];
+        one.values = update ? &news[r] : nullptr;
         TS_RETURN_IF_ERROR(SendRow(e, one));
       }
       continue;
     }
+    std::vector<const Tuple*> old_rows, new_rows;
+    for (size_t r : rows) {
+      old_rows.push_back(update ? &olds[r] : &run.rows[r]);
+      if (update) new_rows.push_back(&news[r]);
+    }
     std::vector<Datum> values;
     std::vector<int> formats;
-    BuildArrays(s, rows, one.match_cols, &values, &formats);
+    BuildArrays(s, old_rows, one.match_cols, &values, &formats);
+    if (update) BuildArrays(s, new_rows, one.cols, &values, &formats);
     std::vector<const Datum*> params;
     params.reserve(values.size());
     for (const Datum& d : values) params.push_back(&d);
-    batch_rows_[std::make_pair(e->target_table, OpName(ChangeOp::kDelete))] += rows.size();
+    batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += rows.size();
     batch_array_rows_ += rows.size();
     TS_RETURN_IF_ERROR(Execute(
-        "kdel:" + MaskKey(e->id, 'k', {}, one.match_cols, one.null_cols),
-        [&] { return internal::KeylessDeleteSql(s, one.match_cols, one.null_cols); }, params, 0,
-        &formats));
+        "keyless:" + MaskKey(e->id, update ? 'w' : 'k', one.cols, one.match_cols, one.null_cols),
+        [&] {
+          return update ? internal::KeylessUpdateSql(s, one.match_cols, one.null_cols, one.cols)
+                        : internal::KeylessDeleteSql(s, one.match_cols, one.null_cols);
+        },
+        params, update ? static_cast<int64_t>(rows.size()) : 0, &formats));
   }
   return Status::Ok();
 }
@@ -1880,14 +1930,17 @@ Status Applier::Impl::FlushRunOf(const RelationEntry* e) {
     runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
     held_bytes_ -= mine.back().bytes;
   }
-  // Deletes first: a key deleted and then inserted again is in both runs (MergeIntoRuns).
-  auto rank = [](ChangeOp op) {
-    return op == ChangeOp::kDelete ? 0 : op == ChangeOp::kInsert ? 1 : 2;
+  // Deletes first: a key deleted and then inserted again is in both runs (MergeIntoRuns). A
+  // keyless table's held updates go before its held inserts, which came after them (MergeKeyless).
+  const bool keyless = e->shape.key.empty();
+  auto rank = [keyless](ChangeOp op) {
+    if (op == ChangeOp::kDelete) return 0;
+    return (op == ChangeOp::kInsert) != keyless ? 1 : 2;
   };
   std::stable_sort(mine.begin(), mine.end(),
                    [&](const BulkRun& a, const BulkRun& b) { return rank(a.op) < rank(b.op); });
   for (BulkRun& run : mine) {
-    if (!run.copying && mine.size() > 1 && (run.op != ChangeOp::kDelete || !e->shape.key.empty()) &&
+    if (!run.copying && mine.size() > 1 && (run.op == ChangeOp::kInsert || !e->shape.key.empty()) &&
         (run.rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
          run.bytes >= kMaxRunBytes)) {
       held_bytes_ += run.bytes;  // StartCopy takes it off
@@ -2003,8 +2056,8 @@ Status Applier::Impl::CopyRow(BulkRun* run, const Tuple& row) {
 
 Status Applier::Impl::FlushRun(BulkRun run) {
   RelationEntry* e = run.entry;
-  if (!run.copying && run.op == ChangeOp::kDelete && e->shape.key.empty()) {
-    return SendKeylessDeletes(e, run);
+  if (!run.copying && run.op != ChangeOp::kInsert && e->shape.key.empty()) {
+    return SendKeylessRun(e, run);
   }
   if (!run.copying) {
     // Too short for COPY: one statement per row, or one over arrays (SendArrayRun). Under

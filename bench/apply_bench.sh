@@ -10,7 +10,8 @@
 # transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
 # tenantsync applies through its bulk path, and (3b, phase keyless) one transaction inserting
 # 20,000 rows into pgbench_history (no key, REPLICA IDENTITY FULL, every row there 4 times), then
-# one deleting half of them, which native PostgreSQL 15 applies with a scan of the table per row.
+# one deleting half of them and one updating a third of the rest, which native PostgreSQL 15
+# applies with a scan of the table per row.
 # Each catch-up row also gives transactions/s and
 # changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
 # pgcopydb (if installed): its follow mode over both backlogs too (`pgcopydb stream setup`
@@ -512,8 +513,10 @@ if has_phase keyless; then
   echo "  load $(load)"; measure "keyless INSERT 20000" 1 20000; echo "  load $(load)"
   n=$(q "$S" "WITH d AS (DELETE FROM pgbench_history WHERE mtime = '2026-01-01' AND aid % 2 = 0 RETURNING 1) SELECT count(*) FROM d")
   echo "  load $(load)"; measure "keyless DELETE $n" 1 "$n"; echo "  load $(load)"
-  hist="SELECT count(*) || ' ' || sum(aid) FROM pgbench_history"
-  echo "  pgbench_history rows and sum(aid): source $(q "$S" "$hist"), native $(q "$N" "$hist"), tenantsync $(q "$T" "SELECT count(*) || ' ' || sum(aid) FROM tenant_bench.pgbench_history")"
+  n=$(q "$S" "WITH u AS (UPDATE pgbench_history SET delta = delta + 1 WHERE mtime = '2026-01-01' AND aid % 3 = 0 RETURNING 1) SELECT count(*) FROM u")
+  echo "  load $(load)"; measure "keyless UPDATE $n" 1 "$n"; echo "  load $(load)"
+  hist="SELECT count(*) || ' ' || sum(aid) || ' ' || sum(delta) FROM pgbench_history"
+  echo "  pgbench_history rows, sum(aid), sum(delta): source $(q "$S" "$hist"), native $(q "$N" "$hist"), tenantsync $(q "$T" "${hist/pgbench_history/tenant_bench.pgbench_history}")"
 fi
 if has_phase replay; then replay_phase; fi
 if has_phase lag; then lag_phase; fi

@@ -423,6 +423,21 @@ TEST_F(ApplyTest, TableWithoutKeyDeletesAsOneStatementPerPatternOfNulls) {
   EXPECT_EQ(Q("SELECT string_agg(concat_ws(':', kind, n, payload, w), ',' ORDER BY kind) "
               "FROM tenant_rawdog.events"),
             "u:6:[1]:1");
+  // Updates go as one statement per pattern of NULLs too: the nth update of a value takes the
+  // nth row equal to it, in the source's order, and one beyond the rows there finds none.
+  const Tuple v = {T("v"), N(), T("{}"), T("1")};
+  Txn({Insert(r, v), Insert(r, v), Insert(r, x)});
+  ASSERT_OK(Apply());
+  Txn({Update(r, {T("v"), T("1"), T("{}"), T("1")}, v)});
+  Txn({Update(r, {T("v"), T("2"), T("{}"), T("1")}, v), Update(r, {T("v"), T("3"), N(), T("1")}, v),
+       Update(r, {T("x"), T("8"), T("{}"), T("1")}, x)});
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.isolated_batches, 0u);
+  EXPECT_EQ(counters_.missing_rows, 1u);  // v's third update
+  EXPECT_EQ(counters_.array_rows, 3u);    // v's three updates; x's alone
+  EXPECT_EQ(Q("SELECT string_agg(concat_ws(':', kind, n, payload, w), ',' ORDER BY kind, n) "
+              "FROM tenant_rawdog.events"),
+            "u:6:[1]:1,v:1:{}:1,v:2:{}:1,x:8:{}:1");
 }
 
 // A keyless table's changes in a batch are held as multisets of rows (a delete or an update of

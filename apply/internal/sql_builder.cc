@@ -301,6 +301,51 @@ std::string KeylessDeleteSql(const TableShape& t, const std::vector<int>& match_
          t.qualified + " r ON " + join + ") d WHERE t.ctid = d.ts_ctid AND d.ts_rank <= d.ts_count";
 }
 
+std::string KeylessUpdateSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols, const std::vector<int>& set_cols) {
+  std::string args, names, values, olds, groups, same, join, set;
+  int n = 0;
+  auto arg = [&](int c, const std::string& alias) {
+    const std::string& type = t.base_types[c];
+    const bool is_array = IsArrayType(type);
+    if (n) {
+      args += ", ";
+      names += ", ";
+      values += ", ";
+    }
+    args += Param(++n) + "::" + (is_array ? "text" : type) + "[]";
+    names += alias;
+    return is_array ? "x." + alias + "::" + type : "x." + alias;
+  };
+  for (size_t i = 0; i < match_cols.size(); ++i) {
+    const int c = match_cols[i];
+    const std::string o = "o" + std::to_string(i + 1);
+    values += Comparable(t, c, arg(c, o)) + " AS " + o;
+    olds += (i ? ", " : "") + o;
+    groups += (i ? ", " : "") + std::to_string(i + 1);
+    same += (i ? " AND a." : "a.") + o + " = g." + o;
+    join += (i ? " AND " : "") + Comparable(t, c, "r." + QuoteIdent(t.columns[c])) + " = g." + o;
+  }
+  for (int c : null_cols) join += " AND r." + QuoteIdent(t.columns[c]) + " IS NULL";
+  for (size_t j = 0; j < set_cols.size(); ++j) {
+    const int c = set_cols[j];
+    const std::string nj = "n" + std::to_string(j + 1);
+    values += arg(c, nj) + " AS " + nj;
+    set += (j ? ", " : "") + QuoteIdent(t.columns[c]) + " = w." + nj;
+  }
+  return "WITH a AS (SELECT " + values + ", x.ts_ord FROM unnest(" + args +
+         ") WITH ORDINALITY AS x(" + names + ", ts_ord)), g AS (SELECT " + olds +
+         ", row_number() OVER () AS ts_group FROM a GROUP BY " + groups +
+         "), m AS (SELECT r.ctid AS ts_ctid, g.ts_group, row_number() OVER (PARTITION BY "
+         "g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN " +
+         t.qualified + " r ON " + join +
+         "), w AS (SELECT a.*, g.ts_group, row_number() OVER (PARTITION BY g.ts_group ORDER BY "
+         "a.ts_ord) AS ts_rank FROM a JOIN g ON " +
+         same + ") UPDATE " + t.qualified + " t SET " + set +
+         " FROM m JOIN w ON m.ts_group = w.ts_group AND m.ts_rank = w.ts_rank WHERE t.ctid = "
+         "m.ts_ctid";
+}
+
 namespace {
 // A datum's text, without its trailing blanks when asked (character(n) pads them back).
 std::string_view ValueText(const Datum& d, bool trim_trailing_blanks) {

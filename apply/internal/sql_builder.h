@@ -111,6 +111,15 @@ std::string ArrayStageSql(const TableShape& t, const std::vector<int>& cols);
 // `match_cols`, from $1, as ArrayStageSql's.
 std::string KeylessDeleteSql(const TableShape& t, const std::vector<int>& match_cols,
                              const std::vector<int>& null_cols);
+// A table without a key: several updates as one statement, with the effect of running them one
+// at a time (UpdateByMatchSql each) when no update's old row is another's new row: the updates
+// of one old value (grouped as by KeylessDeleteSql) take the rows that match it in ctid order,
+// the first update given the first row, and those beyond the rows there find none. Every old
+// row has NULL in exactly `null_cols` and a value in every column of `match_cols` (REQUIRES:
+// !match_cols.empty(), !set_cols.empty()). Params: one array per column of `match_cols` (the
+// old values), then one per column of `set_cols` (the new), as ArrayStageSql's.
+std::string KeylessUpdateSql(const TableShape& t, const std::vector<int>& match_cols,
+                             const std::vector<int>& null_cols, const std::vector<int>& set_cols);
 // A type KeylessDeleteSql can group by: every type but an array of json, xml or a geometric type.
 bool KeylessGroupable(const std::string& type);
 // The column type is an array type (format_type's "<element>[]").

@@ -170,6 +170,24 @@ TEST(SqlBuilder, KeylessDeletesGroupEqualRowsAndDeleteEachMatchOnce) {
   EXPECT_FALSE(KeylessGroupable("point[]"));
 }
 
+TEST(SqlBuilder, KeylessUpdatesPairTheNthUpdateOfAValueWithItsNthRow) {
+  TableShape t = Items();
+  t.key.clear();
+  t.types[1] = t.base_types[1] = "json";
+  EXPECT_EQ(
+      KeylessUpdateSql(t, {0, 1}, {3}, {1, 2}),
+      "WITH a AS (SELECT x.o1 AS o1, x.o2::jsonb AS o2, x.n1 AS n1, x.n2 AS n2, x.ts_ord FROM "
+      "unnest($1::bigint[], $2::json[], $3::json[], $4::integer[]) WITH ORDINALITY AS x(o1, o2, "
+      "n1, n2, ts_ord)), g AS (SELECT o1, o2, row_number() OVER () AS ts_group FROM a GROUP BY "
+      "1, 2), m AS (SELECT r.ctid AS ts_ctid, g.ts_group, row_number() OVER (PARTITION BY "
+      "g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN \"tenant_rawdog\".\"items\" r ON "
+      "r.\"id\" = g.o1 AND r.\"name\"::jsonb = g.o2 AND r.\"migrated_at\" IS NULL), w AS "
+      "(SELECT a.*, g.ts_group, row_number() OVER (PARTITION BY g.ts_group ORDER BY a.ts_ord) "
+      "AS ts_rank FROM a JOIN g ON a.o1 = g.o1 AND a.o2 = g.o2) UPDATE "
+      "\"tenant_rawdog\".\"items\" t SET \"name\" = w.n1, \"Qty \"\"x\"\"\" = w.n2 FROM m "
+      "JOIN w ON m.ts_group = w.ts_group AND m.ts_rank = w.ts_rank WHERE t.ctid = m.ts_ctid");
+}
+
 TEST(SqlBuilder, ArrayElementsAreQuotedWithBackslashEscapes) {
   std::string out;
   for (const Datum& d : {Datum::Text("a\"b"), Datum::Text("c\\d"), Datum::Text("{x},y"),
