@@ -26,10 +26,10 @@
 //   DELETE   DELETE ... WHERE key = old key (a missing row is fine)
 //   TRUNCATE TRUNCATE of the mapped target tables, per ApplyOptions::truncate
 //   no key   one row matched NULL-safely on every old column (REPLICA IDENTITY FULL); under
-//            session_replication_role = replica a batch holds the table's inserts and deletes
-//            as multisets of rows (a delete of a row inserted in the batch takes it back) and
-//            sends the deletes as one statement per pattern of NULLs, each value deleted as
-//            many times as the source deleted it (Impl::MergeKeyless)
+//            session_replication_role = replica a batch holds the table's inserts, deletes and
+//            updates as multisets of rows (a delete of a row inserted in the batch takes it
+//            back) and sends the deletes and updates as one statement per pattern of NULLs,
+//            each value deleted or updated as many times as the source did (Impl::MergeKeyless)
 //   MESSAGE  not applied
 //   skipped  a change to a table copied in a resumed snapshot, committed before that snapshot's
 //            consistent point: the copy holds it already (snapshot/snapshot.h, "Resume")
