@@ -445,16 +445,19 @@ TEST_F(ApplyTest, TableWithoutKeyDeletesAsOneStatementPerPatternOfNulls) {
 // update of a row there before goes ahead of them): whatever the batch boundaries and the COPY
 // threshold, the rows left are those the source's history leaves, duplicates and NULLs included.
 TEST_F(ApplyTest, TableWithoutKeyHoldsItsChangesAsMultisetsOfRows) {
-  Exec("CREATE TABLE tenant_rawdog.events (a integer, b text, c jsonb)");
-  auto r = Rel("events", {{"a", "integer", true}, {"b", "text", true}, {"c", "jsonb", true}}, 'f',
-               16400);
+  Exec("CREATE TABLE tenant_rawdog.events (a integer, b text, c jsonb, d integer[])");
+  auto r = Rel(
+      "events",
+      {{"a", "integer", true}, {"b", "text", true}, {"c", "jsonb", true}, {"d", "integer[]", true}},
+      'f', 16400);
   std::mt19937 rng(20261124);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   const std::vector<Datum> bs = {T("p"), T("q"), N()};
   const std::vector<Datum> cs = {T("{\"k\": 1}"), T("[1, 2]"), N()};
+  const std::vector<Datum> ds = {T("{1,2}"), T("{}"), T("{3}")};
   auto random_row = [&]() -> Tuple {
     return {T(std::to_string(pick(3))), bs[static_cast<size_t>(pick(3))],
-            cs[static_cast<size_t>(pick(3))]};
+            cs[static_cast<size_t>(pick(3))], ds[static_cast<size_t>(pick(3))]};
   };
   auto text = [](const Tuple& t) {
     std::string s;
@@ -488,8 +491,8 @@ TEST_F(ApplyTest, TableWithoutKeyHoldsItsChangesAsMultisetsOfRows) {
   auto target = [&] {
     return Q(
         "SELECT coalesce(string_agg(concat_ws('|', coalesce(a::text, 'N'), coalesce(b, 'N'), "
-        "coalesce(c::text, 'N')), ',' ORDER BY concat_ws('|', coalesce(a::text, 'N'), "
-        "coalesce(b, 'N'), coalesce(c::text, 'N')) COLLATE \"C\"), '') "
+        "coalesce(c::text, 'N'), d), ',' ORDER BY concat_ws('|', coalesce(a::text, 'N'), "
+        "coalesce(b, 'N'), coalesce(c::text, 'N'), d) COLLATE \"C\"), '') "
         "FROM tenant_rawdog.events");
   };
   auto expected = [&] {

@@ -303,47 +303,47 @@ std::string KeylessDeleteSql(const TableShape& t, const std::vector<int>& match_
 
 std::string KeylessUpdateSql(const TableShape& t, const std::vector<int>& match_cols,
                              const std::vector<int>& null_cols, const std::vector<int>& set_cols) {
-  std::string args, names, values, olds, groups, same, join, set;
+  // Grouped by old value, each group's new values in the source's order (array_agg), and each
+  // row matching the group numbered in ctid order: row i takes the group's update i. One hash
+  // join of the groups with the table, then one ctid lookup per row updated.
+  std::string args, names, values, groups, join, news, set;
   int n = 0;
   auto arg = [&](int c, const std::string& alias) {
-    const std::string& type = t.base_types[c];
-    const bool is_array = IsArrayType(type);
+    const bool is_array = IsArrayType(t.base_types[c]);
     if (n) {
       args += ", ";
       names += ", ";
-      values += ", ";
     }
-    args += Param(++n) + "::" + (is_array ? "text" : type) + "[]";
+    args += Param(++n) + "::" + (is_array ? "text" : t.base_types[c]) + "[]";
     names += alias;
-    return is_array ? "x." + alias + "::" + type : "x." + alias;
   };
   for (size_t i = 0; i < match_cols.size(); ++i) {
     const int c = match_cols[i];
     const std::string o = "o" + std::to_string(i + 1);
-    values += Comparable(t, c, arg(c, o)) + " AS " + o;
-    olds += (i ? ", " : "") + o;
+    arg(c, o);
+    const std::string& type = t.base_types[c];
+    values +=
+        Comparable(t, c, IsArrayType(type) ? "x." + o + "::" + type : "x." + o) + " AS " + o + ", ";
     groups += (i ? ", " : "") + std::to_string(i + 1);
-    same += (i ? " AND a." : "a.") + o + " = g." + o;
     join += (i ? " AND " : "") + Comparable(t, c, "r." + QuoteIdent(t.columns[c])) + " = g." + o;
   }
   for (int c : null_cols) join += " AND r." + QuoteIdent(t.columns[c]) + " IS NULL";
   for (size_t j = 0; j < set_cols.size(); ++j) {
     const int c = set_cols[j];
     const std::string nj = "n" + std::to_string(j + 1);
-    values += arg(c, nj) + " AS " + nj;
-    set += (j ? ", " : "") + QuoteIdent(t.columns[c]) + " = w." + nj;
+    arg(c, nj);
+    values += "array_agg(x." + nj + " ORDER BY x.ts_ord) AS " + nj + ", ";
+    news += ", g." + nj;
+    const std::string& type = t.base_types[c];
+    set += (j ? ", " : "") + QuoteIdent(t.columns[c]) + " = m." + nj + "[m.ts_rank]" +
+           (IsArrayType(type) ? "::" + type : "");
   }
-  return "WITH a AS (SELECT " + values + ", x.ts_ord FROM unnest(" + args +
-         ") WITH ORDINALITY AS x(" + names + ", ts_ord)), g AS (SELECT " + olds +
-         ", row_number() OVER () AS ts_group FROM a GROUP BY " + groups +
-         "), m AS (SELECT r.ctid AS ts_ctid, g.ts_group, row_number() OVER (PARTITION BY "
-         "g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN " +
-         t.qualified + " r ON " + join +
-         "), w AS (SELECT a.*, g.ts_group, row_number() OVER (PARTITION BY g.ts_group ORDER BY "
-         "a.ts_ord) AS ts_rank FROM a JOIN g ON " +
-         same + ") UPDATE " + t.qualified + " t SET " + set +
-         " FROM m JOIN w ON m.ts_group = w.ts_group AND m.ts_rank = w.ts_rank WHERE t.ctid = "
-         "m.ts_ctid";
+  return "WITH g AS (SELECT " + values + "row_number() OVER () AS ts_group FROM unnest(" + args +
+         ") WITH ORDINALITY AS x(" + names + ", ts_ord) GROUP BY " + groups +
+         "), m AS (SELECT r.ctid AS ts_ctid" + news +
+         ", row_number() OVER (PARTITION BY g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN " +
+         t.qualified + " r ON " + join + ") UPDATE " + t.qualified + " t SET " + set +
+         " FROM m WHERE t.ctid = m.ts_ctid AND m.ts_rank <= cardinality(m.n1)";
 }
 
 namespace {

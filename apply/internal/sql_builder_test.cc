@@ -176,16 +176,19 @@ TEST(SqlBuilder, KeylessUpdatesPairTheNthUpdateOfAValueWithItsNthRow) {
   t.types[1] = t.base_types[1] = "json";
   EXPECT_EQ(
       KeylessUpdateSql(t, {0, 1}, {3}, {1, 2}),
-      "WITH a AS (SELECT x.o1 AS o1, x.o2::jsonb AS o2, x.n1 AS n1, x.n2 AS n2, x.ts_ord FROM "
+      "WITH g AS (SELECT x.o1 AS o1, x.o2::jsonb AS o2, array_agg(x.n1 ORDER BY x.ts_ord) AS n1, "
+      "array_agg(x.n2 ORDER BY x.ts_ord) AS n2, row_number() OVER () AS ts_group FROM "
       "unnest($1::bigint[], $2::json[], $3::json[], $4::integer[]) WITH ORDINALITY AS x(o1, o2, "
-      "n1, n2, ts_ord)), g AS (SELECT o1, o2, row_number() OVER () AS ts_group FROM a GROUP BY "
-      "1, 2), m AS (SELECT r.ctid AS ts_ctid, g.ts_group, row_number() OVER (PARTITION BY "
-      "g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN \"tenant_rawdog\".\"items\" r ON "
-      "r.\"id\" = g.o1 AND r.\"name\"::jsonb = g.o2 AND r.\"migrated_at\" IS NULL), w AS "
-      "(SELECT a.*, g.ts_group, row_number() OVER (PARTITION BY g.ts_group ORDER BY a.ts_ord) "
-      "AS ts_rank FROM a JOIN g ON a.o1 = g.o1 AND a.o2 = g.o2) UPDATE "
-      "\"tenant_rawdog\".\"items\" t SET \"name\" = w.n1, \"Qty \"\"x\"\"\" = w.n2 FROM m "
-      "JOIN w ON m.ts_group = w.ts_group AND m.ts_rank = w.ts_rank WHERE t.ctid = m.ts_ctid");
+      "n1, n2, ts_ord) GROUP BY 1, 2), m AS (SELECT r.ctid AS ts_ctid, g.n1, g.n2, row_number() "
+      "OVER (PARTITION BY g.ts_group ORDER BY r.ctid) AS ts_rank FROM g JOIN "
+      "\"tenant_rawdog\".\"items\" r ON r.\"id\" = g.o1 AND r.\"name\"::jsonb = g.o2 AND "
+      "r.\"migrated_at\" IS NULL) UPDATE \"tenant_rawdog\".\"items\" t SET \"name\" = "
+      "m.n1[m.ts_rank], \"Qty \"\"x\"\"\" = m.n2[m.ts_rank] FROM m WHERE t.ctid = m.ts_ctid "
+      "AND m.ts_rank <= cardinality(m.n1)");
+  // An array-typed new value travels as text and is cast as it is set.
+  t.types[2] = t.base_types[2] = "integer[]";
+  EXPECT_THAT(KeylessUpdateSql(t, {0}, {}, {2}),
+              ::testing::HasSubstr("= m.n1[m.ts_rank]::integer[] FROM m"));
 }
 
 TEST(SqlBuilder, ArrayElementsAreQuotedWithBackslashEscapes) {
