@@ -199,6 +199,15 @@ TEST_F(ApplyLiveTest, LargeTransactionIsAppliedWhileReceivedAndEqualsTheSource) 
   EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
   EXPECT_THAT(bridge_->Log(), HasSubstr("applied while received: 120005 changes"));
   EXPECT_THAT(bridge_->Log(), HasSubstr("in parallel with the previous chunk's"));
+  // The keyless table's deletes and updates inside a live transaction (held as sets of rows).
+  ASSERT_TRUE(testing::Clusters()
+                  .source()
+                  .Exec(src_db_,
+                        "BEGIN; UPDATE big SET v = v + 1; DELETE FROM log_nokey WHERE n = 2; "
+                        "UPDATE log_nokey SET note = 'kept' WHERE n > 2; COMMIT")
+                  .ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
   EXPECT_EQ(StagingTables(), 0);
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
 }
