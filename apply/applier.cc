@@ -246,6 +246,11 @@ class Applier::Impl {
   void BuildArrays(const TableShape& s, const std::vector<const Tuple*>& rows,
                    const std::vector<int>& cols, std::vector<Datum>* values,
                    std::vector<int>* formats);
+  // Adds `row` to the rows `run` holds (and to the bytes held). True when the run is now long
+  // enough for COPY (bulk_min_rows rows, or kMaxRunBytes).
+  bool Hold(BulkRun* run, Tuple row);
+  // Takes `run` out of runs_ (it is destroyed).
+  void Forget(const BulkRun* run);
   // A new, empty run of e at the end of runs_.
   BulkRun* NewRun(RelationEntry* e, ChangeOp op, std::vector<int> cols);
   // Holds a row of key key_buf_ in e's run of op and cols (made if needed).
@@ -1525,14 +1530,7 @@ Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> c
   }
   if (run == nullptr) run = NewRun(e, op, std::move(cols));
   if (run->copying) return CopyRow(run, row);
-  const uint64_t bytes = TupleBytes(row);
-  run->bytes += bytes;
-  held_bytes_ += bytes;
-  run->rows.push_back(std::move(row));
-  if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
-      run->bytes >= kMaxRunBytes) {
-    return StartCopy(run);
-  }
+  if (Hold(run, std::move(row))) return StartCopy(run);
   if (held_bytes_ >= kMaxHeldBytes) return FlushRuns();
   return Status::Ok();
 }
@@ -1633,14 +1631,7 @@ Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
     run->key_rows[moved_key_buf_] = at;
   }
   run->rows.pop_back();
-  if (run->rows.empty()) {
-    for (size_t i = 0; i < runs_.size(); ++i) {
-      if (runs_[i].get() == run) {
-        runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
-    }
-  }
+  if (run->rows.empty()) Forget(run);
   return out;
 }
 
@@ -1704,13 +1695,8 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
     case ChangeOp::kInsert: {
       if (ins != nullptr && ins->cols != op.cols) TS_RETURN_IF_ERROR(send_held());
       if (ins == nullptr) ins = NewRun(e, ChangeOp::kInsert, op.cols);
-      const uint64_t bytes = TupleBytes(row);
-      ins->bytes += bytes;
-      held_bytes_ += bytes;
       ins->row_at.emplace(key_buf_, static_cast<uint32_t>(ins->rows.size()));
-      ins->rows.push_back(std::move(row));
-      if (ins->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
-          ins->bytes >= kMaxRunBytes) {
+      if (Hold(ins, std::move(row))) {
         return del == nullptr && upd == nullptr ? StartCopy(ins) : FlushRunOf(e);
       }
       break;
@@ -1729,11 +1715,8 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
         TS_RETURN_IF_ERROR(send_held());
       }
       if (del == nullptr) del = NewRun(e, ChangeOp::kDelete, {});
-      const uint64_t bytes = TupleBytes(row);
-      del->bytes += bytes;
-      held_bytes_ += bytes;
       ++del->key_rows[key_buf_];
-      del->rows.push_back(std::move(row));
+      Hold(del, std::move(row));  // never COPYed: one statement per pattern of NULLs
       break;
     }
     case ChangeOp::kUpdate: {
@@ -1772,10 +1755,7 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
         KeyString(now, e->keyless_cols, &moved_key_buf_);
         ++upd->new_keys[moved_key_buf_];
       }
-      const uint64_t bytes = TupleBytes(both);
-      upd->bytes += bytes;
-      held_bytes_ += bytes;
-      upd->rows.push_back(std::move(both));
+      Hold(upd, std::move(both));  // never COPYed, as deletes
       break;
     }
     default:
@@ -1804,14 +1784,7 @@ void Applier::Impl::TakeKeylessRow(BulkRun* run,
     }
   }
   run->rows.pop_back();
-  if (run->rows.empty()) {
-    for (size_t i = 0; i < runs_.size(); ++i) {
-      if (runs_[i].get() == run) {
-        runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
-        break;
-      }
-    }
-  }
+  if (run->rows.empty()) Forget(run);
 }
 
 Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
@@ -1877,6 +1850,24 @@ Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
   return Status::Ok();
 }
 
+void Applier::Impl::Forget(const BulkRun* run) {
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    if (runs_[i].get() == run) {
+      runs_.erase(runs_.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
+  }
+}
+
+bool Applier::Impl::Hold(BulkRun* run, Tuple row) {
+  const uint64_t bytes = TupleBytes(row);
+  run->bytes += bytes;
+  held_bytes_ += bytes;
+  run->rows.push_back(std::move(row));
+  return run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
+         run->bytes >= kMaxRunBytes;
+}
+
 Applier::Impl::BulkRun* Applier::Impl::NewRun(RelationEntry* e, ChangeOp op,
                                               std::vector<int> cols) {
   runs_.push_back(std::make_unique<BulkRun>());
@@ -1899,13 +1890,8 @@ Status Applier::Impl::PutHeldRow(RelationEntry* e, ChangeOp op, std::vector<int>
     run = NewRun(e, op, std::move(cols));
     ++of_table;
   }
-  const uint64_t bytes = TupleBytes(row);
-  run->bytes += bytes;
-  held_bytes_ += bytes;
   run->key_rows.emplace(key_buf_, static_cast<uint32_t>(run->rows.size()));
-  run->rows.push_back(std::move(row));
-  if (run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
-      run->bytes >= kMaxRunBytes) {
+  if (Hold(run, std::move(row))) {
     // Alone, the run goes on as a COPY; beside other runs of the table, they all go now (the
     // long ones by COPY: FlushRunOf).
     return of_table == 1 ? StartCopy(run) : FlushRunOf(e);
