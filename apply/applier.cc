@@ -1817,7 +1817,8 @@ Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
     for (size_t i = 0; i < pattern.size(); ++i) {
       (pattern[i] ? one.null_cols : one.match_cols).push_back(e->keyless_cols[i]);
     }
-    if (rows.size() == 1 || one.match_cols.empty()) {
+    if (static_cast<int64_t>(rows.size()) < std::max(2, options_.keyless_set_min_rows) ||
+        one.match_cols.empty()) {
       for (size_t r : rows) {
         one.key = update ? &olds[r] : &run.rows[r];
         one.values = update ? &news[r] : nullptr;
@@ -1839,6 +1840,11 @@ Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
     for (const Datum& d : values) params.push_back(&d);
     batch_rows_[std::make_pair(e->target_table, OpName(run.op))] += rows.size();
     batch_array_rows_ += rows.size();
+    // Planned for these rows (a generic plan assumes 10 and may scan a large table where a few
+    // index probes do): the plan then fits both a bulk change of a table without an index (one
+    // hash join) and a few rows of a large indexed one.
+    TS_RETURN_IF_ERROR(EnterPipeline());
+    TS_RETURN_IF_ERROR(session_.SendQuery("SET LOCAL plan_cache_mode = force_custom_plan"));
     TS_RETURN_IF_ERROR(Execute(
         "keyless:" + MaskKey(e->id, update ? 'w' : 'k', one.cols, one.match_cols, one.null_cols),
         [&] {
@@ -1846,6 +1852,7 @@ Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
                         : internal::KeylessDeleteSql(s, one.match_cols, one.null_cols);
         },
         params, update ? static_cast<int64_t>(rows.size()) : 0, &formats));
+    TS_RETURN_IF_ERROR(session_.SendQuery("SET LOCAL plan_cache_mode = force_generic_plan"));
   }
   return Status::Ok();
 }

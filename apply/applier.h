@@ -134,6 +134,10 @@ struct ApplyOptions {
   // per key) of at least this many changes go as one statement over unnest() of one array per
   // column, instead of one statement per change (the array path). 0 disables it.
   int array_min_rows = 2;
+  // A keyless table's held deletes or updates (see "no key" above) of one pattern of NULLs go as
+  // one statement, planned for their rows, from this many rows on; fewer go one row at a time
+  // (each found through an index of the target, when there is one, without planning).
+  int keyless_set_min_rows = 8;
   // A sync point is set in the pipeline every this many statements; bounds client memory.
   int statements_per_sync = 2000;
   // Live transactions (see above): a source transaction is applied while it is received once it
