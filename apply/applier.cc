@@ -231,9 +231,13 @@ class Applier::Impl {
   Status AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
   // AddToRun for a keyed table under grouping: the net effect of its changes per key.
   Status MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row);
+  // Sends the runs that must go before a change of e: another table's without grouping, and the
+  // same target table's under another relation definition (drift).
+  Status SendOtherRunsFirst(const RelationEntry* e);
   // Takes the row of key key_buf_ at `at` out of a held run (an emptied run leaves runs_).
   Tuple TakeHeldRow(BulkRun* run, uint32_t at);
-  // AddToRun for a table without a key under grouping (e->keyless_sets): see the definition.
+  // AddToRun for a table without a key under grouping (e->keyless_sets), every kind of change:
+  // see the definition.
   // `row`: the new row (insert), the old row (delete); for an update `row` is the old row and
   // `op` its SET columns and new values.
   Status MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row);
@@ -353,10 +357,11 @@ class Applier::Impl {
     // (KeyString) to its row.
     std::unordered_map<std::string, uint32_t> key_rows;
     // A keyless table's insert run (MergeKeyless): each held row by its value (KeyString over
-    // keyless_cols). Its delete and update runs count their old rows per value in key_rows, and
-    // the update run its new rows in new_keys; an update run's row is the new row (unchanged
-    // columns outside `cols`) followed by the old one.
+    // keyless_cols). Its delete and update runs count their old rows (`rows`) per value in
+    // key_rows; the update run holds each one's new row in new_rows (the old values outside
+    // `cols`) and counts them per value in new_keys.
     std::unordered_multimap<std::string, uint32_t> row_at;
+    std::vector<Tuple> new_rows;
     std::unordered_map<std::string, uint32_t> new_keys;
     std::chrono::steady_clock::time_point copy_started;
     PgConn* copy_conn = nullptr;  // where the COPY runs: conn_, or stage_conn_ (shared stage)
@@ -1359,10 +1364,13 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
   RowOp op;
   op.op = c.op;
   op.values = &values;
+  const bool as_sets =
+      e->keyless_sets && group_tables_ && !isolating_ && options_.bulk_min_rows > 0;
   if (c.op == ChangeOp::kInsert) {
     for (size_t i = 0; i < values.size(); ++i) {
       if (!values[i].is_unchanged()) op.cols.push_back(static_cast<int>(i));
     }
+    if (as_sets) return MergeKeyless(e, op, std::move(values));
     if (!isolating_ && options_.bulk_min_rows > 0) {
       return AddToRun(e, c.op, std::move(op.cols), std::move(values));
     }
@@ -1403,10 +1411,7 @@ Status Applier::Impl::ApplyChange(const Change& c, Lsn commit_lsn) {
     }
     if (op.cols.empty()) return Status::Ok();  // nothing but unchanged TOAST: nothing to write
   }
-  if (s.key.empty() && e->keyless_sets && group_tables_ && !isolating_ &&
-      options_.bulk_min_rows > 0 && !c.old_tuple.empty()) {
-    return MergeKeyless(e, op, std::move(key));
-  }
+  if (as_sets && !c.old_tuple.empty()) return MergeKeyless(e, op, std::move(key));
   if (c.op == ChangeOp::kUpdate) {
     bool same_key = !s.key.empty();
     for (int k : s.key) {
@@ -1502,24 +1507,23 @@ void KeyString(const Tuple& row, const std::vector<int>& key, std::string* k) {
 }
 }  // namespace
 
-Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
-  for (size_t i = 0; i < runs_.size(); ++i) {
+Status Applier::Impl::SendOtherRunsFirst(const RelationEntry* e) {
+  for (size_t i = 0; i < runs_.size();) {
     const RelationEntry* other = runs_[i]->entry;
     if (other != e && (!group_tables_ || other->shape.qualified == e->shape.qualified)) {
-      // Another table without grouping, or the same target table under another relation
-      // definition (drift): its changes go first.
       TS_RETURN_IF_ERROR(FlushRunOf(other));
-      return AddToRun(e, op, std::move(cols), std::move(row));
+      i = 0;  // FlushRunOf may have sent other runs too
+    } else {
+      ++i;
     }
   }
+  return Status::Ok();
+}
+
+Status Applier::Impl::AddToRun(RelationEntry* e, ChangeOp op, std::vector<int> cols, Tuple row) {
+  TS_RETURN_IF_ERROR(SendOtherRunsFirst(e));
   if (group_tables_ && !e->shape.key.empty())
     return MergeIntoRuns(e, op, std::move(cols), std::move(row));
-  if (group_tables_ && e->keyless_sets && op == ChangeOp::kInsert) {
-    RowOp ins;
-    ins.op = op;
-    ins.cols = std::move(cols);
-    return MergeKeyless(e, ins, std::move(row));
-  }
   BulkRun* run = nullptr;
   for (const auto& r : runs_) {
     if (r->entry == e) run = r.get();
@@ -1658,13 +1662,7 @@ Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
 // change and pattern of NULLs in a batch instead of one per change. A change whose old row has an
 // unchanged (TOASTed) column, and every change while a batch is isolated, go one at a time.
 Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row) {
-  for (size_t i = 0; i < runs_.size(); ++i) {
-    const RelationEntry* other = runs_[i]->entry;
-    if (other != e && other->shape.qualified == e->shape.qualified) {
-      TS_RETURN_IF_ERROR(FlushRunOf(other));  // the same table under an older definition
-      i = static_cast<size_t>(-1);
-    }
-  }
+  TS_RETURN_IF_ERROR(SendOtherRunsFirst(e));
   BulkRun* ins = nullptr;
   BulkRun* del = nullptr;
   BulkRun* upd = nullptr;
@@ -1744,18 +1742,16 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
       }
       if (upd != nullptr && upd->cols != op.cols) TS_RETURN_IF_ERROR(send_held());
       if (upd == nullptr) upd = NewRun(e, ChangeOp::kUpdate, op.cols);
-      const size_t width = row.size();
-      Tuple both(2 * width);
-      for (size_t i = 0; i < width; ++i) both[width + i] = std::move(row[i]);
+      Tuple now = row;
+      for (int c : op.cols) now[c] = (*op.values)[c];
+      KeyString(now, e->keyless_cols, &moved_key_buf_);
+      ++upd->new_keys[moved_key_buf_];
       ++upd->key_rows[key_buf_];
-      for (int c : op.cols) both[static_cast<size_t>(c)] = (*op.values)[c];
-      {
-        Tuple now(both.begin() + static_cast<std::ptrdiff_t>(width), both.end());
-        for (int c : op.cols) now[static_cast<size_t>(c)] = both[static_cast<size_t>(c)];
-        KeyString(now, e->keyless_cols, &moved_key_buf_);
-        ++upd->new_keys[moved_key_buf_];
-      }
-      Hold(upd, std::move(both));  // never COPYed, as deletes
+      const uint64_t bytes = TupleBytes(now);
+      upd->bytes += bytes;
+      held_bytes_ += bytes;
+      upd->new_rows.push_back(std::move(now));
+      Hold(upd, std::move(row));  // never COPYed, as deletes
       break;
     }
     default:
@@ -1790,24 +1786,10 @@ void Applier::Impl::TakeKeylessRow(BulkRun* run,
 Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
   const TableShape& s = e->shape;
   const bool update = run.op == ChangeOp::kUpdate;
-  const size_t width = s.columns.size();
-  const size_t old_at = update ? width : 0;  // where a held row's old values start
-  // A held update's new and old rows, apart (the one-row statement and the arrays take Tuples).
-  std::vector<Tuple> news, olds;
-  if (update) {
-    news.reserve(run.rows.size());
-    olds.reserve(run.rows.size());
-    for (const Tuple& row : run.rows) {
-      news.emplace_back(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(width));
-      olds.emplace_back(row.begin() + static_cast<std::ptrdiff_t>(width), row.end());
-    }
-  }
   std::map<std::vector<bool>, std::vector<size_t>> by_nulls;
   std::vector<bool> nulls(e->keyless_cols.size());
   for (size_t r = 0; r < run.rows.size(); ++r) {
-    for (size_t i = 0; i < nulls.size(); ++i) {
-      nulls[i] = run.rows[r][old_at + static_cast<size_t>(e->keyless_cols[i])].is_null();
-    }
+    for (size_t i = 0; i < nulls.size(); ++i) nulls[i] = run.rows[r][e->keyless_cols[i]].is_null();
     by_nulls[nulls].push_back(r);
   }
   for (const auto& [pattern, rows] : by_nulls) {
@@ -1820,16 +1802,16 @@ Status Applier::Impl::SendKeylessRun(RelationEntry* e, const BulkRun& run) {
     if (static_cast<int64_t>(rows.size()) < std::max(2, options_.keyless_set_min_rows) ||
         one.match_cols.empty()) {
       for (size_t r : rows) {
-        one.key = update ? &olds[r] : &run.rows[r];
-        one.values = update ? &news[r] : nullptr;
+        one.key = &run.rows[r];
+        one.values = update ? &run.new_rows[r] : nullptr;
         TS_RETURN_IF_ERROR(SendRow(e, one));
       }
       continue;
     }
     std::vector<const Tuple*> old_rows, new_rows;
     for (size_t r : rows) {
-      old_rows.push_back(update ? &olds[r] : &run.rows[r]);
-      if (update) new_rows.push_back(&news[r]);
+      old_rows.push_back(&run.rows[r]);
+      if (update) new_rows.push_back(&run.new_rows[r]);
     }
     std::vector<Datum> values;
     std::vector<int> formats;
