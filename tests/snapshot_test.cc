@@ -508,6 +508,15 @@ TEST(Snapshot, TransformsHoldAndSecondRunChangesNothing) {
   ExpectCountsEqual(src, dst);
   ExpectTransformsHold(config, src, dst);
   ExpectForeignKeysValid(src, dst);
+  // Every table was analyzed: the applier's first statements are planned with statistics.
+  for (const auto& t : testing::RawdogTables()) {
+    EXPECT_GT(Count(dst,
+                    "SELECT count(*) FROM pg_stats WHERE schemaname = 'tenant_rawdog' AND "
+                    "tablename = '" +
+                        t + "'"),
+              0)
+        << t;
+  }
   for (const auto& t : kIdentityTables) {
     EXPECT_EQ(TableChecksum(dst, "tenant_rawdog", t), TableChecksum(src, "public", t)) << t;
   }
