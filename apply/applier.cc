@@ -253,6 +253,8 @@ class Applier::Impl {
   // Adds `row` to the rows `run` holds (and to the bytes held). True when the run is now long
   // enough for COPY (bulk_min_rows rows, or kMaxRunBytes).
   bool Hold(BulkRun* run, Tuple row);
+  // Adds a row's bytes to (sign +1) or takes them off (-1) run's and the batch's held bytes.
+  void CountHeld(BulkRun* run, const Tuple& row, int sign);
   // Takes `run` out of runs_ (it is destroyed).
   void Forget(const BulkRun* run);
   // A new, empty run of e at the end of runs_.
@@ -1625,9 +1627,7 @@ Status Applier::Impl::MergeIntoRuns(RelationEntry* e, ChangeOp op, std::vector<i
 
 Tuple Applier::Impl::TakeHeldRow(BulkRun* run, uint32_t at) {
   Tuple out = std::move(run->rows[at]);
-  const uint64_t bytes = TupleBytes(out);
-  run->bytes -= bytes;
-  held_bytes_ -= bytes;
+  CountHeld(run, out, -1);
   run->key_rows.erase(key_buf_);
   if (at + 1 != run->rows.size()) {
     run->rows[at] = std::move(run->rows.back());
@@ -1747,9 +1747,7 @@ Status Applier::Impl::MergeKeyless(RelationEntry* e, const RowOp& op, Tuple row)
       KeyString(now, e->keyless_cols, &moved_key_buf_);
       ++upd->new_keys[moved_key_buf_];
       ++upd->key_rows[key_buf_];
-      const uint64_t bytes = TupleBytes(now);
-      upd->bytes += bytes;
-      held_bytes_ += bytes;
+      CountHeld(upd, now, +1);
       upd->new_rows.push_back(std::move(now));
       Hold(upd, std::move(row));  // never COPYed, as deletes
       break;
@@ -1764,9 +1762,7 @@ void Applier::Impl::TakeKeylessRow(BulkRun* run,
                                    std::unordered_multimap<std::string, uint32_t>::iterator it) {
   const uint32_t at = it->second;
   run->row_at.erase(it);
-  const uint64_t bytes = TupleBytes(run->rows[at]);
-  run->bytes -= bytes;
-  held_bytes_ -= bytes;
+  CountHeld(run, run->rows[at], -1);
   const uint32_t last = static_cast<uint32_t>(run->rows.size() - 1);
   if (at != last) {
     run->rows[at] = std::move(run->rows[last]);
@@ -1848,10 +1844,19 @@ void Applier::Impl::Forget(const BulkRun* run) {
   }
 }
 
-bool Applier::Impl::Hold(BulkRun* run, Tuple row) {
+void Applier::Impl::CountHeld(BulkRun* run, const Tuple& row, int sign) {
   const uint64_t bytes = TupleBytes(row);
-  run->bytes += bytes;
-  held_bytes_ += bytes;
+  if (sign > 0) {
+    run->bytes += bytes;
+    held_bytes_ += bytes;
+  } else {
+    run->bytes -= bytes;
+    held_bytes_ -= bytes;
+  }
+}
+
+bool Applier::Impl::Hold(BulkRun* run, Tuple row) {
+  CountHeld(run, row, +1);
   run->rows.push_back(std::move(row));
   return run->rows.size() >= static_cast<size_t>(options_.bulk_min_rows) ||
          run->bytes >= kMaxRunBytes;
