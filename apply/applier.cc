@@ -1,18 +1,19 @@
 #include "apply/applier.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
-#include <functional>
 #include <ctime>
+#include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 
-#include <spdlog/spdlog.h>
-
+#include "apply/internal/applied_mirror.h"
 #include "apply/internal/binary_array.h"
 #include "apply/internal/live_feed.h"
 #include "apply/internal/pipelined_session.h"
@@ -164,6 +165,7 @@ class Applier::Impl {
         group_tables_(options_.session_replication_role == "replica") {}
 
   Status Run(bool until_idle);
+  Status RunSessions(bool until_idle);
   void Stop() {
     stop_.store(true);
   }
@@ -303,6 +305,8 @@ class Applier::Impl {
   std::unique_ptr<internal::LiveFeed> feed_;
   bool in_live_ = false;  // inside ApplyLive
   std::unique_ptr<internal::TeeJournal> tee_;
+  // The state store's applied position, written off the applier's thread (FinishBatch posts).
+  internal::AppliedMirror mirror_{journal_};
 
   PgConn conn_;
   PipelinedSession session_;
@@ -474,6 +478,13 @@ void Applier::Impl::ResetCaches() {
 }
 
 Status Applier::Impl::Run(bool until_idle) {
+  Status s = RunSessions(until_idle);
+  // Whoever reads the state store after Run returns sees the position the target has.
+  Status mirrored = mirror_.Flush();
+  return s.ok() ? mirrored : s;
+}
+
+Status Applier::Impl::RunSessions(bool until_idle) {
   auto backoff = options_.reconnect_initial_backoff;
   for (;;) {
     uint64_t batches_before = Counters().batches;
@@ -506,6 +517,7 @@ Status Applier::Impl::Session(bool until_idle) {
   TS_RETURN_IF_ERROR(Connect());
   state::Journal& journal = *journal_;
   // The target's row decides (invariant 3); bring the ops mirror up to it.
+  TS_RETURN_IF_ERROR(mirror_.Flush());
   if (applied_lsn_.valid() && journal.Stats().applied_lsn < applied_lsn_) {
     TS_RETURN_IF_ERROR(journal.RecordApplied(applied_lsn_, applied_commit_time_us_));
   }
@@ -642,6 +654,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
     if (!have) break;
   }
+  const auto collected = std::chrono::steady_clock::now();
 
   if (failed.ok()) {
     Status s = FlushRuns();
@@ -671,14 +684,13 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     // Where lag goes (same clock only when source and applier share a machine): the first
     // transaction's source commit before the batch began (receive, journal, wait for the
     // applier), the last one's before the batch committed (what a reader of the target sees).
-    spdlog::debug("apply: batch of {} txn, {} changes through {} in {:.1f} ms (journaled {}; "
-                  "source commit of the first {:.1f} ms before it began, of the last {:.1f} ms "
-                  "before it committed)",
-                  txns, changes, last.commit_lsn.ToString(),
-                  ms(std::chrono::steady_clock::now() - started),
-                  journal_->JournaledLsn().ToString(),
-                  (started_us - first.commit_time_us) / 1e3,
-                  (NowMicros() - last.commit_time_us) / 1e3);
+    spdlog::debug(
+        "apply: batch of {} txn, {} changes through {} in {:.1f} ms ({:.1f} ms reading "
+        "the journal; journaled {}; source commit of the first {:.1f} ms before it "
+        "began, of the last {:.1f} ms before it committed)",
+        txns, changes, last.commit_lsn.ToString(), ms(std::chrono::steady_clock::now() - started),
+        ms(collected - started), journal_->JournaledLsn().ToString(),
+        (started_us - first.commit_time_us) / 1e3, (NowMicros() - last.commit_time_us) / 1e3);
   }
   return Status::Ok();
 }
@@ -862,9 +874,7 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
   KillPoint("apply.after_target_commit");
   applied_lsn_ = commit_lsn;
   applied_commit_time_us_ = commit_time_us;
-  TS_RETURN_IF_ERROR_CTX(journal_->RecordApplied(commit_lsn, commit_time_us),
-                         "recording the applied position in the state store");
-  KillPoint("apply.after_record_applied");
+  TS_RETURN_IF_ERROR(mirror_.Post(commit_lsn, commit_time_us));
   // Staging tables a crashed bridge's backend still held at the last try: again, at most every
   // 5 s, between batches (a live transaction's own are dropped by DropLiveStages).
   if (stages_left_ && !in_live_ &&

@@ -5,8 +5,11 @@
 // `_tenantsync.progress` (pipeline, applied_lsn = commit LSN of the last source transaction in
 // it), so the target's own commit decides what is applied. On start (and after any reconnect) the
 // applier reads that row and opens a journal reader right after it; the state store's applied
-// position (Journal::RecordApplied) is only a mirror for ops, written after the target commit.
-// A crash between the two leaves the mirror behind; the next start corrects it from the target.
+// position (Journal::RecordApplied) is only a mirror for ops, written after the target commit by
+// a thread of its own (apply/internal/applied_mirror.h), so a RocksDB write queued behind the
+// journal's fsync does not hold up the next batch. A crash between the two leaves the mirror
+// behind; the next start corrects it from the target. Run and ApplyAvailable return only once
+// the mirror has the target's position.
 //
 // The applier reads a transaction as soon as the journal shows it, which under group commit is
 // once it is written there, before its fsync (state/journal.h): a slow fsync of the state disk
@@ -65,7 +68,9 @@
 //                              the target rolls the batch back; a restart applies it again.
 //   apply.after_target_commit  the target committed, RecordApplied did not run: the state store's
 //                              mirror is behind; a restart resumes from the target's row.
-//   apply.after_record_applied both are done.
+//   apply.after_record_applied the mirror's write of a committed batch's position is done (on the
+//                              mirror's thread, apply/internal/applied_mirror.h: the applier may
+//                              have committed later batches meanwhile).
 //   apply.live_chunk_applied   a live transaction's first chunks are applied in the open target
 //                              transaction, its source commit may not even be received: the
 //                              target rolls back; a restart applies it from the journal.

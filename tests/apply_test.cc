@@ -1393,8 +1393,12 @@ TEST_P(ApplyCrashTest, RestartAfterCrashAppliesEveryTransactionExactlyOnce) {
   std::string after_crash = Q("SELECT count(*) FROM tenant_rawdog.ledger");
   if (std::string(GetParam()) == "apply.before_commit") {
     EXPECT_EQ(after_crash, "0");
-  } else {
+  } else if (std::string(GetParam()) == "apply.after_target_commit") {
     EXPECT_EQ(after_crash, "3");
+  } else {
+    // The mirror's thread aborts after writing the first batch's position; the applier may
+    // have committed more whole batches of 3 meanwhile.
+    EXPECT_THAT(after_crash, ::testing::AnyOf("3", "6", "9"));
   }
   EXPECT_EQ(RunHelper(dir_, TargetUrl(), nullptr, 3), 0);
   EXPECT_EQ(Q("SELECT count(*) || '/' || count(DISTINCT n) FROM tenant_rawdog.ledger"), "10/10");
