@@ -115,11 +115,13 @@ class RelationCache final : public RelationSource {
 };
 
 // Walks commit records in key (= commit LSN) order and, per transaction, its changes by
-// (seq, index). When the commit records run out, the next call re-creates both iterators to see
-// transactions committed since. The change iterator is always created after the commit-record
-// iterator, and changes are written before their commit record, so every change of a visible
-// transaction is visible too. Memory: two iterators, one block of changes (pinned by the change
-// iterator, ~64 KB, or one large change) and one decoded change.
+// (seq, index). When the commit records run out, the next transaction comes from the journal's
+// tail (committed, not yet in RocksDB) when it is there; otherwise the next call re-creates both
+// iterators to see transactions written since. The change iterator is always created after the
+// commit-record iterator, and changes are written before their commit record, so every change
+// of a visible transaction is visible too. Memory: two iterators, one block of changes (pinned
+// by the change iterator or held by the tail, ~64 KB, or one large change) and one decoded
+// change.
 class JournalReaderImpl final : public JournalReader {
  public:
   JournalReaderImpl(std::shared_ptr<const JournalImpl> journal, Lsn after)
@@ -127,15 +129,38 @@ class JournalReaderImpl final : public JournalReader {
 
   StatusOr<bool> NextTransaction(TransactionInfo* info) override {
     in_txn_ = false;
-    if (!txn_it_ || at_end_) {
-      TS_RETURN_IF_ERROR(journal_->CheckRetained(pos_));
-      txn_it_ = db_->NewIterator(kCfJournalTxn);
-      change_it_ = db_->NewIterator(kCfJournalChange);
-      txn_it_->Seek(AsSlice(Key64(pos_.value() + 1)));
-      at_end_ = false;
-    } else {
+    tail_txn_.reset();
+    if (txn_it_ && !at_end_) {
       txn_it_->Next();
+      TS_ASSIGN_OR_RETURN(bool got, FromIterator(info));
+      if (got) return true;
+      return FromTail(info);
     }
+    TS_ASSIGN_OR_RETURN(bool from_tail, FromTail(info));
+    if (from_tail) return true;
+    TS_RETURN_IF_ERROR(journal_->CheckRetained(pos_));
+    txn_it_ = db_->NewIterator(kCfJournalTxn);
+    change_it_ = db_->NewIterator(kCfJournalChange);
+    txn_it_->Seek(AsSlice(Key64(pos_.value() + 1)));
+    at_end_ = false;
+    return FromIterator(info);
+  }
+
+  StatusOr<bool> NextChange(Change* change) override {
+    if (!in_txn_ || change_index_ >= txn_.changes) return false;
+    if (block_.done()) {
+      if (tail_txn_) return Fatal("journal tail block ended early; this is a bug");
+      TS_RETURN_IF_ERROR(NextBlock());
+    }
+    TS_ASSIGN_OR_RETURN(bool got, block_.Next(&relations_, change));
+    if (!got) return Fatal("journal block ended early; this is a bug");
+    ++change_index_;
+    return true;
+  }
+
+ private:
+  // The transaction at txn_it_, if valid and visible; else at_end_.
+  StatusOr<bool> FromIterator(TransactionInfo* info) {
     if (!txn_it_->Valid()) {
       TS_RETURN_IF_ERROR(FromRocks(txn_it_->status(), db_->dir(), "reading the journal"));
       at_end_ = true;
@@ -153,6 +178,32 @@ class JournalReaderImpl final : public JournalReader {
         return false;
       }
     }
+    Start(info);
+    return true;
+  }
+
+  // The transaction after pos_ from the journal's tail, if it is there. Its relations are in
+  // RocksDB already (JournalImpl::Commit), so relations_ finds them.
+  StatusOr<bool> FromTail(TransactionInfo* info) {
+    std::shared_ptr<const JournalImpl::TailTxn> t = journal_->TailNext(pos_);
+    if (!t) return false;
+    at_end_ = true;  // the iterators are behind it now: fresh ones next time
+    txn_ = t->rec;
+    Start(info);
+    if (txn_.changes > 0) {
+      expected_key_ = Key64x2(txn_.seq, 0);
+      TS_RETURN_IF_ERROR(block_.Reset(expected_key_, t->block));
+      if (block_.count() != txn_.changes) {
+        return Fatal("journal transaction at commit LSN " + txn_.commit_lsn.ToString() +
+                     " held in memory with " + std::to_string(block_.count()) + " of its " +
+                     std::to_string(txn_.changes) + " changes; this is a bug");
+      }
+    }
+    tail_txn_ = std::move(t);  // keeps the block that block_ reads
+    return true;
+  }
+
+  void Start(TransactionInfo* info) {
     pos_ = txn_.commit_lsn;
     info->xid = txn_.xid;
     info->commit_lsn = txn_.commit_lsn;
@@ -162,19 +213,8 @@ class JournalReaderImpl final : public JournalReader {
     change_index_ = 0;
     change_positioned_ = false;
     block_ = ChangeBlockReader();  // a transaction left mid-block: its next one starts anew
-    return true;
   }
 
-  StatusOr<bool> NextChange(Change* change) override {
-    if (!in_txn_ || change_index_ >= txn_.changes) return false;
-    if (block_.done()) TS_RETURN_IF_ERROR(NextBlock());
-    TS_ASSIGN_OR_RETURN(bool got, block_.Next(&relations_, change));
-    if (!got) return Fatal("journal block ended early; this is a bug");
-    ++change_index_;
-    return true;
-  }
-
- private:
   // Positions change_it_ on the block that starts at change_index_ (blocks are keyed by their
   // first change) and checks that it fits in the transaction.
   Status NextBlock() {
@@ -221,6 +261,7 @@ class JournalReaderImpl final : public JournalReader {
   bool change_positioned_ = false;
   std::string expected_key_;  // the current block's key (block_ names it in errors)
   ChangeBlockReader block_;
+  std::shared_ptr<const JournalImpl::TailTxn> tail_txn_;  // the transaction read from the tail
   RelationCache relations_;
 };
 
@@ -347,8 +388,11 @@ void JournalImpl::SyncLoop() {
       // read everything visible and waits (the applier, caught up) cuts the wait short: it
       // would otherwise idle while these transactions wait out the interval (lag); a reader
       // busy applying does not, so under a backlog the groups stay large.
-      sync_wanted_.wait_until(lock, last_sync + interval,
-                              [&] { return stop_syncer_ || group_full_ || readers_waiting_ > 0; });
+      // With the tail, readers have what it holds already: only a gap in it cuts the wait.
+      const bool tail_on = options_.memory_tail_bytes > 0;
+      sync_wanted_.wait_until(lock, last_sync + interval, [&] {
+        return stop_syncer_ || group_full_ || (readers_waiting_ > 0 && (tail_gap_ || !tail_on));
+      });
     }
     write_done_.wait(lock, [&] { return !writing_; });  // the writer's own write, if any
     if (!sync_error_.ok()) return;
@@ -384,6 +428,7 @@ void JournalImpl::SyncLoop() {
       if (s.ok()) {
         lock.lock();
         if (target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
+        TrimTailLocked();
         lock.unlock();
         advanced_.notify_all();
       }
@@ -411,6 +456,7 @@ void JournalImpl::SyncLoop() {
     }
     if (target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
     if (target.last_commit_lsn > durable_.last_commit_lsn) durable_ = target;
+    TrimTailLocked();
     advanced_.notify_all();
   }
 }
@@ -483,6 +529,7 @@ Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* i
       advanced_.notify_all();
     } else {
       if (carries_commits && target.last_commit_lsn > written_.last_commit_lsn) written_ = target;
+      TrimTailLocked();
       if (sync && target.last_commit_lsn > durable_.last_commit_lsn) durable_ = target;
       if (idle != nullptr) {
         idle_lsn_ = std::max(idle_lsn_, *idle);
@@ -496,17 +543,43 @@ Status JournalImpl::WriteOwnBatch(std::string_view what, bool sync, const Lsn* i
   return s;
 }
 
+Lsn JournalImpl::VisibleLocked() const {
+  if (tail_.empty()) return written_.last_commit_lsn;
+  return std::max(written_.last_commit_lsn, tail_.back()->rec.commit_lsn);
+}
+
+void JournalImpl::TrimTailLocked() {
+  while (!tail_.empty() && tail_.front()->rec.commit_lsn <= written_.last_commit_lsn) {
+    tail_bytes_ -= tail_.front()->block.size() + sizeof(TailTxn) + 64;
+    tail_.pop_front();
+  }
+  // Everything committed is in RocksDB (so the tail is empty): the next commit may join it.
+  if (written_.last_commit_lsn == writer_.last_commit_lsn) tail_gap_ = false;
+}
+
+std::shared_ptr<const JournalImpl::TailTxn> JournalImpl::TailNext(Lsn after) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (tail_.empty() || tail_.back()->rec.commit_lsn <= after) return nullptr;
+  auto it = std::upper_bound(tail_.begin(), tail_.end(), after,
+                             [](Lsn a, const auto& t) { return a < t->rec.commit_lsn; });
+  if (it == tail_.end() || (*it)->prev_commit_lsn != after) return nullptr;
+  return *it;
+}
+
 Lsn JournalImpl::VisibleCommitLsn() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return written_.last_commit_lsn;
+  return VisibleLocked();
 }
 
 bool JournalImpl::WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
-  auto visible = [&] { return written_.last_commit_lsn > commit_lsn; };
+  auto visible = [&] { return VisibleLocked() > commit_lsn; };
   if (visible()) return true;
   ++readers_waiting_;
-  if (batch_has_commits_) sync_wanted_.notify_one();  // the syncer may be waiting out its interval
+  // The syncer may be waiting out its interval with transactions the tail does not have.
+  if (batch_has_commits_ && (tail_gap_ || options_.memory_tail_bytes == 0)) {
+    sync_wanted_.notify_one();
+  }
   bool advanced = advanced_.wait_for(lock, timeout, visible);
   --readers_waiting_;
   return advanced;
@@ -595,10 +668,11 @@ Status JournalImpl::Append(const Change& change) {
   return Status::Ok();
 }
 
-Status JournalImpl::PutBlock() {
+Status JournalImpl::PutBlock(std::string* copy) {
   if (block_.empty()) return Status::Ok();
   AssignKey64x2(&key_buf_, seq_, block_first_);
   const std::string_view value = block_.Finish();
+  if (copy != nullptr) copy->assign(value);
   batch_.Put(db_->cf(kCfJournalChange), AsSlice(key_buf_),
              rocksdb::Slice(value.data(), value.size()));
   spool_bytes_ += key_buf_.size() + 5;  // + the block header
@@ -678,7 +752,13 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     // A duplicate only recognisable at commit (wal2json tells the commit LSN here).
     return Abort();
   }
-  TS_RETURN_IF_ERROR(PutBlock());
+  // For the tail: the whole transaction is the block still being built (nothing of it is in
+  // batch_ or spooled yet), and it defines no relation that is not in RocksDB already.
+  const bool tail_fits = !options_.sync_each_commit && options_.memory_tail_bytes > 0 &&
+                         !flushed_any_ && pending_relations_.empty() &&
+                         (change_index_ == 0 || (!block_.empty() && block_first_ == 0));
+  std::string tail_block;
+  TS_RETURN_IF_ERROR(PutBlock(tail_fits ? &tail_block : nullptr));
   TxnRecord rec;
   rec.xid = info.xid;
   rec.commit_lsn = info.commit_lsn;
@@ -691,6 +771,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   rec.bytes = spool_bytes_ + key.size() + 64;  // + the record itself, approximately
   TS_RETURN_IF_ERROR(CheckLimit(key.size() + 64));
 
+  const Lsn prev_commit_lsn = next.last_commit_lsn;
   next.last_commit_lsn = rec.commit_lsn;
   next.last_end_lsn = rec.end_lsn;
   next.last_commit_time_us = rec.commit_time_us;
@@ -717,6 +798,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
   }
   pending_relations_.clear();
   const size_t batch_bytes = batch_.GetDataSize();
+  bool wake_readers = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     writer_ = next;
@@ -726,6 +808,21 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
       durable_ = next;
       written_ = next;
     } else {
+      const size_t cost = tail_block.size() + sizeof(TailTxn) + 64;
+      if (tail_fits && !tail_gap_ && tail_bytes_ + cost <= options_.memory_tail_bytes) {
+        auto t = std::make_shared<TailTxn>();
+        t->rec = rec;
+        t->prev_commit_lsn = prev_commit_lsn;
+        t->block = std::move(tail_block);
+        tail_.push_back(std::move(t));
+        tail_bytes_ += cost;
+        wake_readers = readers_waiting_ > 0;
+      } else if (options_.memory_tail_bytes > 0) {
+        // Readers get this one from RocksDB, so no later one may come from the tail before
+        // written_ has caught up with writer_ again (TrimTailLocked).
+        tail_gap_ = true;
+        if (readers_waiting_ > 0) sync_wanted_.notify_one();  // see WaitForVisible
+      }
       batch_has_commits_ = true;
       if (batch_bytes >= kGroupBytes && !group_full_) {
         group_full_ = true;
@@ -734,9 +831,10 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
     }
     EndTxnLocked();
   }
-  if (options_.sync_each_commit) {
+  if (options_.sync_each_commit || wake_readers) {
     advanced_.notify_all();
-  } else if (batch_bytes >= 2 * kGroupBytes) {
+  }
+  if (!options_.sync_each_commit && batch_bytes >= 2 * kGroupBytes) {
     // The syncer is stuck in a slow fsync: write the batch now rather than let it grow.
     return WriteOwnBatch("committing transactions", /*sync=*/false);
   }

@@ -10,10 +10,12 @@
 // transaction (invariant 7). Nothing of a transaction is visible to readers until Commit returns;
 // Commit writes the transaction's commit record with sync=true, so when it returns OK the whole
 // transaction is durable and JournaledLsn() covers it. (With StateOptions::sync_each_commit =
-// false, group commit: the transaction becomes visible to readers shortly after Commit returns,
-// when the background write that includes it completes, and durable, covered by JournaledLsn(),
-// after the fsync that follows that write. Readers may thus see a transaction that a crash
-// before that fsync takes away again; it was never acknowledged, so the source resends it. A
+// false, group commit: a small transaction (one block, see StateOptions::memory_tail_bytes)
+// becomes visible to readers when Commit returns, from memory; a larger one shortly after, when
+// the background write that includes it completes. Either becomes durable, covered by
+// JournaledLsn(), after the fsync that follows that write. Readers may thus see a transaction
+// that a crash before that fsync takes away again; it was never acknowledged, so the source
+// resends it. A
 // failed write or fsync is returned by the next Begin, Commit or AdvanceIdle, and the journal
 // stays stopped until it is reopened.) A
 // transaction whose commit_lsn is not greater than the last committed one is a duplicate (a resend
@@ -94,9 +96,9 @@ class Journal {
   // Blocks until JournaledLsn() > `lsn` or the timeout; true when it advanced.
   virtual bool WaitForNewer(Lsn lsn, std::chrono::milliseconds timeout) const = 0;
   // Commit LSN of the newest transaction readers see. Under group commit it may be ahead of the
-  // durable end: a transaction is visible once written to RocksDB, before its fsync (see the
-  // header comment). Blocks until VisibleCommitLsn() > `commit_lsn` or the timeout; true when
-  // it advanced.
+  // durable end: a transaction is visible at Commit (in memory) or once written to RocksDB,
+  // before its fsync (see the header comment). Blocks until VisibleCommitLsn() > `commit_lsn` or
+  // the timeout; true when it advanced.
   virtual Lsn VisibleCommitLsn() const = 0;
   virtual bool WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const = 0;
 

@@ -518,6 +518,7 @@ TEST_F(JournalTest, GroupCommitMakesTransactionsDurableAndVisibleShortlyAfter) {
 TEST_F(JournalTest, GroupCommitWriteIsVisibleAtOnceToAWaitingReader) {
   options_.sync_each_commit = false;
   options_.group_commit_interval_ms = 3000;
+  options_.memory_tail_bytes = 0;  // readers see only what is written (the tail: tests below)
   Reopen();
   Commit(100);  // the first group goes out at once (no sync yet): the interval starts here
   ASSERT_TRUE(j().WaitForVisible(Lsn(), std::chrono::seconds(10)));
@@ -542,6 +543,107 @@ TEST_F(JournalTest, GroupCommitWriteIsVisibleAtOnceToAWaitingReader) {
   EXPECT_EQ(j().VisibleCommitLsn(), Lsn(200));
   EXPECT_TRUE(j().WaitForVisible(Lsn(200), std::chrono::seconds(10)));
   EXPECT_EQ(j().VisibleCommitLsn(), Lsn(300));
+}
+
+// The tail: a small committed transaction reaches readers from memory at Commit, long before the
+// syncer writes it (its interval here is a minute), with the same changes as from RocksDB.
+TEST_F(JournalTest, GroupCommitTailGivesReadersATransactionBeforeItIsWritten) {
+  options_.sync_each_commit = false;
+  options_.group_commit_interval_ms = 60000;
+  Reopen();
+  // The first one defines its relation, so it is not in the tail: a waiting reader gets the
+  // syncer to write it.
+  Commit(100);
+  ASSERT_TRUE(j().WaitForVisible(Lsn(), std::chrono::seconds(10)));
+  ASSERT_EQ(j().VisibleCommitLsn(), Lsn(100));
+  Commit(200);
+  Commit(300, 5);
+  Commit(400, 0);  // no changes
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(400));
+  EXPECT_TRUE(j().WaitForVisible(Lsn(300), std::chrono::milliseconds(0)));
+  EXPECT_LT(j().Stats().journaled_commit_lsn, Lsn(200));  // not durable: not acknowledgeable
+  EXPECT_EQ(ReadAll(Lsn(100)), (std::vector<uint64_t>{200, 300, 400}));
+  // From RocksDB, then from memory, each once and in order.
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200, 300, 400}));
+  {
+    auto r = j().NewReader(Lsn(200));
+    ASSERT_TRUE(r.ok());
+    TransactionInfo info;
+    ASSERT_TRUE(*(*r)->NextTransaction(&info));
+    EXPECT_EQ(info.commit_lsn, Lsn(300));
+    EXPECT_EQ(info.end_lsn, MakeTxn(300).end_lsn);
+    EXPECT_EQ(info.commit_time_us, MakeTxn(300).commit_time_us);
+    Change c;
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(*(*r)->NextChange(&c));
+      EXPECT_EQ(c.op, ChangeOp::kInsert);
+      ASSERT_TRUE(c.relation);
+      EXPECT_EQ(*c.relation, *MakeRelation("customers"));
+      EXPECT_EQ(c.new_tuple,
+                (Tuple{Datum::Text("300"), Datum::Text(std::to_string(i)), Datum::Null()}));
+    }
+    EXPECT_FALSE(*(*r)->NextChange(&c));
+  }
+  // They are in RocksDB too once the journal is closed (Shutdown writes and syncs them).
+  Reopen();
+  EXPECT_EQ(j().JournaledLsn(), MakeTxn(400).end_lsn);
+  EXPECT_EQ(ReadAll(), (std::vector<uint64_t>{100, 200, 300, 400}));
+}
+
+// A transaction the tail can not take (full, a new relation, more than one block) is read from
+// RocksDB, and nothing after it comes from the tail before it: no transaction is skipped.
+TEST_F(JournalTest, GroupCommitTailSkipsNothingPastATransactionItLeftOut) {
+  options_.sync_each_commit = false;
+  options_.group_commit_interval_ms = 60000;
+  options_.memory_tail_bytes = 600;  // two small transactions
+  Reopen();
+  Commit(100);
+  ASSERT_TRUE(j().WaitForVisible(Lsn(), std::chrono::seconds(10)));
+  auto r = j().NewReader(Lsn(100));
+  ASSERT_TRUE(r.ok());
+  std::vector<uint64_t> seen;
+  auto read = [&] {
+    TransactionInfo info;
+    while (true) {
+      auto more = (*r)->NextTransaction(&info);
+      EXPECT_TRUE(more.ok()) << more.status().ToString();
+      if (!more.ok() || !*more) return;
+      seen.push_back(info.commit_lsn.value());
+      Change c;
+      int changes = 0;
+      while (*(*r)->NextChange(&c)) {
+        EXPECT_EQ(c.new_tuple.at(0).text, std::to_string(info.commit_lsn.value()));
+        ++changes;
+      }
+      EXPECT_GT(changes, 0);
+    }
+  };
+  auto wait_and_read = [&](uint64_t after) {
+    EXPECT_TRUE(j().WaitForVisible(Lsn(after), std::chrono::seconds(10))) << after;
+    read();
+  };
+  for (uint64_t lsn : {200, 300, 400, 500}) Commit(lsn);
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(300));  // 400 did not fit; 500 is behind it
+  read();
+  EXPECT_EQ(seen, (std::vector<uint64_t>{200, 300}));
+  wait_and_read(300);  // the syncer writes 400 and 500 for the waiting reader
+  EXPECT_EQ(seen, (std::vector<uint64_t>{200, 300, 400, 500}));
+  Commit(600);  // everything before it is written: the tail takes it again
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(600));
+  // A reader further behind gets 400 and 500 from RocksDB before 600 from the tail.
+  EXPECT_EQ(ReadAll(Lsn(300)), (std::vector<uint64_t>{400, 500, 600}));
+  read();
+  Commit(700, 1, "orders");  // defines a relation
+  Commit(800);
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(600));
+  wait_and_read(600);
+  Commit(900, 3000);  // several blocks
+  Commit(1000);
+  EXPECT_EQ(j().VisibleCommitLsn(), Lsn(800));
+  wait_and_read(800);
+  Commit(1100);
+  read();
+  EXPECT_EQ(seen, (std::vector<uint64_t>{200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100}));
 }
 
 // Group commit keeps committed transactions in the writer's batch until the syncer takes it; an

@@ -56,6 +56,11 @@ struct StateOptions {
   // acknowledgeable up to this much plus one fsync later; nothing unsynced is ever
   // acknowledged (invariant 2). 0: back to back.
   double group_commit_interval_ms = 5;
+  // Group commit only: committed transactions of one block (~64 KB) or less are also kept in
+  // memory, up to this many bytes, until the background write has put them in RocksDB, so that
+  // readers get them at once (Journal::VisibleCommitLsn) rather than after that write and the
+  // fsync it may queue behind. 0: off (readers see a transaction once it is written).
+  size_t memory_tail_bytes = 8 << 20;
 };
 
 struct DeadLetter {

@@ -12,6 +12,12 @@
 //    (written_), then fsyncs the WAL with an empty sync=true write, and only then advances
 //    JournaledLsn() (durable_). Batches reach RocksDB in commit order: a write that carries
 //    commit records waits for the one before it (writing_).
+//  - The tail: a committed transaction of one block, naming only relations already in RocksDB,
+//    is also kept in memory until written_ covers it, and readers get it from there at once
+//    (VisibleCommitLsn), without waiting for the syncer's write and the fsync it may queue
+//    behind. The tail is a gapless run after written_: once a transaction is left out, none
+//    joins until written_ has caught up with writer_, and a reader takes a tail transaction
+//    only when its predecessor is the last one it read.
 //  - So a reader (the applier) may see, and apply, a transaction that a crash then takes out of
 //    the journal. That is safe: it was never acknowledged (invariant 2), so the source sends it
 //    again and the journal holds it again; the target's progress row (invariant 3) makes the
@@ -65,6 +71,15 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Lsn VisibleCommitLsn() const override;
   bool WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeout) const override;
   StatusOr<std::unique_ptr<JournalReader>> NewReader(Lsn after) const override;
+  // Group commit: a committed transaction held in memory until it is in RocksDB (the tail).
+  struct TailTxn {
+    TxnRecord rec;
+    Lsn prev_commit_lsn;  // the committed transaction before it
+    std::string block;    // its changes, as the one journal_change block it is stored as
+  };
+  // The transaction right after the one committed at `after`, while it is in the tail; null
+  // otherwise (then it is in RocksDB, or not committed yet).
+  std::shared_ptr<const TailTxn> TailNext(Lsn after) const;
   Status RecordApplied(Lsn commit_lsn, int64_t commit_time_us) override;
   StatusOr<std::vector<Checkpoint>> Checkpoints() const override;
   JournalStats Stats() const override;
@@ -91,7 +106,11 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   StatusOr<uint64_t> RelationFingerprint(const std::shared_ptr<const Relation>& rel);
   Status FlushSpool();
   // Puts the open transaction's block of changes into batch_ (then FlushSpool when it is big).
-  Status PutBlock();
+  // `copy`: also gets the block's bytes.
+  Status PutBlock(std::string* copy = nullptr);
+  Lsn VisibleLocked() const;
+  // Drops the tail's transactions that written_ covers.
+  void TrimTailLocked();
   void DiscardSpool();  // drops the unflushed batch and forgets relations it would have written
   Status CheckLimit(uint64_t extra_bytes);
   Status Trim(bool size_pressure);
@@ -159,6 +178,13 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   bool handed_over_ = false;        // EndTxnLocked moved batch_ into group_ for the syncer
   WriterState handed_target_;       // what group_ holds once handed over
   bool stop_syncer_ = false;
+  // The tail (StateOptions::memory_tail_bytes): the committed transactions after written_, in
+  // commit order, while each was small enough and none was left out since written_ last caught
+  // up with writer_ (tail_gap_); with what written_ holds, a gapless prefix of the committed
+  // ones. Every relation they name is in RocksDB: a transaction that defines one stays out.
+  std::deque<std::shared_ptr<const TailTxn>> tail_;
+  size_t tail_bytes_ = 0;
+  bool tail_gap_ = false;
   mutable int readers_waiting_ = 0;  // in WaitForVisible: the syncer's interval wait ends early
   // A failed journal write or sync: sticky, returned by Begin, Commit and AdvanceIdle. RocksDB may
   // have lost writes with it, so nothing after the last good sync may be reported durable.
