@@ -533,8 +533,9 @@ Status Applier::Impl::Session(bool until_idle) {
   TS_ASSIGN_OR_RETURN(std::unique_ptr<state::JournalReader> reader, journal.NewReader(applied_lsn_));
   for (;;) {
     if (stop_.load()) return Status::Ok();
-    // Visible, not durable: a transaction is applied as soon as it is written to the journal,
-    // before its fsync (state/journal.h), so a slow state disk does not add to the lag.
+    // Visible, not durable: a transaction is applied as soon as the journal has it (from its
+    // tail in memory, or written), before its fsync (state/journal.h), so a slow state disk does
+    // not add to the lag.
     Lsn seen = journal.VisibleCommitLsn();
     TransactionInfo info;
     TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
