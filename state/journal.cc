@@ -389,9 +389,8 @@ void JournalImpl::SyncLoop() {
       // would otherwise idle while these transactions wait out the interval (lag); a reader
       // busy applying does not, so under a backlog the groups stay large.
       // With the tail, readers have what it holds already: only a gap in it cuts the wait.
-      const bool tail_on = options_.memory_tail_bytes > 0;
       sync_wanted_.wait_until(lock, last_sync + interval, [&] {
-        return stop_syncer_ || group_full_ || (readers_waiting_ > 0 && (tail_gap_ || !tail_on));
+        return stop_syncer_ || group_full_ || (readers_waiting_ > 0 && ReadersNeedWriteLocked());
       });
     }
     write_done_.wait(lock, [&] { return !writing_; });  // the writer's own write, if any
@@ -548,9 +547,15 @@ Lsn JournalImpl::VisibleLocked() const {
   return std::max(written_.last_commit_lsn, tail_.back()->rec.commit_lsn);
 }
 
+bool JournalImpl::ReadersNeedWriteLocked() const {
+  return tail_gap_ || options_.memory_tail_bytes == 0;
+}
+
+size_t JournalImpl::TailCost(size_t block_bytes) { return block_bytes + sizeof(TailTxn) + 64; }
+
 void JournalImpl::TrimTailLocked() {
   while (!tail_.empty() && tail_.front()->rec.commit_lsn <= written_.last_commit_lsn) {
-    tail_bytes_ -= tail_.front()->block.size() + sizeof(TailTxn) + 64;
+    tail_bytes_ -= TailCost(tail_.front()->block.size());
     tail_.pop_front();
   }
   // Everything committed is in RocksDB (so the tail is empty): the next commit may join it.
@@ -577,9 +582,7 @@ bool JournalImpl::WaitForVisible(Lsn commit_lsn, std::chrono::milliseconds timeo
   if (visible()) return true;
   ++readers_waiting_;
   // The syncer may be waiting out its interval with transactions the tail does not have.
-  if (batch_has_commits_ && (tail_gap_ || options_.memory_tail_bytes == 0)) {
-    sync_wanted_.notify_one();
-  }
+  if (batch_has_commits_ && ReadersNeedWriteLocked()) sync_wanted_.notify_one();
   bool advanced = advanced_.wait_for(lock, timeout, visible);
   --readers_waiting_;
   return advanced;
@@ -808,7 +811,7 @@ Status JournalImpl::Commit(const TransactionInfo& info) {
       durable_ = next;
       written_ = next;
     } else {
-      const size_t cost = tail_block.size() + sizeof(TailTxn) + 64;
+      const size_t cost = TailCost(tail_block.size());
       if (tail_fits && !tail_gap_ && tail_bytes_ + cost <= options_.memory_tail_bytes) {
         auto t = std::make_shared<TailTxn>();
         t->rec = rec;

@@ -111,6 +111,11 @@ class JournalImpl final : public Journal, public std::enable_shared_from_this<Jo
   Lsn VisibleLocked() const;
   // Drops the tail's transactions that written_ covers.
   void TrimTailLocked();
+  // What a transaction in the tail counts against StateOptions::memory_tail_bytes.
+  static size_t TailCost(size_t block_bytes);
+  // Committed transactions may be missing from the tail (a gap, or no tail): a waiting reader
+  // needs the syncer's write to see them.
+  bool ReadersNeedWriteLocked() const;
   void DiscardSpool();  // drops the unflushed batch and forgets relations it would have written
   Status CheckLimit(uint64_t extra_bytes);
   Status Trim(bool size_pressure);
