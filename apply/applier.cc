@@ -192,7 +192,14 @@ class Applier::Impl {
 
   // --- batches ---
   void StartBatchState();
-  Status RunBatch(state::JournalReader* reader, const TransactionInfo& first);
+  // `caught_up`: the reader had nothing more to read just before `first` (early commits).
+  Status RunBatch(state::JournalReader* reader, const TransactionInfo& first, bool caught_up);
+  // An early commit after `last` (ApplyOptions::early_commits): the held runs, the progress row,
+  // COMMIT and BEGIN, sent without waiting.
+  Status CommitEarly(const TransactionInfo& last, uint64_t txns, uint64_t changes);
+  // After a failed batch with early commits: the target's progress row says which of them took
+  // effect; that part is counted as applied and *after is set to it.
+  Status SettleEarlyCommits(Lsn* after);
   StatusOr<bool> ApplyLive(std::unique_ptr<state::JournalReader>* reader);
   // Rolls a live transaction back (the journal path applies it after its commit): false.
   StatusOr<bool> GiveUpLive(const TransactionInfo& begin, uint64_t changes, const std::string& why);
@@ -212,6 +219,8 @@ class Applier::Impl {
   Status CommitWithProgress(Lsn lsn, int64_t commit_time_us, std::string_view kill_point);
   Status FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns, uint64_t changes);
   std::string ProgressSql(Lsn lsn, int64_t commit_time_us) const;
+  // Reads this pipeline's row in _tenantsync.progress (invalid Lsn, 0 when there is none).
+  Status ReadProgress(Lsn* lsn, int64_t* commit_time_us);
   Status Rollback();
 
   // --- relations ---
@@ -226,6 +235,8 @@ class Applier::Impl {
                  const std::vector<const Datum*>& params, int64_t update_rows,
                  const std::vector<int>* formats = nullptr);
   Status LeavePipeline();
+  // A sync point every statements_per_sync statements, except in a batch with early commits.
+  Status MaybeSync();
   Status EnterPipeline();
 
   // --- bulk path ---
@@ -338,6 +349,16 @@ class Applier::Impl {
   uint64_t batch_schema_changes_ = 0;
   uint64_t missing_reported_ = 0;  // session_.zero_row_updates() already counted
   uint64_t batch_number_ = 0;      // RunBatch calls in this process, for stage_used_in_batch
+  // The early commits sent in this batch, in order; what each covers of the batch.
+  struct EarlyCommit {
+    Lsn lsn;
+    int64_t commit_time_us = 0;
+    uint64_t txns = 0, changes = 0;
+    std::map<std::pair<std::string, const char*>, uint64_t> rows;
+  };
+  std::vector<EarlyCommit> early_commits_;
+  bool reader_caught_up_ = false;  // the reader's last NextTransaction found nothing
+  bool early_batch_ = false;       // this batch may commit early: no sync points (MaybeSync)
 
   // Runs of same-kind changes (bulk path), at most one per target table, in the order of their
   // first change. With group_tables_ the runs of different tables are held side by side, so the
@@ -452,16 +473,20 @@ Status Applier::Impl::Connect() {
     stages_left_ = *left;
     stages_tried_ = std::chrono::steady_clock::now();
   }
+  return ReadProgress(&applied_lsn_, &applied_commit_time_us_);
+}
+
+Status Applier::Impl::ReadProgress(Lsn* lsn, int64_t* commit_time_us) {
   static const std::string kReadProgress =
       "SELECT applied_lsn::text, (extract(epoch FROM commit_time) * 1000000)::bigint "
       "FROM _tenantsync.progress WHERE pipeline = $1";
   TS_ASSIGN_OR_RETURN(PgResult r, conn_.ExecParams(kReadProgress, {options_.pipeline}));
-  applied_lsn_ = Lsn();
-  applied_commit_time_us_ = 0;
+  *lsn = Lsn();
+  *commit_time_us = 0;
   if (r.rows() == 1 && !r.IsNull(0, 0)) {
-    TS_ASSIGN_OR_RETURN(applied_lsn_, Lsn::Parse(r.Get(0, 0)));
+    TS_ASSIGN_OR_RETURN(*lsn, Lsn::Parse(r.Get(0, 0)));
     if (!r.IsNull(0, 1)) {
-      TS_ASSIGN_OR_RETURN(applied_commit_time_us_, r.GetInt(0, 1));
+      TS_ASSIGN_OR_RETURN(*commit_time_us, r.GetInt(0, 1));
     }
   }
   return Status::Ok();
@@ -531,6 +556,7 @@ Status Applier::Impl::Session(bool until_idle) {
     stats_->applied_commit_time_us.store(applied_commit_time_us_);
   }
   TS_ASSIGN_OR_RETURN(std::unique_ptr<state::JournalReader> reader, journal.NewReader(applied_lsn_));
+  reader_caught_up_ = false;
   for (;;) {
     if (stop_.load()) return Status::Ok();
     // Visible, not durable: a transaction is applied as soon as the journal has it (from its
@@ -540,6 +566,7 @@ Status Applier::Impl::Session(bool until_idle) {
     TransactionInfo info;
     TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
     if (!have) {
+      reader_caught_up_ = true;
       if (stats_) stats_->caught_up_time_us.store(NowMicros());
       if (until_idle) return Status::Ok();
       if (feed_) {
@@ -553,7 +580,7 @@ Status Applier::Impl::Session(bool until_idle) {
       journal.WaitForVisible(seen, options_.idle_poll);
       continue;
     }
-    TS_RETURN_IF_ERROR(RunBatch(reader.get(), info));
+    TS_RETURN_IF_ERROR(RunBatch(reader.get(), info, reader_caught_up_));
   }
 }
 
@@ -603,6 +630,8 @@ Status Applier::Impl::Rollback() {
 
 void Applier::Impl::StartBatchState() {
   ++batch_number_;
+  early_commits_.clear();
+  early_batch_ = false;
   ctx_.now = TimestampText(NowMicros());
   ctx_.for_update = false;
   update_ctx_ = ctx_;
@@ -617,18 +646,25 @@ void Applier::Impl::StartBatchState() {
   batch_schema_changes_ = 0;
 }
 
-Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
+Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first,
+                               bool caught_up) {
   const auto started = std::chrono::steady_clock::now();
   const int64_t started_us = NowMicros();
-  const Lsn batch_after = applied_lsn_;
+  Lsn batch_after = applied_lsn_;
   StartBatchState();
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+  using EarlyCommits = ApplyOptions::EarlyCommits;
+  const bool early = options_.early_commits == EarlyCommits::kAlways ||
+                     (options_.early_commits == EarlyCommits::kWhenCaughtUp && caught_up);
+  early_batch_ = early;
+  uint64_t next_early = 1;  // then 3, 7, 15, ...: at most ~log2(batch) more commits
 
   TransactionInfo info = first;
   TransactionInfo last;
   uint64_t txns = 0, changes = 0, bytes = 0;
   Status failed;  // first statement error of the batch
+  reader_caught_up_ = false;
   for (;;) {
     Change c;
     for (;;) {
@@ -653,7 +689,18 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
       break;
     }
     TS_ASSIGN_OR_RETURN(bool have, reader->NextTransaction(&info));
-    if (!have) break;
+    if (!have) {
+      reader_caught_up_ = true;
+      break;
+    }
+    if (early && txns == next_early) {
+      next_early = 2 * next_early + 1;
+      Status s = CommitEarly(last, txns, changes);
+      if (!s.ok()) {
+        if (!IsStatementError(s)) return s;
+        failed = s;  // `info` is read to its end above and ends the batch
+      }
+    }
   }
   const auto collected = std::chrono::steady_clock::now();
 
@@ -677,6 +724,8 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
       std::lock_guard<std::mutex> l(mu_);
       ++counters_.isolated_batches;
     }
+    TS_RETURN_IF_ERROR(SettleEarlyCommits(&batch_after));
+    if (batch_after == last.commit_lsn) return Status::Ok();
     return Isolate(batch_after, last.commit_lsn);
   }
   TS_RETURN_IF_ERROR(FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes));
@@ -687,13 +736,53 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     // applier), the last one's before the batch committed (what a reader of the target sees).
     spdlog::debug(
         "apply: batch of {} txn, {} changes through {} in {:.1f} ms ({:.1f} ms reading "
-        "the journal; journaled {}; source commit of the first {:.1f} ms before it "
-        "began, of the last {:.1f} ms before it committed)",
+        "the journal; {} early commits; journaled {}; source commit of the first {:.1f} ms "
+        "before it began, of the last {:.1f} ms before it committed)",
         txns, changes, last.commit_lsn.ToString(), ms(std::chrono::steady_clock::now() - started),
-        ms(collected - started), journal_->JournaledLsn().ToString(),
+        ms(collected - started), early_commits_.size(), journal_->JournaledLsn().ToString(),
         (started_us - first.commit_time_us) / 1e3, (NowMicros() - last.commit_time_us) / 1e3);
   }
   return Status::Ok();
+}
+
+Status Applier::Impl::CommitEarly(const TransactionInfo& last, uint64_t txns, uint64_t changes) {
+  TS_RETURN_IF_ERROR(FlushRuns());
+  TS_RETURN_IF_ERROR(EnterPipeline());
+  TS_RETURN_IF_ERROR(session_.SendQuery(ProgressSql(last.commit_lsn, last.commit_time_us)));
+  KillPoint("apply.before_early_commit");
+  TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
+  TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
+  // Nothing after a failure commits: the batch has no sync point (MaybeSync), so the server
+  // skips every statement after a failed one, this COMMIT and later ones included.
+  TS_RETURN_IF_ERROR(session_.Flush());
+  // Sent in full: the target commits it even if this process dies now.
+  KillPoint("apply.after_early_commit");
+  early_commits_.push_back({last.commit_lsn, last.commit_time_us, txns, changes, batch_rows_});
+  return Status::Ok();
+}
+
+Status Applier::Impl::SettleEarlyCommits(Lsn* after) {
+  if (early_commits_.empty()) return Status::Ok();
+  Lsn at;
+  int64_t at_time_us = 0;
+  TS_RETURN_IF_ERROR(ReadProgress(&at, &at_time_us));
+  if (at == *after) {  // none took effect
+    early_commits_.clear();
+    return Status::Ok();
+  }
+  for (size_t i = 0; i < early_commits_.size(); ++i) {
+    if (early_commits_[i].lsn != at) continue;
+    EarlyCommit done = std::move(early_commits_[i]);
+    early_commits_.resize(i);  // the ones before it; FinishBatch counts them
+    batch_rows_ = std::move(done.rows);
+    TS_RETURN_IF_ERROR(FinishBatch(done.lsn, done.commit_time_us, done.txns, done.changes));
+    *after = done.lsn;
+    return Status::Ok();
+  }
+  return FailedPrecondition("the target's progress row is at " + at.ToString() +
+                            ", which is none of the failed batch's commits (after " +
+                            after->ToString() + "): is another bridge applying pipeline '" +
+                            options_.pipeline + "'?");
 }
 
 // Applies the transaction the receiver is journaling now, when the feed offers one that directly
@@ -891,6 +980,7 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
     counters_.transactions += txns;
     counters_.changes += changes;
     counters_.batches += 1;
+    counters_.early_commits += early_commits_.size();
     counters_.bulk_rows += batch_bulk_rows_;
     counters_.array_rows += batch_array_rows_;
     counters_.binary_arrays += batch_binary_arrays_;
@@ -909,6 +999,7 @@ Status Applier::Impl::FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64
   missing_reported_ = session_.zero_row_updates();
   pending_dead_letters_.clear();
   batch_rows_.clear();
+  early_commits_.clear();
   return Status::Ok();
 }
 
@@ -1214,6 +1305,18 @@ Status Applier::Impl::LeavePipeline() {
   return session_.DrainAndExit();
 }
 
+Status Applier::Impl::MaybeSync() {
+  // After a failed statement the server skips everything up to the next sync point; what comes
+  // after that point runs again. With one COMMIT per batch that is safe: the transaction stays
+  // aborted and the COMMIT rolls back. With early commits it is not: a failed COMMIT ends the
+  // transaction (so does a COMMIT reached after a failure), and the statements after the next
+  // sync point would then run outside any transaction block, each committing on its own. So a
+  // batch with early commits has no sync point until its end: a failure anywhere skips every
+  // later statement and COMMIT. (Draining the pipeline, which reads every result first, is safe.)
+  if (early_batch_) return Status::Ok();
+  return session_.MaybeSync(options_.statements_per_sync);
+}
+
 Status Applier::Impl::EnterPipeline() {
   TS_RETURN_IF_ERROR(AwaitBulk());
   if (isolating_) return Status::Ok();
@@ -1259,7 +1362,7 @@ Status Applier::Impl::Execute(const std::string& key, const std::function<std::s
     ps.prepared = true;
   }
   TS_RETURN_IF_ERROR(session_.SendPrepared(ps.name, values, lengths, update_rows, formats));
-  return session_.MaybeSync(options_.statements_per_sync);
+  return MaybeSync();
 }
 
 namespace {
@@ -1480,7 +1583,7 @@ Status Applier::Impl::ApplyTruncate(const Change& c, Lsn commit_lsn) {
   }
   TS_RETURN_IF_ERROR(EnterPipeline());
   TS_RETURN_IF_ERROR(session_.SendQuery(sql));
-  return session_.MaybeSync(options_.statements_per_sync);
+  return MaybeSync();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ struct ApplyOptions {
   int batch_max_transactions = 1000;
   int64_t batch_max_bytes = 16ll << 20;
   int batch_max_ms = 200;
+  // Early commits: a batch also commits in the target after its 1st, 3rd, 7th, 15th, ...
+  // transaction (each time with the progress row), sent in the same pipeline without waiting for
+  // the result. A burst's first transactions are then visible in the target before the rest of
+  // the burst is applied. Such a batch sets no sync point before its end, so after a failure
+  // the target skips every later statement and commit; the failed batch then resumes after the
+  // last commit the target has (its progress row). kWhenCaughtUp (default): only in a batch that
+  // starts with the applier caught up with the journal (live streaming: lag); a catch-up keeps
+  // one commit per batch (throughput). kAlways is for tests.
+  enum class EarlyCommits { kNever, kWhenCaughtUp, kAlways };
+  EarlyCommits early_commits = EarlyCommits::kWhenCaughtUp;
 
   // A source TRUNCATE: kApply truncates the mapped target tables, kIgnore skips it (the tables
   // then differ until the next snapshot), kStop stops the applier with kFailedPrecondition.
@@ -183,6 +193,7 @@ struct ApplyCounters {
   uint64_t transactions = 0;       // source transactions applied
   uint64_t changes = 0;            // changes applied (rows written, deleted, truncates)
   uint64_t batches = 0;            // target transactions committed
+  uint64_t early_commits = 0;      // more target commits within batches (ApplyOptions)
   uint64_t bulk_rows = 0;          // changes that went through the bulk path
   uint64_t array_rows = 0;         // changes sent by the array path (short runs, one statement)
   uint64_t binary_arrays = 0;      // of the array path's column arrays, those sent binary

@@ -1,7 +1,8 @@
 // Child process of apply_test's crash tests: applies a state directory's journal into a target,
 // so that TENANTSYNC_KILL_POINT can abort() it without touching the test binary (whose harness
 // shuts its clusters down on SIGABRT).
-//   apply_crash_helper STATE_DIR TARGET_URL BATCH_MAX_TRANSACTIONS
+//   apply_crash_helper STATE_DIR TARGET_URL BATCH_MAX_TRANSACTIONS [early]
+// ("early": early commits in every batch, ApplyOptions::EarlyCommits::kAlways)
 // Exit 0 when everything journaled is applied, 1 with the error on stderr otherwise.
 #include <cstdio>
 #include <cstdlib>
@@ -13,8 +14,9 @@
 
 int main(int argc, char** argv) {
   using namespace tenantsync;
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: apply_crash_helper STATE_DIR TARGET_URL BATCH_MAX_TRANSACTIONS\n");
+  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "early")) {
+    std::fprintf(stderr,
+                 "usage: apply_crash_helper STATE_DIR TARGET_URL BATCH_MAX_TRANSACTIONS [early]\n");
     return 2;
   }
   auto config = ConfigFromFlags("postgresql://unused@127.0.0.1:1/unused", argv[2], "rawdog");
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
   }
   apply::ApplyOptions o = apply::ApplyOptions::FromConfig(*config);
   o.batch_max_transactions = std::atoi(argv[3]);
+  if (argc == 5) o.early_commits = apply::ApplyOptions::EarlyCommits::kAlways;
   apply::Applier applier(*config, o, store->get(), nullptr);
   Status s = applier.ApplyAvailable();
   if (!s.ok()) {

@@ -664,6 +664,98 @@ TEST_F(ApplyTest, FailureInAnEarlierSyncGroupCommitsNothingOfItsBatch) {
   EXPECT_EQ(*store_->DeadLetterCount(), 1u);
 }
 
+TEST_F(ApplyTest, EarlyCommitsApplyEveryTransactionOnceAndInOrder) {
+  // Changes to the same keys across the commit points (after the 1st, 3rd and 7th transaction):
+  // the runs held for one key are sent at each early commit, in order.
+  auto r = tenantsync::Items();
+  Txn({Insert(r, Item(1, "a", 1))});
+  Txn({Update(r, Item(1, "a", 2)), Insert(r, Item(2, "b", 1))});
+  Txn({Update(r, Item(2, "b", 2))});
+  Txn({Update(r, Item(1, "a", 3)), Delete(r, ItemKey(2))});
+  Txn({Insert(r, Item(2, "c", 1))});
+  Txn({Insert(r, Item(3, "d", 1)), Update(r, Item(2, "c", 2))});
+  Txn({Update(r, Item(3, "d", 2))});
+  Txn({Delete(r, ItemKey(1))});
+  for (int i = 10; i < 14; ++i) Txn({Insert(r, Item(i, "x", i))});
+  auto o = Options();
+  o.early_commits = apply::ApplyOptions::EarlyCommits::kAlways;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Items(), "2:c:2:NULL,3:d:2:NULL,10:x:10:NULL,11:x:11:NULL,12:x:12:NULL,13:x:13:NULL");
+  EXPECT_EQ(counters_.batches, 1u);
+  EXPECT_EQ(counters_.early_commits, 3u);  // after transactions 1, 3 and 7 of 12
+  EXPECT_EQ(counters_.transactions, 12u);
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+  // A batch read from a backlog (the applier not caught up) keeps one commit by default.
+  for (int i = 20; i < 30; ++i) Txn({Insert(r, Item(i, "y", i))});
+  ASSERT_OK(Apply());
+  EXPECT_EQ(counters_.batches, 1u);
+  EXPECT_EQ(counters_.early_commits, 0u);
+  EXPECT_EQ(Q("SELECT count(*) FROM tenant_rawdog.items"), "16");
+}
+
+TEST_F(ApplyTest, EarlyCommitsKeepWhatCommittedWhenALaterChangeFails) {
+  // A table without a key: re-applying the early-committed transactions would double them.
+  Exec("CREATE TABLE tenant_rawdog.ledger (n integer CHECK (n <> 5), v text)");
+  auto r = Rel("ledger", {{"n", "integer", true}, {"v", "text", true}}, 'f', 16700);
+  std::vector<Lsn> lsns;
+  for (int i = 1; i <= 10; ++i) {
+    Txn({Insert(r, {T(std::to_string(i)), T("v")})});
+    lsns.push_back(last_lsn_);
+  }
+  auto o = Options();
+  o.early_commits = apply::ApplyOptions::EarlyCommits::kAlways;
+  o.on_error = ErrorPolicy::kAbort;
+  Status s = Apply(o);
+  EXPECT_EQ(s.code(), StatusCode::kFatal) << s.ToString();
+  // Committed after the 1st and the 3rd; the 4th-7th failed and nothing after them commits.
+  EXPECT_EQ(Q("SELECT string_agg(n::text, ',' ORDER BY n) FROM tenant_rawdog.ledger"), "1,2,3");
+  EXPECT_EQ(Progress(), lsns[2].ToString());
+  EXPECT_EQ(counters_.transactions, 3u);
+  // Under dead_letter the failed part is isolated from there: every other row once.
+  o.on_error = ErrorPolicy::kDeadLetter;
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Q("SELECT string_agg(n::text, ',' ORDER BY n) FROM tenant_rawdog.ledger"),
+            "1,2,3,4,6,7,8,9,10");
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+  EXPECT_EQ(*store_->DeadLetterCount(), 1u);
+  // The same in one run: the failed batch settles at its last early commit, then isolates.
+  Exec("TRUNCATE tenant_rawdog.ledger; DELETE FROM _tenantsync.progress");
+  store_.reset();
+  std::filesystem::remove_all(dir_);
+  OpenStore();
+  for (int i = 1; i <= 10; ++i) Txn({Insert(r, {T(std::to_string(i)), T("v")})});
+  ASSERT_OK(Apply(o));
+  EXPECT_EQ(Q("SELECT string_agg(n::text, ',' ORDER BY n) FROM tenant_rawdog.ledger"),
+            "1,2,3,4,6,7,8,9,10");
+  EXPECT_EQ(counters_.isolated_batches, 1u);
+  EXPECT_EQ(counters_.transactions, 10u);
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+}
+
+TEST_F(ApplyTest, EarlyCommitsStopAtACommitThatFails) {
+  // A deferred constraint fails at COMMIT, which ends the transaction: the statements after it
+  // must not run in a new one (or outside any, where each would commit on its own).
+  // (Under the replica role the recheck trigger of a deferred unique constraint does not fire.)
+  Exec(
+      "CREATE TABLE tenant_rawdog.ledger (n integer, v text, "
+      "UNIQUE (n) DEFERRABLE INITIALLY DEFERRED)");
+  auto r = Rel("ledger", {{"n", "integer", true}, {"v", "text", true}}, 'f', 16700);
+  Txn({Insert(r, {T("1"), T("v")})});
+  const Lsn first = last_lsn_;
+  Txn({Insert(r, {T("1"), T("again")})});  // in the second commit (transactions 2-3)
+  for (int i = 3; i <= 10; ++i) Txn({Insert(r, {T(std::to_string(i)), T("v")})});
+  auto o = Options();
+  o.early_commits = apply::ApplyOptions::EarlyCommits::kAlways;
+  o.session_replication_role = "origin";
+  // A sync point after every statement (were the batch to set any): after one, the server runs
+  // statements again.
+  o.statements_per_sync = 1;
+  Status s = Apply(o);
+  EXPECT_THAT(s.message(), HasSubstr("ledger_n_key")) << s.ToString();
+  EXPECT_EQ(Q("SELECT string_agg(n || ':' || v, ',' ORDER BY n) FROM tenant_rawdog.ledger"), "1:v");
+  EXPECT_EQ(Progress(), first.ToString());
+}
+
 TEST_F(ApplyTest, SchemaDriftAddAltersTheTarget) {
   auto v1 = tenantsync::Items();
   auto v2 = Rel("items", {{"id", "bigint", true}, {"name", "text"}, {"qty", "bigint"},
@@ -1363,7 +1455,7 @@ TEST_F(ApplyTest, LostTargetConnectionIsRetriedByRun) {
 // --- crashes at kill points (child process) ---
 
 int RunHelper(const std::string& dir, const std::string& url, const char* kill_point,
-              int batch_max_transactions) {
+              int batch_max_transactions, bool early_commits = false) {
   pid_t pid = fork();
   if (pid == 0) {
     struct rlimit no_core = {0, 0};
@@ -1371,7 +1463,8 @@ int RunHelper(const std::string& dir, const std::string& url, const char* kill_p
     if (kill_point) setenv("TENANTSYNC_KILL_POINT", kill_point, 1);
     std::string batch = std::to_string(batch_max_transactions);
     execl(TENANTSYNC_APPLY_CRASH_HELPER, TENANTSYNC_APPLY_CRASH_HELPER, dir.c_str(), url.c_str(),
-          batch.c_str(), static_cast<char*>(nullptr));
+          batch.c_str(), early_commits ? "early" : static_cast<char*>(nullptr),
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   int status = 0;
@@ -1406,6 +1499,42 @@ TEST_P(ApplyCrashTest, RestartAfterCrashAppliesEveryTransactionExactlyOnce) {
   OpenStore();
   EXPECT_EQ(store_->journal().Stats().applied_lsn, last_lsn_);
 }
+
+class ApplyEarlyCommitCrashTest : public ApplyCrashTest {};
+
+TEST_P(ApplyEarlyCommitCrashTest, RestartAfterCrashAppliesEveryTransactionExactlyOnce) {
+  Exec("CREATE TABLE tenant_rawdog.ledger (n integer, v text)");
+  auto r = Rel("ledger", {{"n", "integer", true}, {"v", "text", true}}, 'f', 16700);
+  Txn({Insert(r, {T("1"), T("v")})});
+  const Lsn first = last_lsn_;
+  for (int i = 2; i <= 10; ++i) Txn({Insert(r, {T(std::to_string(i)), T("v")})});
+  store_.reset();
+
+  EXPECT_EQ(RunHelper(dir_, TargetUrl(), GetParam(), 10, true), -SIGABRT);
+  // The first early commit follows the first transaction: before it is sent nothing is in the
+  // target; once it is sent the target has that transaction and its progress row.
+  const std::string rows = Q("SELECT count(*) FROM tenant_rawdog.ledger");
+  if (std::string(GetParam()) == "apply.before_early_commit") {
+    EXPECT_EQ(rows, "0");
+    EXPECT_EQ(Progress(), "none");
+  } else {
+    EXPECT_EQ(rows, "1");
+    EXPECT_EQ(Progress(), first.ToString());
+  }
+  EXPECT_EQ(RunHelper(dir_, TargetUrl(), nullptr, 10, true), 0);
+  EXPECT_EQ(Q("SELECT count(*) || '/' || count(DISTINCT n) FROM tenant_rawdog.ledger"), "10/10");
+  EXPECT_EQ(Progress(), last_lsn_.ToString());
+}
+
+INSTANTIATE_TEST_SUITE_P(KillPoints, ApplyEarlyCommitCrashTest,
+                         ::testing::Values("apply.before_early_commit", "apply.after_early_commit"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (c == '.') c = '_';
+                           }
+                           return n;
+                         });
 
 INSTANTIATE_TEST_SUITE_P(KillPoints, ApplyCrashTest,
                          ::testing::Values("apply.before_commit", "apply.after_target_commit",

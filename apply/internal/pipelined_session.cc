@@ -145,6 +145,11 @@ Status PipelinedSession::ReadOneGroup() {
   return Status::Ok();
 }
 
+Status PipelinedSession::Flush() {
+  if (PQflush(conn_->get()) != 0) return ConnectionLost("sending to the target");
+  return Status::Ok();
+}
+
 Status PipelinedSession::Drain() {
   if (!active_) return Status::Ok();
   if (unsynced_ > 0 || (!queue_.empty() && queue_.back().kind != Entry::kSync))

@@ -48,6 +48,9 @@ class PipelinedSession {
   Status MaybeSync(int statements_per_sync);
   // Sets a sync point and reads every result up to it. Returns the first error of the run.
   Status Drain();
+  // Sends what is queued to the server now (libpq holds it until its buffer fills otherwise),
+  // without a sync point and without reading anything: the server starts on it at once.
+  Status Flush();
 
   // Rows that updates by key did not find (skipped, as native logical replication does).
   uint64_t zero_row_updates() const { return zero_row_updates_; }
