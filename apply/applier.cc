@@ -728,6 +728,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
     if (batch_after == last.commit_lsn) return Status::Ok();
     return Isolate(batch_after, last.commit_lsn);
   }
+  const size_t early_commits = early_commits_.size();
   TS_RETURN_IF_ERROR(FinishBatch(last.commit_lsn, last.commit_time_us, txns, changes));
   if (spdlog::should_log(spdlog::level::debug)) {
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
@@ -739,7 +740,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
         "the journal; {} early commits; journaled {}; source commit of the first {:.1f} ms "
         "before it began, of the last {:.1f} ms before it committed)",
         txns, changes, last.commit_lsn.ToString(), ms(std::chrono::steady_clock::now() - started),
-        ms(collected - started), early_commits_.size(), journal_->JournaledLsn().ToString(),
+        ms(collected - started), early_commits, journal_->JournaledLsn().ToString(),
         (started_us - first.commit_time_us) / 1e3, (NowMicros() - last.commit_time_us) / 1e3);
   }
   return Status::Ok();
