@@ -18,7 +18,7 @@ StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schem
   static const std::string kSql =
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
       "       coalesce((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY k(att, n) "
-      "                 WHERE k.att = a.attnum), 0), format_type(a.atttypid, -1) "
+      "                 WHERE k.att = a.attnum), 0), format_type(a.atttypid, -1), c.relhasindex "
       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
       "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
       "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
@@ -32,6 +32,7 @@ StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schem
     info.columns.emplace_back(r.Get(i, 0));
     info.types.emplace_back(r.Get(i, 1));
     info.base_types.emplace_back(r.Get(i, 3));
+    info.has_index = r.Get(i, 4) == "t";
     TS_ASSIGN_OR_RETURN(int64_t pos, r.GetInt(i, 2));
     if (pos > 0) key[pos] = info.columns.back();
   }

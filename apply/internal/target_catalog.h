@@ -18,6 +18,9 @@ struct TargetTableInfo {
   // ("bpchar", not "character", which is character(1))
   std::vector<std::string> base_types;
   std::vector<std::string> primary_key;  // key column names in key order; empty: no primary key
+  // pg_class.relhasindex: false means the table has no index at all (true may be stale after a
+  // DROP INDEX until the next VACUUM).
+  bool has_index = false;
   int IndexOf(const std::string& column) const;
 };
 
