@@ -4,7 +4,7 @@
 #   native   a subscription (copy_data = false, over a pg_dump of the source) created before the
 #            backlog, enabled after it
 #   tenant   tenantsync stream started after the backlog (snapshot taken before it)
-# over (1) a pgbench -n -t N backlog, (2) a RAWDOG backlog (`rawdog workload`, N transactions of
+# over (1) a pgbench -n -t N backlog, (2) a RAWDOG backlog (`rawdog workload`, R transactions of
 # the shop's change mix over 14 tables, in a second database; tenantsync applies the transforms of
 # examples/rawdog.yaml: types, added and renamed columns, AES-256-GCM of 6 columns) and (3) one huge
 # transaction: an UPDATE of every row of pgbench_accounts (scale 10 = 1,000,000 rows), which
@@ -49,10 +49,15 @@
 #   bench/apply_bench.sh [--scale 10] [--transactions 20000] [--clients 4] [--rate 500]
 #                        [--lag-seconds 60] [--phases catchup,rawdog,huge,keyless,lag,replay]
 #                        [--keep]
-#                        [--rawdog-scale 5] [--wal-segsize MB]
-#                        [--yaml 'LINES'] [--lag-log-level debug] [--clusters-dir DIR]
+#                        [--rawdog-scale 5] [--rawdog-transactions 100000] [--wal-segsize MB]
+#                        [--yaml 'LINES'] [--lag-log-level debug] [--catchup-log-level debug]
+#                        [--clusters-dir DIR]
+# --rawdog-transactions R: the RAWDOG backlog (default 100,000: ~4 s of decode here). At 20,000
+# (~1 s) the bridge's start and its last batch are ~10-25% of the time, and two runs of the same
+# build differed by up to 1.5x: the rate that a long catch-up runs at is what R = 100,000 shows.
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
 # --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
+# --catchup-log-level debug does the same for each catch-up's stream (bench/.run/stream-*.log, --keep).
 # --clusters-dir DIR puts the two throwaway clusters (fsync = off) in DIR, e.g. /dev/shm: their
 # dirty pages are then not written back to the disk that holds the journal, whose fsyncs they
 # otherwise stall by 50-150 ms every few seconds. The journal (state_dir) stays in bench/.run.
@@ -64,7 +69,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,keyless,lag,replay
-extra_yaml= lag_log_level=info cdir= rawdog_scale=5 walseg=
+extra_yaml= lag_log_level=info catchup_log_level=info cdir= rawdog_scale=5 walseg=
+rawdog_transactions=100000
 while (($#)); do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -76,10 +82,12 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --yaml) extra_yaml=$2; shift 2 ;;
     --lag-log-level) lag_log_level=$2; shift 2 ;;
+    --catchup-log-level) catchup_log_level=$2; shift 2 ;;
     --clusters-dir) cdir=$2; shift 2 ;;
     --rawdog-scale) rawdog_scale=$2; shift 2 ;;
+    --rawdog-transactions) rawdog_transactions=$2; shift 2 ;;
     --wal-segsize) walseg=$2; shift 2 ;;
-    -h|--help) sed -n '2,56p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -251,7 +259,7 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
   # A marker transaction after `end`: the applier's last commit LSN passes `end` once it has
   # applied the whole backlog.
   q "$DS" "$dmarker" >/dev/null
-  t0=$(now); "$bin" -c "$dyaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
+  t0=$(now); "$bin" --log-level "$catchup_log_level" -c "$dyaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
   wait_tenant "$end"
   t1=$(now)
   cpu=$(cpu_secs "$bridge_pid") rss=$(peak_rss_mb "$bridge_pid")
@@ -484,10 +492,10 @@ rawdog_phase() {
   "$bin" -c "$run/rawdog.yaml" snapshot >"$run/snapshot-rawdog.log" 2>&1
   use_dataset rawdog
   c0=$(changes_now)
-  "$rawdog" workload --url "$RS" --clients "$clients" --transactions "$((transactions / clients))" --seed 1 \
-    >"$run/rawdog-workload.log" 2>&1
+  "$rawdog" workload --url "$RS" --clients "$clients" --transactions "$((rawdog_transactions / clients))" \
+    --seed 1 >"$run/rawdog-workload.log" 2>&1
   c1=$(changes_now)
-  echo "  load $(load)"; measure "rawdog x$transactions" "$transactions" "$((c1 - c0))"; echo "  load $(load)"
+  echo "  load $(load)"; measure "rawdog x$rawdog_transactions" "$rawdog_transactions" "$((c1 - c0))"; echo "  load $(load)"
   if ((use_pgcopydb)); then pgcopydb_follow "$RS" "$RP" "$last_end" "$rawdog_sums"; fi
   grep -h "dead letter" "$run/stream-rawdog"*.log | sed 's/^/  /' || true
   use_dataset bench
