@@ -195,8 +195,8 @@ class Applier::Impl {
 
   // --- batches ---
   void StartBatchState();
-  // `caught_up`: the reader had nothing more to read just before `first` (early commits).
-  Status RunBatch(state::JournalReader* reader, const TransactionInfo& first, bool caught_up);
+  // Early commits apply when reader_caught_up_: the reader had nothing more just before `first`.
+  Status RunBatch(state::JournalReader* reader, const TransactionInfo& first);
   // An early commit after `last` (ApplyOptions::early_commits): the held runs, the progress row,
   // COMMIT and BEGIN, sent without waiting.
   Status CommitEarly(const TransactionInfo& last, uint64_t txns, uint64_t changes);
@@ -583,7 +583,7 @@ Status Applier::Impl::Session(bool until_idle) {
       journal.WaitForVisible(seen, options_.idle_poll);
       continue;
     }
-    TS_RETURN_IF_ERROR(RunBatch(reader.get(), info, reader_caught_up_));
+    TS_RETURN_IF_ERROR(RunBatch(reader.get(), info));
   }
 }
 
@@ -649,8 +649,7 @@ void Applier::Impl::StartBatchState() {
   batch_schema_changes_ = 0;
 }
 
-Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first,
-                               bool caught_up) {
+Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionInfo& first) {
   const auto started = std::chrono::steady_clock::now();
   const int64_t started_us = NowMicros();
   Lsn batch_after = applied_lsn_;
@@ -659,7 +658,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
   using EarlyCommits = ApplyOptions::EarlyCommits;
   const bool early = options_.early_commits == EarlyCommits::kAlways ||
-                     (options_.early_commits == EarlyCommits::kWhenCaughtUp && caught_up);
+                     (options_.early_commits == EarlyCommits::kWhenCaughtUp && reader_caught_up_);
   early_batch_ = early;
   uint64_t next_early = 1;  // then 3, 7, 15, ...: at most ~log2(batch) more commits
 

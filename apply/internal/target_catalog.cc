@@ -27,12 +27,12 @@ StatusOr<TargetTableInfo> LoadTargetTable(PgConn* conn, const std::string& schem
   TS_ASSIGN_OR_RETURN(PgResult r, conn->ExecParams(kSql, {schema, table}));
   TargetTableInfo info;
   info.exists = r.rows() > 0;
+  info.has_index = info.exists && r.Get(0, 4) == "t";  // a table's, on each of its rows
   std::map<int64_t, std::string> key;
   for (int i = 0; i < r.rows(); ++i) {
     info.columns.emplace_back(r.Get(i, 0));
     info.types.emplace_back(r.Get(i, 1));
     info.base_types.emplace_back(r.Get(i, 3));
-    info.has_index = r.Get(i, 4) == "t";
     TS_ASSIGN_OR_RETURN(int64_t pos, r.GetInt(i, 2));
     if (pos > 0) key[pos] = info.columns.back();
   }
