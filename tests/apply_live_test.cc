@@ -212,6 +212,55 @@ TEST_F(ApplyLiveTest, LargeTransactionIsAppliedWhileReceivedAndEqualsTheSource) 
   EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
 }
 
+// The planner settings each set-based statement of a live transaction runs under, recorded by
+// statement triggers (ENABLE ALWAYS: they fire under session_replication_role = replica too) on
+// the target's tables: the keyed chunks' UPDATE without hash and merge joins (index probes), the
+// keyless table's DELETE and UPDATE (no index there) without nested loops but with hash joins.
+// With every join method off, such a DELETE ran as a nested loop over every pair of rows.
+TEST_F(ApplyLiveTest, KeylessSetStatementsInALiveTransactionMayHashJoin) {
+  auto& tgt = testing::Clusters().target();
+  auto& src = testing::Clusters().source();
+  ASSERT_TRUE(src.Exec(src_db_,
+                       "INSERT INTO log_nokey SELECT 0, g, 'seed' FROM "
+                       "generate_series(1, 60) g")
+                  .ok());
+  bridge_->Start("run");
+  ASSERT_TRUE(WaitCaughtUp(240));
+  ASSERT_TRUE(tgt.Exec(tgt_db_,
+                       "CREATE TABLE public.plan_seen (tbl text, op text, nestloop text, "
+                       "hashjoin text, mergejoin text); "
+                       "CREATE FUNCTION public.record_plan() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN INSERT INTO public.plan_seen VALUES (TG_TABLE_NAME, TG_OP, "
+                       "current_setting('enable_nestloop'), current_setting('enable_hashjoin'), "
+                       "current_setting('enable_mergejoin')); RETURN NULL; END $$; "
+                       "CREATE TRIGGER plan_seen AFTER UPDATE OR DELETE ON tenant_live.big "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION public.record_plan(); "
+                       "ALTER TABLE tenant_live.big ENABLE ALWAYS TRIGGER plan_seen; "
+                       "CREATE TRIGGER plan_seen AFTER UPDATE OR DELETE ON tenant_live.log_nokey "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION public.record_plan(); "
+                       "ALTER TABLE tenant_live.log_nokey ENABLE ALWAYS TRIGGER plan_seen")
+                  .ok());
+  ASSERT_TRUE(src.Exec(src_db_,
+                       "BEGIN; UPDATE big SET v = v + 1; DELETE FROM log_nokey WHERE n <= 30; "
+                       "UPDATE log_nokey SET note = 'kept' WHERE n > 30; COMMIT")
+                  .ok());
+  ASSERT_TRUE(WaitCaughtUp(240));
+  EXPECT_EQ(Digest(true), Digest(false)) << bridge_->LogTail();
+  ASSERT_THAT(bridge_->Log(), HasSubstr("applied while received: 120060 changes"));
+  auto seen = [&](const std::string& where) {
+    auto v = tgt.QueryValue(tgt_db_,
+                            "SELECT coalesce(string_agg(DISTINCT nestloop || ' ' || "
+                            "hashjoin || ' ' || mergejoin, ', '), 'none') FROM "
+                            "public.plan_seen WHERE " +
+                                where);
+    return v.ok() ? *v : v.status().ToString();
+  };
+  EXPECT_EQ(seen("tbl = 'big' AND op = 'UPDATE'"), "on off off");
+  EXPECT_EQ(seen("tbl = 'log_nokey' AND op = 'DELETE'"), "off on on");
+  EXPECT_EQ(seen("tbl = 'log_nokey' AND op = 'UPDATE'"), "off on on");
+  EXPECT_EQ(bridge_->Interrupt(), 0) << bridge_->LogTail();
+}
+
 // Streamed by the walsender while it runs (protocol 2): the bridge applies it into an open target
 // transaction before the source commits; a source ROLLBACK leaves the target as it was, and the
 // same transaction committed afterwards arrives exactly once.
