@@ -240,8 +240,30 @@ pids_cpu() {
 # Peak resident memory (MB) of a running process so far.
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 
+# Each consumer is timed on quiet clusters. Without this, autovacuum's work on what an earlier
+# consumer or workload left (native's 1,000,000 dead rows after the huge UPDATE, the source's,
+# a dumped copy's first ANALYZE) ran inside a later consumer's window, seen at 0.25 s samples
+# in 2 of 3 runs: tenantsync is timed after native, so it was the one charged. Each window
+# now starts after VACUUM (ANALYZE) of every database and a CHECKPOINT (so both pay the same
+# full-page images, not whichever a timed checkpoint happened to land in), with no autovacuum
+# worker running.
+settle() {  # port...
+  local p i
+  for p in "$@"; do
+    as_pg "$pgbin/vacuumdb" -h 127.0.0.1 -p "$p" -U postgres --all --analyze -q
+    q "postgresql://postgres@127.0.0.1:$p/postgres" "CHECKPOINT" >/dev/null
+  done
+  for p in "$@"; do
+    for ((i = 0; i < 600; i++)); do
+      [[ $(q "postgresql://postgres@127.0.0.1:$p/postgres" "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'") == 0 ]] && break
+      sleep 0.1
+    done
+  done
+}
+
 measure() {  # label transactions changes; the backlog is in the dataset's source now
   local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal nws nap tws tap
+  settle "$sp" "$tp"
   end=$(q "$DS" "SELECT pg_current_wal_insert_lsn()")
   last_end=$end
   q "$DS" "SELECT pg_switch_wal()" >/dev/null
@@ -255,6 +277,7 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
   nap=$(pids_cpu "$DN" "SELECT pid FROM pg_stat_subscription WHERE subname = '$dsub' AND pid IS NOT NULL")
   q "$DN" "ALTER SUBSCRIPTION $dsub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
+  settle "$tp"
   w1=$(q "$DT" "SELECT pg_current_wal_lsn()")
   # A marker transaction after `end`: the applier's last commit LSN passes `end` once it has
   # applied the whole backlog.
@@ -287,6 +310,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 # Lag: a running stream and the enabled subscription, both caught up, then a steady load.
 lag_phase() {
   local end marker lsn
+  settle "$sp" "$tp"
   "$bin" --log-level "$lag_log_level" -c "$run/bench.yaml" stream >"$run/stream-lag.log" 2>&1 & bridge_pid=$!
   q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null
   q "$S" "UPDATE pgbench_branches SET filler = filler WHERE bid = 1" >/dev/null
@@ -405,10 +429,12 @@ replay_phase() {
   "$bin" -c "$run/journal-only.yaml" stream >"$run/stream-journal-only.log" 2>&1 & bridge_pid=$!
   wait_slot "$end" ts_bench
   kill -INT "$bridge_pid"; wait "$bridge_pid" || true; bridge_pid=
+  settle "$sp" "$tp"
   l0=$(load)
   t0=$(now); q "$N" "ALTER SUBSCRIPTION native_sub ENABLE" >/dev/null; wait_native "$end"; t1=$(now)
   q "$N" "ALTER SUBSCRIPTION native_sub DISABLE" >/dev/null
   native=$(secs "$t0" "$t1")
+  settle "$tp"
   as_pg "$pgbin/pg_ctl" -D "$cdir/source" -m fast -w stop >/dev/null
   t0=$(now); "$bin" --log-level debug -c "$run/bench.yaml" replay --from "$from" >"$run/replay.log" 2>&1; t1=$(now)
   echo "  replay started $(date -d "@$t0" '+%H:%M:%S.%N' | cut -c1-12), ended $(date -d "@$t1" '+%H:%M:%S.%N' | cut -c1-12)"
