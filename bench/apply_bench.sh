@@ -14,6 +14,8 @@
 # applies with a scan of the table per row.
 # Each catch-up row also gives transactions/s and
 # changes/s (rows inserted + updated + deleted on the source, from pg_stat_user_tables).
+# Every timed window (decode, native, tenantsync; replay; lag) starts on quiet clusters:
+# VACUUM (ANALYZE) of every database, a CHECKPOINT, no autovacuum worker running (settle).
 # pgcopydb (if installed): its follow mode over both backlogs too (`pgcopydb stream setup`
 # before the backlog, `pgcopydb follow --endpos` after it, into a third database with the same
 # start), with a 300 s limit, and whether its target then equals the source. pgcopydb 0.10 splits
@@ -87,7 +89,7 @@ while (($#)); do
     --rawdog-scale) rawdog_scale=$2; shift 2 ;;
     --rawdog-transactions) rawdog_transactions=$2; shift 2 ;;
     --wal-segsize) walseg=$2; shift 2 ;;
-    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
