@@ -265,9 +265,11 @@ settle() {  # port...
 
 measure() {  # label transactions changes; the backlog is in the dataset's source now
   local label=$1 txns=$2 changes=$3 end t0 t1 decode native tenant cpu rss w0 w1 w2 wal nws nap tws tap
+  # pgcopydb's --endpos (pgcopydb_follow): the backlog's end. pgcopydb 0.10's follow never ends
+  # at an endpos past the last transaction it decodes (the settle's WAL has none it publishes).
+  last_end=$(q "$DS" "SELECT pg_current_wal_insert_lsn()")
   settle "$sp" "$tp"
   end=$(q "$DS" "SELECT pg_current_wal_insert_lsn()")
-  last_end=$end
   q "$DS" "SELECT pg_switch_wal()" >/dev/null
   t0=$(now); pg_recvlogical -d "$DS" --slot "$dslot" --start --endpos="$end" -o proto_version=1 -o publication_names="$dpub" -f /dev/null; t1=$(now)
   decode=$(secs "$t0" "$t1")
