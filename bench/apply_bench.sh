@@ -53,13 +53,17 @@
 #                        [--keep]
 #                        [--rawdog-scale 5] [--rawdog-transactions 100000] [--wal-segsize MB]
 #                        [--yaml 'LINES'] [--lag-log-level debug] [--catchup-log-level debug]
-#                        [--clusters-dir DIR]
+#                        [--clusters-dir DIR] [--statements N]
 # --rawdog-transactions R: the RAWDOG backlog (default 100,000: ~4 s of decode here). At 20,000
 # (~1 s) the bridge's start and its last batch are ~10-25% of the time, and two runs of the same
 # build differed by up to 1.5x: the rate that a long catch-up runs at is what R = 100,000 shows.
 # --yaml appends lines to the pipeline's config (experiments: 'journal: {group_commit: false}');
 # --lag-log-level debug logs every batch of the lag phase's stream and prints their sizes and times.
 # --catchup-log-level debug does the same for each catch-up's stream (bench/.run/stream-*.log, --keep).
+# --statements N loads pg_stat_statements on the target and prints, after each tenantsync window
+# (catch-ups and lag), the N statements it spent most time in (executing + planning; wall time,
+# so it includes waiting for a core): calls, ms, rows. Off by default (it costs the target a
+# little on every statement).
 # --clusters-dir DIR puts the two throwaway clusters (fsync = off) in DIR, e.g. /dev/shm: their
 # dirty pages are then not written back to the disk that holds the journal, whose fsyncs they
 # otherwise stall by 50-150 ms every few seconds. The journal (state_dir) stays in bench/.run.
@@ -71,7 +75,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 scale=10 transactions=20000 clients=4 keep=0 rate=500 lag_seconds=60 phases=catchup,rawdog,huge,keyless,lag,replay
-extra_yaml= lag_log_level=info catchup_log_level=info cdir= rawdog_scale=5 walseg=
+extra_yaml= lag_log_level=info catchup_log_level=info cdir= rawdog_scale=5 walseg= statements=0
 rawdog_transactions=100000
 while (($#)); do
   case "$1" in
@@ -89,7 +93,8 @@ while (($#)); do
     --rawdog-scale) rawdog_scale=$2; shift 2 ;;
     --rawdog-transactions) rawdog_transactions=$2; shift 2 ;;
     --wal-segsize) walseg=$2; shift 2 ;;
-    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
+    --statements) statements=$2; shift 2 ;;
+    -h|--help) sed -n '2,72p' "$0"; exit 0 ;;
     *) echo "apply_bench: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +132,10 @@ fsync = off
 synchronous_commit = off
 track_commit_timestamp = on
 CONF
+  if ((statements > 0)); then
+    printf '%s\n' "shared_preload_libraries = 'pg_stat_statements'" \
+      'pg_stat_statements.track_planning = on' >>"$dir/postgresql.conf"
+  fi
   as_pg "$pgbin/pg_ctl" -D "$dir" -l "$dir/server.log" -w start >/dev/null
 }
 cleanup() {
@@ -147,6 +156,16 @@ T="postgresql://postgres@127.0.0.1:$tp/tenant"
 N="postgresql://postgres@127.0.0.1:$tp/native"
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 q() { psql -At -d "$1" -c "$2"; }
+# --statements: forget the target database's statement statistics, then print its top ones.
+statements_reset() {
+  ((statements > 0)) || return 0
+  q "$1" "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
+}
+statements_top() {
+  ((statements > 0)) || return 0
+  echo "  target statements by time (--statements $statements):"
+  psql -d "$1" -c "SELECT calls, round(total_exec_time::numeric, 1) AS exec_ms, round(total_plan_time::numeric, 1) AS plan_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%clock_timestamp()%' ORDER BY total_exec_time + total_plan_time DESC LIMIT $statements" | sed 's/^/    /'
+}
 
 as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$sp" -U postgres bench
 as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$tp" -U postgres tenant
@@ -286,6 +305,7 @@ measure() {  # label transactions changes; the backlog is in the dataset's sourc
   # A marker transaction after `end`: the applier's last commit LSN passes `end` once it has
   # applied the whole backlog.
   q "$DS" "$dmarker" >/dev/null
+  statements_reset "$DT"
   t0=$(now); "$bin" --log-level "$catchup_log_level" -c "$dyaml" stream >"$run/stream-$label.log" 2>&1 & bridge_pid=$!
   wait_tenant "$end"
   t1=$(now)
@@ -307,6 +327,7 @@ ws, ap, br, t = $tws, $tap, $cpu, $tenant
 print(f'  CPU seconds: native walsender $nws + apply worker $nap; tenantsync walsender {ws} + '
       f'target backend(s) {ap} + bridge {br} = {ws + ap + br:.2f}, which 2 cores need at least '
       f'{(ws + ap + br) / 2:.2f} s for ({(ws + ap + br) / 2 / t:.0%} of its {t} s)')"
+  statements_top "$DT"
 }
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -326,6 +347,7 @@ lag_phase() {
   q "$S" "TRUNCATE lag_probe" >/dev/null
   echo 'INSERT INTO lag_probe (t) VALUES (clock_timestamp());' >"$run/probe.sql"
   local l0 p1 p2; l0=$(load)
+  statements_reset "$T"
   local poll="SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint, coalesce(max(id), 0) FROM"
   printf '%s tenant_bench.lag_probe \\watch 0.02\n' "$poll" >"$run/poll-tenant.sql"
   printf '%s lag_probe \\watch 0.02\n' "$poll" >"$run/poll-native.sql"
@@ -411,6 +433,7 @@ if waited:
           f" {pct(waited, 50):.1f} ms p99 {pct(waited, 99):.1f} ms; of the last to batch commit"
           f" p50 {pct(seen, 50):.1f} ms p99 {pct(seen, 99):.1f} ms")
 PY
+  statements_top "$T"
 }
 
 # Replay: journal a backlog with the target unreachable, stop the source, replay the journal.
