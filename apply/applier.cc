@@ -224,8 +224,9 @@ class Applier::Impl {
   // fatal.
   Status CommitWithProgress(Lsn lsn, int64_t commit_time_us, std::string_view kill_point);
   Status FinishBatch(Lsn commit_lsn, int64_t commit_time_us, uint64_t txns, uint64_t changes);
-  // Queues the progress row's write (pipeline mode), prepared once per connection.
-  Status SendProgress(Lsn lsn, int64_t commit_time_us);
+  // Writes the progress row in the open target transaction (queued in pipeline mode), through
+  // Execute: a prepared statement like the row statements.
+  Status WriteProgress(Lsn lsn, int64_t commit_time_us);
   // Reads this pipeline's row in _tenantsync.progress (invalid Lsn, 0 when there is none).
   Status ReadProgress(Lsn* lsn, int64_t* commit_time_us);
   Status Rollback();
@@ -606,23 +607,15 @@ constexpr const char* kProgressSql =
 
 }  // namespace
 
-// Prepared, so that the target parses and plans it once per connection, not at every commit
-// (a live stream commits ~100 times a second; the per-commit planning showed in
-// pg_stat_statements). It lives in statements_, which a rollback or reconnect forgets.
-Status Applier::Impl::SendProgress(Lsn lsn, int64_t commit_time_us) {
-  PreparedStatement& ps = statements_["progress"];
-  if (ps.name.empty()) ps.name = "ts_" + std::to_string(next_statement_id_++);
-  if (!ps.prepared) {
-    TS_RETURN_IF_ERROR(session_.SendPrepare(ps.name, kProgressSql));
-    ps.prepared = true;
-  }
-  const std::string lsn_text = lsn.ToString();
-  const std::string time_text = std::to_string(commit_time_us);
-  return session_.SendPrepared(
-      ps.name, {options_.pipeline.c_str(), lsn_text.c_str(), time_text.c_str()},
-      {static_cast<int>(options_.pipeline.size()), static_cast<int>(lsn_text.size()),
-       static_cast<int>(time_text.size())},
-      0);
+// Prepared (Execute), so that the target parses and plans it once per connection, not at every
+// commit: a live stream commits ~100 times a second, and the per-commit planning showed in
+// pg_stat_statements.
+Status Applier::Impl::WriteProgress(Lsn lsn, int64_t commit_time_us) {
+  const Datum pipeline = Datum::Text(options_.pipeline);
+  const Datum at = Datum::Text(lsn.ToString());
+  const Datum time = Datum::Text(std::to_string(commit_time_us));
+  return Execute(
+      "progress", [] { return std::string(kProgressSql); }, {&pipeline, &at, &time}, 0);
 }
 
 Status Applier::Impl::Rollback() {
@@ -776,7 +769,7 @@ Status Applier::Impl::RunBatch(state::JournalReader* reader, const TransactionIn
 Status Applier::Impl::CommitEarly(const TransactionInfo& last, uint64_t txns, uint64_t changes) {
   TS_RETURN_IF_ERROR(FlushRuns());
   TS_RETURN_IF_ERROR(EnterPipeline());
-  TS_RETURN_IF_ERROR(SendProgress(last.commit_lsn, last.commit_time_us));
+  TS_RETURN_IF_ERROR(WriteProgress(last.commit_lsn, last.commit_time_us));
   KillPoint("apply.before_early_commit");
   TS_RETURN_IF_ERROR(session_.SendQuery("COMMIT"));
   TS_RETURN_IF_ERROR(session_.SendQuery("BEGIN"));
@@ -967,7 +960,7 @@ StatusOr<bool> Applier::Impl::GiveUpLive(const TransactionInfo& begin, uint64_t 
 Status Applier::Impl::CommitWithProgress(Lsn lsn, int64_t commit_time_us,
                                          std::string_view kill_point) {
   TS_RETURN_IF_ERROR(EnterPipeline());
-  TS_RETURN_IF_ERROR(SendProgress(lsn, commit_time_us));
+  TS_RETURN_IF_ERROR(WriteProgress(lsn, commit_time_us));
   Status s;
   if (!pending_dead_letters_.empty()) {
     // Dead letters are stored only once every statement succeeded (a failed batch is re-run,
@@ -1072,10 +1065,7 @@ Status Applier::Impl::Isolate(Lsn after, Lsn through) {
     return Corruption("journal: the transactions of a failed batch (after " + after.ToString() +
                       " through " + through.ToString() + ") can not be read again");
   }
-  TS_RETURN_IF_ERROR(conn_
-                         .ExecParams(kProgressSql, {options_.pipeline, last.commit_lsn.ToString(),
-                                                    std::to_string(last.commit_time_us)})
-                         .status());
+  TS_RETURN_IF_ERROR(WriteProgress(last.commit_lsn, last.commit_time_us));
   for (auto& d : pending_dead_letters_) TS_RETURN_IF_ERROR(store_->AddDeadLetter(d));
   KillPoint("apply.before_commit");
   TS_RETURN_IF_ERROR(conn_.Run("COMMIT"));
